@@ -1,0 +1,1 @@
+"""HTTP layer: thin blueprints that parse, call the store/domain, and render."""

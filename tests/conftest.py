@@ -1,0 +1,101 @@
+"""Fixtures that build on each other: settings → app → client → signed scanner helper."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from flask import Flask
+from flask.testing import FlaskClient
+
+from webhook import create_app
+from webhook.domain.signatures import sign
+from webhook.settings import Settings
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for a test, with a fresh database under tmp_path."""
+    env = {
+        "WEBHOOK_DB": str(tmp_path / "webhook.db"),
+        "WEBHOOK_ADMIN_TOKEN": ADMIN_TOKEN,
+        "WEBHOOK_SECRET_KEY": Fernet.generate_key().decode(),
+    }
+    env.update({k: str(v) for k, v in overrides.items()})
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    application = create_app(settings)
+    yield application
+    application.extensions["adowh"].store.db.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def signed_headers(secret: str, body: bytes, *, msg_id: str | None = None,
+                   timestamp: int | None = None) -> dict[str, str]:
+    """Standard Webhooks headers for a body."""
+    msg_id = msg_id or f"msg_{time.time_ns()}"
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign(secret, msg_id, ts, body),
+        "Content-Type": "application/json",
+    }
+
+
+class Scanner:
+    """A scanner source registered through the admin API that signs what it sends."""
+
+    def __init__(self, client: FlaskClient, admin: dict[str, str], name: str = "sast",
+                 callback_url: str | None = None) -> None:
+        body: dict[str, Any] = {"name": name}
+        if callback_url:
+            body["callback_url"] = callback_url
+        resp = client.post("/admin/sources", json=body, headers=admin)
+        assert resp.status_code == 201, resp.get_json()
+        self.client = client
+        self.name = name
+        self.source = resp.get_json()
+        self.secret: str = self.source["secret"]
+
+    def send(self, payload: Any, *, msg_id: str | None = None, raw: bytes | None = None,
+             headers: dict[str, str] | None = None) -> Any:
+        body = raw if raw is not None else json.dumps(payload).encode()
+        hdrs = signed_headers(self.secret, body, msg_id=msg_id)
+        hdrs.update(headers or {})
+        return self.client.post(f"/webhooks/risks/{self.name}", data=body, headers=hdrs)
+
+
+@pytest.fixture
+def scanner(client: FlaskClient, admin: dict[str, str]) -> Scanner:
+    return Scanner(client, admin)
+
+
+def risk(key: str = "R-1", **fields: Any) -> dict[str, Any]:
+    """A valid RISK payload."""
+    base: dict[str, Any] = {"key": key, "name": f"SQL injection {key}", "severity": "high"}
+    base.update(fields)
+    return base

@@ -1,0 +1,74 @@
+"""ado-webhook: security findings and Azure DevOps work items, kept in sync both ways by push."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from flask import Flask, g, request
+from werkzeug.wrappers import Response
+
+__version__ = "0.1.0"
+
+
+def create_app(settings: Any = None) -> Flask:
+    """Build the Flask app: settings, storage, blueprints, error handlers — wiring only."""
+    from webhook.api import (
+        admin_jobs,
+        admin_risks,
+        admin_sources,
+        health,
+        scanner,
+    )
+    from webhook.errors import register_error_handlers
+    from webhook.logs import bind, configure_logging, unbind
+    from webhook.services import Services
+    from webhook.settings import Settings
+
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    services = Services.from_settings(settings)
+    services.store.db.migrate()
+    app.extensions["adowh"] = services
+    register_error_handlers(app)
+    for module in (scanner, admin_sources, admin_risks, admin_jobs, health):
+        app.register_blueprint(module.bp)
+    _register_optional_blueprints(app)
+
+    @app.before_request
+    def _start() -> None:
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+        g.started = time.perf_counter()
+        g.log_token = bind(request_id=g.request_id)
+        if request.path == "/hooks/ado":
+            request.max_content_length = settings.hook_max_body_bytes
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+    @app.teardown_request
+    def _unbind(_: BaseException | None) -> None:
+        token = g.pop("log_token", None)
+        if token is not None:
+            unbind(token)
+
+    return app
+
+
+def _register_optional_blueprints(app: Flask) -> None:
+    """Blueprints for Azure DevOps features (connections, templates, hooks)."""
+    import importlib
+
+    for name in ("admin_connections", "admin_templates", "admin_hooks", "ado_hooks"):
+        try:
+            module = importlib.import_module(f"webhook.api.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"webhook.api.{name}":
+                raise
+            continue
+        app.register_blueprint(module.bp)

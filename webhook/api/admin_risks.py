@@ -1,0 +1,37 @@
+"""Admin: risks with their work items and history."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from webhook.api.auth import require_admin
+from webhook.api.requests import load_query, page_body
+from webhook.errors import NotFound
+from webhook.openapi import doc
+from webhook.schemas import RiskDetailSchema, RiskPageSchema, RiskQuerySchema
+from webhook.services import get_services
+from webhook.store import Missing
+
+bp = Blueprint("admin_risks", __name__, url_prefix="/admin/risks")
+bp.before_request(require_admin)
+
+
+@bp.get("")
+@doc(summary="List risks", tag="risks", query=RiskQuerySchema, responses={200: RiskPageSchema})
+def list_risks() -> ResponseReturnValue:
+    """Risks filtered by status, severity, source or key."""
+    q = load_query(RiskQuerySchema())
+    filters = {k: q[k] for k in ("status", "severity", "source", "key") if k in q}
+    items, total = get_services().store.list_risks(filters, q["page"], q["per_page"])
+    return jsonify(page_body(items, total, q["page"], q["per_page"]))
+
+
+@bp.get("/<int:risk_id>")
+@doc(summary="One risk with its sync history", tag="risks", responses={200: RiskDetailSchema})
+def get_risk(risk_id: int) -> ResponseReturnValue:
+    """One risk with its history."""
+    try:
+        return jsonify(get_services().store.get_risk(risk_id))
+    except Missing as exc:
+        raise NotFound(str(exc)) from None

@@ -1,0 +1,61 @@
+"""/healthz, /readyz, /metrics and /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify
+from flask.typing import ResponseReturnValue
+
+from webhook import metrics
+from webhook.db import DatabaseBusy
+from webhook.openapi import build_spec, doc
+from webhook.schemas import HealthSchema
+from webhook.services import get_services
+
+bp = Blueprint("health", __name__)
+HEARTBEAT_MAX_AGE = 30.0
+
+
+@bp.get("/healthz")
+@doc(summary="The process is alive", tag="health", auth=None, responses={200: HealthSchema})
+def healthz() -> ResponseReturnValue:
+    """Liveness: answers as long as the process serves requests."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+@doc(summary="Database writable and worker heartbeat fresh", tag="health", auth=None,
+     responses={200: HealthSchema, 503: HealthSchema})
+def readyz() -> ResponseReturnValue:
+    """Readiness: the database takes writes and a worker has beaten recently."""
+    store = get_services().store
+    checks: dict[str, Any] = {}
+    try:
+        store.check_writable()
+        checks["database"] = "ok"
+    except (DatabaseBusy, OSError, Exception) as exc:  # noqa: BLE001 - any failure means not ready
+        checks["database"] = f"error: {type(exc).__name__}"
+    age = store.worker_heartbeat_age()
+    checks["worker_heartbeat_age_seconds"] = None if age is None else round(age, 1)
+    checks["worker"] = "ok" if age is not None and age <= HEARTBEAT_MAX_AGE else "stale"
+    ok = checks["database"] == "ok" and checks["worker"] == "ok"
+    return jsonify({"status": "ok" if ok else "unavailable", "checks": checks}), 200 if ok else 503
+
+
+@bp.get("/metrics")
+@doc(summary="Prometheus metrics", tag="health", auth=None, responses={200: None})
+def metrics_view() -> ResponseReturnValue:
+    """Prometheus text format, summed across gunicorn workers."""
+    body, content_type = metrics.render_metrics(get_services().store.metrics_snapshot)
+    return Response(body, content_type=content_type)
+
+
+@bp.get("/openapi.json")
+@doc(summary="This API as OpenAPI 3", tag="health", auth=None, responses={200: None})
+def openapi() -> ResponseReturnValue:
+    """The OpenAPI document generated from the schemas."""
+    spec = current_app.extensions.get("adowh_openapi")
+    if spec is None:
+        spec = current_app.extensions["adowh_openapi"] = build_spec(current_app)
+    return jsonify(spec)

@@ -1,0 +1,53 @@
+"""Helpers every blueprint uses to read bodies and queries and to shape list answers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import request
+from marshmallow import Schema, ValidationError
+
+from webhook.errors import ApiError, ValidationFailed
+from webhook.schemas import flatten_errors
+
+
+def parse_json_body(raw: bytes | None = None) -> Any:
+    """Decode the request body as JSON or raise a 400 `invalid_json`."""
+    data = request.get_data(cache=True) if raw is None else raw
+    if not data:
+        raise ApiError("request body is empty; send a JSON object", code="invalid_json")
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def load_body(schema: Schema, raw: bytes | None = None) -> dict[str, Any]:
+    """Validate the JSON body against a schema; 422 with per-field details otherwise."""
+    payload = parse_json_body(raw)
+    if not isinstance(payload, dict):
+        raise ValidationFailed(
+            "request body must be a JSON object", details={"_schema": ["Not an object."]}
+        )
+    try:
+        return schema.load(payload)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "request body is invalid", details=flatten_errors(exc.messages)
+        ) from None
+
+
+def load_query(schema: Schema) -> dict[str, Any]:
+    """Validate query parameters; 422 with per-field details otherwise."""
+    try:
+        return schema.load(request.args.to_dict())  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "query parameters are invalid", details=flatten_errors(exc.messages)
+        ) from None
+
+
+def page_body(items: list[dict[str, Any]], total: int, page: int, per_page: int) -> dict[str, Any]:
+    """The SPEC list envelope."""
+    return {"items": items, "total": total, "page": page, "per_page": per_page}

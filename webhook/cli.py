@@ -1,0 +1,219 @@
+"""ado-webhook serve | worker | init-db | demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+DEV_SECRETS_FILE = "dev-secrets.env"
+
+
+def _fail(message: str) -> int:
+    print(f"ado-webhook: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _load_settings() -> Any:
+    from webhook.settings import Settings
+
+    return Settings.from_env()
+
+
+def _ensure_dev_secrets(var_dir: Path) -> None:
+    """--dev: generate missing secrets into var/ (once) and export them to this process."""
+    from cryptography.fernet import Fernet
+
+    var_dir.mkdir(parents=True, exist_ok=True)
+    path = var_dir / DEV_SECRETS_FILE
+    stored: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep:
+                stored[name.strip()] = value.strip()
+    generated_token = False
+    if not os.environ.get("WEBHOOK_ADMIN_TOKEN") and "WEBHOOK_ADMIN_TOKEN" not in stored:
+        stored["WEBHOOK_ADMIN_TOKEN"] = secrets.token_urlsafe(32)
+        generated_token = True
+    if not os.environ.get("WEBHOOK_SECRET_KEY") and "WEBHOOK_SECRET_KEY" not in stored:
+        stored["WEBHOOK_SECRET_KEY"] = Fernet.generate_key().decode()
+    if stored:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("".join(f"{k}={v}\n" for k, v in stored.items()))
+    for name, value in stored.items():
+        os.environ.setdefault(name, value)
+    if generated_token:
+        print(
+            "ado-webhook: dev mode: generated admin token (shown once, kept in "
+            f"{path}):\n  {stored['WEBHOOK_ADMIN_TOKEN']}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _prepare_metrics_dir(settings: Any) -> None:
+    """Multiprocess Prometheus needs a shared folder set before prometheus_client is imported."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(
+            Path(settings.db_path).resolve().parent / "prometheus"
+        )
+    from webhook.metrics import prepare_multiproc_dir
+
+    prepare_multiproc_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def cmd_init_db(_: argparse.Namespace) -> int:
+    """Create or migrate the database."""
+    from webhook.db import Database
+
+    settings = _load_settings()
+    version = Database(settings.db_path).migrate()
+    print(f"database {settings.db_path} at schema version {version}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run the background sync worker until SIGTERM/SIGINT."""
+    settings = _load_settings()
+    from webhook.logs import configure_logging
+    from webhook.worker import run_worker
+
+    configure_logging(settings.log_level)
+    stop = threading.Event()
+
+    def _stop(*_: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    run_worker(settings, stop, threads=args.threads)
+    return 0
+
+
+class _WorkerSupervisor:
+    """Keeps one `ado-webhook worker` child alive next to gunicorn's master."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="worker-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "webhook.cli", "worker", "--threads", str(self.threads)],
+            env=os.environ.copy(),
+        )
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self.stopping.is_set():
+            self.proc = self._spawn()
+            started = time.monotonic()
+            while self.proc.poll() is None and not self.stopping.is_set():
+                self.stopping.wait(0.5)
+            if self.stopping.is_set():
+                break
+            backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, 30.0)
+            print(f"ado-webhook: worker exited ({self.proc.returncode}); restarting",
+                  file=sys.stderr, flush=True)
+            self.stopping.wait(backoff)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run gunicorn on the app factory, plus the sync worker unless --no-worker."""
+    if args.dev:
+        _ensure_dev_secrets(Path(os.environ.get("WEBHOOK_DB", "var/webhook.db")).parent)
+    settings = _load_settings()
+    _prepare_metrics_dir(settings)
+    from webhook.db import Database
+
+    Database(settings.db_path).migrate()
+    from webhook.gunicorn_app import GunicornApp
+
+    supervisor = None if args.no_worker else _WorkerSupervisor(args.worker_threads)
+    app = GunicornApp(
+        bind=args.bind,
+        workers=args.workers,
+        on_ready=supervisor.start if supervisor else None,
+        on_exit=supervisor.stop if supervisor else None,
+    )
+    app.run()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the whole loop on loopback against the Azure DevOps stand-in."""
+    from webhook.demo import run_demo
+
+    return run_demo(keep_running=args.keep_running)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="ado-webhook", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service (gunicorn) and the sync worker")
+    serve.add_argument("--bind", default=os.environ.get("WEBHOOK_BIND", "127.0.0.1:8080"),
+                       help="HOST:PORT to listen on (default 127.0.0.1:8080)")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="gunicorn worker processes (default: WEB_CONCURRENCY or 2×CPU+1)")
+    serve.add_argument("--no-worker", action="store_true", help="serve HTTP only")
+    serve.add_argument("--worker-threads", type=int, default=8,
+                       help="threads in the sync worker (default 8)")
+    serve.add_argument("--dev", action="store_true",
+                       help="generate missing dev secrets under var/ and print the admin token once")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run only the background sync worker")
+    worker.add_argument("--threads", type=int, default=8, help="concurrent jobs (default 8)")
+    worker.set_defaults(func=cmd_worker)
+
+    init_db = sub.add_parser("init-db", help="create or migrate the database")
+    init_db.set_defaults(func=cmd_init_db)
+
+    demo = sub.add_parser("demo", help="the whole loop against the built-in Azure DevOps stand-in")
+    demo.add_argument("--keep-running", action="store_true",
+                      help="keep the service and stand-in running after the demo")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ado-webhook` console script."""
+    args = build_parser().parse_args(argv)
+    from webhook.settings import SettingsError
+
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Run gunicorn in-process on the app factory with our settings and hooks."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+
+def default_workers() -> int:
+    """WEB_CONCURRENCY, else 2×CPU+1 (gunicorn's rule of thumb)."""
+    env = os.environ.get("WEB_CONCURRENCY", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return multiprocessing.cpu_count() * 2 + 1
+
+
+class GunicornApp(BaseApplication):  # type: ignore[misc]
+    """gunicorn with the options of deploy/gunicorn.conf.py, built in code."""
+
+    def __init__(
+        self,
+        *,
+        bind: str,
+        workers: int | None,
+        on_ready: Callable[[], None] | None = None,
+        on_exit: Callable[[], None] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.options: dict[str, Any] = {
+            "bind": bind,
+            "workers": workers or default_workers(),
+            "worker_class": "gthread",
+            "threads": 4,
+            "timeout": 30,
+            "graceful_timeout": 30,
+            "keepalive": 5,
+            "accesslog": "-",
+            "errorlog": "-",
+            "proc_name": "ado-webhook",
+            **(extra or {}),
+        }
+        self._on_ready = on_ready
+        self._on_exit = on_exit
+        super().__init__()
+
+    def load_config(self) -> None:
+        from webhook import logs, metrics
+
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+        self.cfg.set("logconfig_dict", logs.gunicorn_logconfig_dict())
+        self.cfg.set("access_log_format", logs.GUNICORN_ACCESS_LOG_FORMAT)
+        self.cfg.set("child_exit", metrics.child_exit)
+        if self._on_ready:
+            on_ready = self._on_ready
+            self.cfg.set("when_ready", lambda server: on_ready())
+        if self._on_exit:
+            on_exit = self._on_exit
+            self.cfg.set("on_exit", lambda server: on_exit())
+
+    def load(self) -> Any:
+        from webhook import create_app
+
+        return create_app()

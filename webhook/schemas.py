@@ -1,0 +1,369 @@
+"""marshmallow schemas at the edges: inbound payloads (RAISE on unknown) and documented responses."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
+
+from webhook.domain.models import Asset, Risk
+from webhook.domain.severity import SEVERITIES, normalize_severity
+
+MAX_TEXT_BYTES = 256 * 1024
+MAX_ASSETS = 10_000
+MAX_RISKS = 1000
+MAX_DETAILS = 200
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Turn marshmallow's nested messages into {"risks.3.url": [...]} (bounded)."""
+    out: dict[str, list[str]] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if len(out) >= MAX_DETAILS:
+            return
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else str(key))
+        elif isinstance(node, list) and all(isinstance(m, str) for m in node):
+            out[path or "_schema"] = list(node)
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{path}.{index}" if path else str(index))
+        else:
+            out[path or "_schema"] = [str(node)]
+
+    walk(messages, prefix)
+    return out
+
+
+def _max_bytes(value: str) -> None:
+    if len(value) > MAX_TEXT_BYTES // 4 and len(value.encode("utf-8")) > MAX_TEXT_BYTES:
+        raise ValidationError(f"Longer than {MAX_TEXT_BYTES} bytes.")
+
+
+def check_http_url(value: str, *, allow_userinfo: bool = False) -> None:
+    """Accept absolute http(s) URLs with a host; reject user info unless allowed."""
+    if len(value) > 2048:
+        raise ValidationError("URL longer than 2048 characters.")
+    if any(c.isspace() or ord(c) < 32 for c in value):
+        raise ValidationError("URL must not contain whitespace or control characters.")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValidationError("Not a valid URL.") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValidationError("Must be an absolute http(s) URL.")
+    if not allow_userinfo and ("@" in parts.netloc):
+        raise ValidationError("URL must not contain user info.")
+    if port == 0:
+        raise ValidationError("Not a valid port.")
+
+
+class HttpUrl(fields.String):
+    """An absolute http(s) URL."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        result = super()._deserialize(value, attr, data, **kwargs)
+        check_http_url(result)
+        return result
+
+
+class SeverityField(fields.String):
+    """critical/high/medium/low/info, case-insensitive, stored lower-case."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        result = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return normalize_severity(result)
+        except ValueError:
+            raise ValidationError(f"Must be one of: {', '.join(reversed(SEVERITIES))}.") from None
+
+
+class AssetList(fields.Field):
+    """`[{"group": str, "identifier": str}]`, checked by hand: thousands per risk must be cheap."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Asset]:
+        if not isinstance(value, list):
+            raise ValidationError("Not a valid list.")
+        if len(value) > MAX_ASSETS:
+            raise ValidationError(f"At most {MAX_ASSETS} assets.")
+        errors: dict[int, Any] = {}
+        assets: list[Asset] = []
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                errors[index] = {"_schema": ["Not a valid object."]}
+                continue
+            item_errors: dict[str, list[str]] = {}
+            for name in item.keys() - {"group", "identifier"}:
+                item_errors[str(name)] = ["Unknown field."]
+            for name in ("group", "identifier"):
+                field_value = item.get(name)
+                if field_value is None:
+                    item_errors[name] = ["Missing data for required field."]
+                elif not isinstance(field_value, str):
+                    item_errors[name] = ["Not a valid string."]
+                elif not 1 <= len(field_value) <= 1024:
+                    item_errors[name] = ["Length must be between 1 and 1024."]
+            if item_errors:
+                errors[index] = item_errors
+            else:
+                assets.append(Asset(group=item["group"], identifier=item["identifier"]))
+            if len(errors) >= 20:
+                break
+        if errors:
+            raise ValidationError(errors)
+        return assets
+
+
+class RiskSchema(Schema):
+    """One risk as a scanner sends it (SPEC 3.1 RISK table)."""
+
+    class Meta:
+        unknown = RAISE
+
+    key = fields.String(required=True, validate=validate.Length(1, 256))
+    name = fields.String(required=True, validate=validate.Length(1, 1000))
+    severity = SeverityField(required=True, metadata={"enum": list(reversed(SEVERITIES))})
+    status = fields.String(
+        load_default="open",
+        validate=validate.OneOf(["open", "resolved"]),
+        metadata={"description": "open (default) or resolved"},
+    )
+    url = HttpUrl(allow_none=True, metadata={"format": "uri"})
+    definition = fields.String(allow_none=True, validate=_max_bytes)
+    evidence = fields.String(allow_none=True, validate=_max_bytes)
+    proof = fields.String(allow_none=True, validate=_max_bytes)
+    remediation = fields.String(allow_none=True, validate=_max_bytes)
+    assets = AssetList(
+        allow_none=True,
+        metadata={
+            "type": "array",
+            "maxItems": MAX_ASSETS,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["group", "identifier"],
+                "properties": {
+                    "group": {"type": "string", "minLength": 1, "maxLength": 1024},
+                    "identifier": {"type": "string", "minLength": 1, "maxLength": 1024},
+                },
+            },
+        },
+    )
+    project = fields.String(allow_none=True, validate=validate.Length(1, 256))
+    tags = fields.List(
+        fields.String(validate=validate.Length(1, 100)),
+        allow_none=True,
+        validate=validate.Length(max=100),
+    )
+
+
+class RiskEnvelopeSchema(Schema):
+    """`{"risk": RISK}` or `{"risks": [RISK, ...]}` (1–1000)."""
+
+    class Meta:
+        unknown = RAISE
+
+    risk = fields.Nested(RiskSchema)
+    risks = fields.List(fields.Nested(RiskSchema), validate=validate.Length(1, MAX_RISKS))
+
+    @validates_schema
+    def _one_of(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("risk" in data) == ("risks" in data):
+            raise ValidationError("Send exactly one of `risk` or `risks`.", "_schema")
+        keys = [r["key"] for r in data.get("risks") or []]
+        if len(keys) != len(set(keys)):
+            seen: set[str] = set()
+            dupes = sorted({k for k in keys if k in seen or seen.add(k)})  # type: ignore[func-returns-value]
+            raise ValidationError(f"Duplicate keys in one request: {', '.join(dupes[:10])}", "risks")
+
+
+def risks_from_payload(data: dict[str, Any], source: str) -> list[Risk]:
+    """Build domain risks from a validated envelope."""
+    items = data["risks"] if "risks" in data else [data["risk"]]
+    return [
+        Risk(
+            id=None,
+            source=source,
+            key=item["key"],
+            name=item["name"],
+            severity=item["severity"],
+            status=item.get("status") or "open",
+            url=item.get("url"),
+            definition=item.get("definition"),
+            evidence=item.get("evidence"),
+            proof=item.get("proof"),
+            remediation=item.get("remediation"),
+            assets=list(item.get("assets") or []),
+            project=item.get("project"),
+            tags=list(dict.fromkeys(item.get("tags") or [])),
+        )
+        for item in items
+    ]
+
+
+# ---- admin request bodies -------------------------------------------------------------------
+
+
+class SourceCreateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(
+        required=True,
+        validate=validate.Regexp(NAME_PATTERN, error="1–64 of A-Z a-z 0-9 . _ -, starting alphanumeric"),
+    )
+    callback_url = HttpUrl(allow_none=True, metadata={"format": "uri"})
+
+
+class PageQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    per_page = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class RiskQuerySchema(PageQuerySchema):
+    status = fields.String(validate=validate.OneOf(["open", "resolved", "removed"]))
+    severity = SeverityField()
+    source = fields.String(validate=validate.Length(1, 64))
+    key = fields.String(validate=validate.Length(1, 256))
+
+
+class JobQuerySchema(PageQuerySchema):
+    state = fields.String(validate=validate.OneOf(["pending", "running", "failed", "done"]))
+
+
+# ---- responses (documented in /openapi.json) -------------------------------------------------
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    details = fields.Dict(required=True)
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+class IngestResultSchema(Schema):
+    key = fields.String(required=True)
+    id = fields.Integer(required=True)
+    action = fields.String(required=True, validate=validate.OneOf(["created", "updated", "unchanged"]))
+
+
+class IngestResponseSchema(Schema):
+    risks = fields.List(fields.Nested(IngestResultSchema), required=True)
+
+
+class SourceSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    callback_url = fields.String(allow_none=True, required=True)
+    webhook_url = fields.String(required=True)
+    previous_secret_valid_until = fields.String(allow_none=True, required=True)
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+
+
+class SourceWithSecretSchema(SourceSchema):
+    secret = fields.String(required=True, metadata={"description": "shown once"})
+
+
+class WorkItemRefSchema(Schema):
+    id = fields.Integer(required=True)
+    url = fields.String(allow_none=True, required=True)
+    project = fields.String(required=True)
+    type = fields.String(required=True)
+    state = fields.String(allow_none=True, required=True)
+    deleted = fields.Boolean(required=True)
+
+
+class ResolutionSchema(Schema):
+    state = fields.String(allow_none=True, required=True)
+    by = fields.String(allow_none=True, required=True)
+    at = fields.String(allow_none=True, required=True)
+
+
+class AssetSchema(Schema):
+    group = fields.String(required=True)
+    identifier = fields.String(required=True)
+
+
+class RiskOutSchema(Schema):
+    id = fields.Integer(required=True)
+    source = fields.String(required=True)
+    key = fields.String(required=True)
+    name = fields.String(required=True)
+    severity = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["open", "resolved", "removed"]))
+    resolution = fields.Nested(ResolutionSchema, allow_none=True, required=True)
+    url = fields.String(allow_none=True, required=True)
+    project = fields.String(allow_none=True, required=True)
+    assets = fields.List(fields.Nested(AssetSchema), required=True)
+    tags = fields.List(fields.String(), required=True)
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+    work_item = fields.Nested(WorkItemRefSchema, allow_none=True, required=True)
+
+
+class HistoryEntrySchema(Schema):
+    at = fields.String(required=True)
+    event = fields.String(required=True)
+    detail = fields.Dict(required=True)
+
+
+class RiskDetailSchema(RiskOutSchema):
+    definition = fields.String(allow_none=True)
+    evidence = fields.String(allow_none=True)
+    proof = fields.String(allow_none=True)
+    remediation = fields.String(allow_none=True)
+    history = fields.List(fields.Nested(HistoryEntrySchema), required=True)
+
+
+class JobSchema(Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(["pending", "running", "failed", "done"]))
+    attempts = fields.Integer(required=True)
+    last_error = fields.String(allow_none=True, required=True)
+    risk_id = fields.Integer(allow_none=True, required=True)
+    next_attempt_at = fields.String(allow_none=True, required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+    checks = fields.Dict()
+
+
+def page_schema(item: type[Schema], name: str) -> type[Schema]:
+    """The SPEC list envelope `{items, total, page, per_page}` for an item schema."""
+    return type(
+        name,
+        (Schema,),
+        {
+            "items": fields.List(fields.Nested(item), required=True),
+            "total": fields.Integer(required=True),
+            "page": fields.Integer(required=True),
+            "per_page": fields.Integer(required=True),
+        },
+    )
+
+
+SourcePageSchema = page_schema(SourceSchema, "SourcePageSchema")
+RiskPageSchema = page_schema(RiskOutSchema, "RiskPageSchema")
+JobPageSchema = page_schema(JobSchema, "JobPageSchema")

@@ -1,0 +1,103 @@
+"""Frozen settings read once from the WEBHOOK_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+DEFAULT_DB = "var/webhook.db"
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+HOOK_MIN_BODY = 2 * 1024 * 1024
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(Exception):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_path: Path
+    admin_token: str = field(repr=False)
+    secret_keys: tuple[str, ...] = field(repr=False)
+    public_url: str | None = None
+    allowed_org_hosts: frozenset[str] = frozenset()
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    entra_authority: str = "https://login.microsoftonline.com"
+    hook_check_seconds: int = 3600
+    reconcile_seconds: int = 900
+    log_level: str = "INFO"
+
+    @property
+    def hook_max_body_bytes(self) -> int:
+        """Azure DevOps hook bodies may be large; that route accepts at least 2 MB."""
+        return max(self.max_body_bytes, HOOK_MIN_BODY)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from the environment, failing with one clear message."""
+        env = os.environ if env is None else env
+        admin_token = env.get("WEBHOOK_ADMIN_TOKEN", "").strip()
+        if not admin_token:
+            raise SettingsError(
+                "WEBHOOK_ADMIN_TOKEN is not set: set it to a long random string "
+                "(or run `ado-webhook serve --dev` to generate one)"
+            )
+        if len(admin_token) < 16:
+            raise SettingsError("WEBHOOK_ADMIN_TOKEN is too short: use at least 16 characters")
+        keys = tuple(k.strip() for k in env.get("WEBHOOK_SECRET_KEY", "").split(",") if k.strip())
+        if not keys:
+            raise SettingsError(
+                "WEBHOOK_SECRET_KEY is not set: generate one with "
+                '`python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())"` (or run `ado-webhook serve --dev`)'
+            )
+        for key in keys:
+            try:
+                Fernet(key)
+            except (ValueError, TypeError):
+                raise SettingsError(
+                    "WEBHOOK_SECRET_KEY is invalid: each comma-separated key must be a "
+                    "32-byte url-safe base64 Fernet key"
+                ) from None
+        public_url = env.get("WEBHOOK_PUBLIC_URL", "").strip().rstrip("/") or None
+        if public_url and not public_url.startswith(("https://", "http://")):
+            raise SettingsError("WEBHOOK_PUBLIC_URL must start with https:// (or http://)")
+        hosts = frozenset(
+            h.strip().lower() for h in env.get("WEBHOOK_ALLOWED_ORG_HOSTS", "").split(",") if h.strip()
+        )
+        log_level = env.get("WEBHOOK_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+        if log_level not in LOG_LEVELS:
+            raise SettingsError(f"WEBHOOK_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        authority = env.get("WEBHOOK_ENTRA_AUTHORITY", "").strip().rstrip("/")
+        return cls(
+            db_path=Path(env.get("WEBHOOK_DB", "").strip() or DEFAULT_DB),
+            admin_token=admin_token,
+            secret_keys=keys,
+            public_url=public_url,
+            allowed_org_hosts=hosts,
+            max_body_bytes=_positive_int(env, "WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY),
+            entra_authority=authority or "https://login.microsoftonline.com",
+            hook_check_seconds=_positive_int(env, "WEBHOOK_HOOK_CHECK_SECONDS", 3600, maximum=3600),
+            reconcile_seconds=_positive_int(env, "WEBHOOK_RECONCILE_SECONDS", 900),
+            log_level=log_level,
+        )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int | None = None) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum} (the SPEC asks for at least hourly)")
+    return value

@@ -1,0 +1,1046 @@
+"""Storage verbs over SQLite (sqlite-utils): one transaction per use case.
+
+Everything that implies outside work records that work (a job) in the same transaction as the
+change itself. A PostgreSQL implementation would offer the same verbs.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets as pysecrets
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from webhook import clock
+from webhook.crypto import SecretBox, new_source_secret
+from webhook.db import Database
+from webhook.domain.models import Asset, Risk, Template
+from webhook.domain.sync_plan import JobSpec, PreviousRisk, content_hash, plan_risk_change
+
+ROTATION_GRACE_SECONDS = 24 * 3600
+JOB_LEASE_SECONDS = 50.0
+
+
+class StoreError(Exception):
+    """Base class for store errors."""
+
+
+class AlreadyExists(StoreError):
+    """A row with that unique name already exists."""
+
+
+class Missing(StoreError):
+    """The row does not exist."""
+
+
+class InUse(StoreError):
+    """The row is referenced by others and cannot be deleted."""
+
+
+@dataclass(frozen=True)
+class SourceAuth:
+    id: int
+    name: str
+    callback_url: str | None
+    secrets: tuple[str, ...]  # current first, then the previous one while still valid
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str
+    risk_id: int | None
+    lane: str
+    payload: dict[str, Any]
+    attempts: int  # including the current claim
+    lease_owner: str | None
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    status: int
+    body: dict[str, Any]
+    replayed: bool
+    actions: tuple[str, ...]
+
+
+def _page(conn: sqlite3.Connection, sql: str, params: list[Any], page: int, per_page: int,
+          order: str) -> tuple[list[sqlite3.Row], int]:
+    total = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
+    rows = conn.execute(
+        f"{sql} ORDER BY {order} LIMIT ? OFFSET ?", [*params, per_page, (page - 1) * per_page]
+    ).fetchall()
+    return rows, total
+
+
+def _loads(value: str | None, default: Any) -> Any:
+    return default if value is None else json.loads(value)
+
+
+def template_from_row(row: sqlite3.Row | dict[str, Any]) -> Template:
+    """Build the domain Template from its row."""
+    sources = _loads(row["sources"], None)
+    return Template(
+        id=row["id"],
+        name=row["name"],
+        connection_id=row["connection_id"],
+        project=row["project"],
+        work_item_type=row["work_item_type"],
+        auto_create=bool(row["auto_create"]),
+        severity_threshold=row["severity_threshold"],
+        sources=tuple(sources) if sources is not None else None,
+        title_format=row["title_format"],
+        tags=tuple(_loads(row["tags"], [])),
+        area_path=row["area_path"],
+        iteration_path=row["iteration_path"],
+        fields=_loads(row["fields"], {}),
+        close_on_resolve=bool(row["close_on_resolve"]),
+    )
+
+
+def risk_from_row(row: sqlite3.Row) -> Risk:
+    """Build the domain Risk from its row."""
+    return Risk(
+        id=row["id"],
+        source=row["source"],
+        key=row["key"],
+        name=row["name"],
+        severity=row["severity"],
+        status=row["status"],
+        url=row["url"],
+        definition=row["definition"],
+        evidence=row["evidence"],
+        proof=row["proof"],
+        remediation=row["remediation"],
+        assets=[Asset(group=g, identifier=i) for g, i in json.loads(row["assets"])],
+        project=row["project"],
+        tags=json.loads(row["tags"]),
+    )
+
+
+class Store:
+    """Intent-named storage verbs; the only module that speaks SQL."""
+
+    def __init__(self, db: Database, box: SecretBox) -> None:
+        self.db = db
+        self.box = box
+
+    # ---- meta ---------------------------------------------------------------------------
+
+    def installation_id(self) -> str:
+        """A random id for this installation, used in work item tracking tags."""
+        row = self.db.conn.execute("SELECT value FROM meta WHERE key='installation_id'").fetchone()
+        if row:
+            return str(row[0])
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('installation_id', ?)",
+                (pysecrets.token_hex(4),),
+            )
+            return str(
+                conn.execute("SELECT value FROM meta WHERE key='installation_id'").fetchone()[0]
+            )
+
+    def check_writable(self) -> None:
+        """Raise unless a write transaction can be opened now."""
+        with self.db.write() as conn:
+            conn.execute("SELECT 1")
+
+    # ---- sources ------------------------------------------------------------------------
+
+    def _source_dict(self, row: sqlite3.Row) -> dict[str, Any]:
+        prev = row["previous_expires_ts"]
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "callback_url": row["callback_url"],
+            "previous_secret_valid_until": clock.iso(prev) if prev and prev > clock.now() else None,
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+        }
+
+    def create_source(self, name: str, callback_url: str | None) -> tuple[dict[str, Any], str]:
+        """Create a source with a fresh secret; return it and the secret (shown once)."""
+        secret = new_source_secret()
+        now = clock.iso()
+        try:
+            with self.db.write() as conn:
+                cur = conn.execute(
+                    "INSERT INTO sources(name, callback_url, secret_enc, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (name, callback_url, self.box.encrypt(secret), now, now),
+                )
+                row = conn.execute("SELECT * FROM sources WHERE id=?", (cur.lastrowid,)).fetchone()
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"a source named {name!r} already exists") from None
+        return self._source_dict(row), secret
+
+    def list_sources(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+        """Sources, oldest first."""
+        with self.db.read() as conn:
+            rows, total = _page(conn, "SELECT * FROM sources", [], page, per_page, "id")
+        return [self._source_dict(r) for r in rows], total
+
+    def get_source(self, source_id: int) -> dict[str, Any]:
+        """One source (without its secret)."""
+        row = self.db.conn.execute("SELECT * FROM sources WHERE id=?", (source_id,)).fetchone()
+        if row is None:
+            raise Missing(f"source {source_id} does not exist")
+        return self._source_dict(row)
+
+    def rotate_source_secret(self, source_id: int) -> tuple[dict[str, Any], str]:
+        """Issue a new secret; the current one stays valid for 24 hours."""
+        secret = new_source_secret()
+        now = clock.now()
+        with self.db.write() as conn:
+            row = conn.execute("SELECT * FROM sources WHERE id=?", (source_id,)).fetchone()
+            if row is None:
+                raise Missing(f"source {source_id} does not exist")
+            conn.execute(
+                "UPDATE sources SET previous_secret_enc=secret_enc, previous_expires_ts=?,"
+                " secret_enc=?, updated_at=? WHERE id=?",
+                (now + ROTATION_GRACE_SECONDS, self.box.encrypt(secret), clock.iso(now), source_id),
+            )
+            row = conn.execute("SELECT * FROM sources WHERE id=?", (source_id,)).fetchone()
+        return self._source_dict(row), secret
+
+    def find_source(self, name: str) -> SourceAuth | None:
+        """The source with its currently valid secrets, or None."""
+        row = self.db.conn.execute("SELECT * FROM sources WHERE name=?", (name,)).fetchone()
+        if row is None:
+            return None
+        valid = [self.box.decrypt(row["secret_enc"])]
+        if row["previous_secret_enc"] and (row["previous_expires_ts"] or 0) > clock.now():
+            valid.append(self.box.decrypt(row["previous_secret_enc"]))
+        return SourceAuth(row["id"], row["name"], row["callback_url"], tuple(valid))
+
+    # ---- ingestion ----------------------------------------------------------------------
+
+    def record_risks(self, source: SourceAuth, webhook_id: str, risks: list[Risk]) -> IngestOutcome:
+        """Store a scanner delivery and the work it implies in one transaction (or replay it)."""
+        now_ts = clock.now()
+        now = clock.iso(now_ts)
+        with self.db.write() as conn:
+            seen = conn.execute(
+                "SELECT status, response FROM deliveries WHERE source_id=? AND webhook_id=?",
+                (source.id, webhook_id),
+            ).fetchone()
+            if seen is not None:
+                return IngestOutcome(seen["status"], json.loads(seen["response"]), True, ())
+            templates = [template_from_row(r) for r in conn.execute("SELECT * FROM templates")]
+            existing = self._existing_risks(conn, source.name, [r.key for r in risks])
+            results: list[dict[str, Any]] = []
+            actions: list[str] = []
+            for risk in risks:
+                prev_row = existing.get(risk.key)
+                risk_id, action = self._apply_risk(
+                    conn, risk, prev_row, templates, source, now, now_ts
+                )
+                results.append({"key": risk.key, "id": risk_id, "action": action})
+                actions.append(action)
+            body = {"risks": results}
+            conn.execute(
+                "INSERT INTO deliveries(source_id, webhook_id, status, response, received_ts)"
+                " VALUES (?, ?, 202, ?, ?)",
+                (source.id, webhook_id, json.dumps(body, separators=(",", ":")), now_ts),
+            )
+        return IngestOutcome(202, body, False, tuple(actions))
+
+    def _existing_risks(
+        self, conn: sqlite3.Connection, source: str, keys: list[str]
+    ) -> dict[str, sqlite3.Row]:
+        found: dict[str, sqlite3.Row] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(
+                "SELECT r.id, r.key, r.severity, r.status, r.scanner_status, r.content_hash,"
+                " (SELECT 1 FROM work_items w WHERE w.risk_id = r.id) AS has_item,"
+                " (SELECT 1 FROM jobs j WHERE j.risk_id = r.id AND j.kind='create_work_item'"
+                "   AND j.state IN ('pending','running')) AS create_pending"
+                f" FROM risks r WHERE r.source=? AND r.key IN ({marks})",
+                [source, *chunk],
+            ):
+                found[row["key"]] = row
+        return found
+
+    def _apply_risk(
+        self,
+        conn: sqlite3.Connection,
+        risk: Risk,
+        prev_row: sqlite3.Row | None,
+        templates: list[Template],
+        source: SourceAuth,
+        now: str,
+        now_ts: float,
+    ) -> tuple[int, str]:
+        digest = content_hash(risk)
+        previous = (
+            PreviousRisk(
+                id=prev_row["id"],
+                severity=prev_row["severity"],
+                status=prev_row["status"],
+                scanner_status=prev_row["scanner_status"],
+                content_hash=prev_row["content_hash"],
+            )
+            if prev_row is not None
+            else None
+        )
+        change = plan_risk_change(
+            previous,
+            risk,
+            incoming_hash=digest,
+            templates=templates,
+            has_work_item=bool(prev_row and prev_row["has_item"]),
+            create_pending=bool(prev_row and prev_row["create_pending"]),
+            has_callback=bool(source.callback_url),
+        )
+        if change.action == "unchanged":
+            assert previous is not None
+            return previous.id, "unchanged"
+        values = (
+            risk.name,
+            risk.severity,
+            change.status,
+            change.scanner_status,
+            risk.url,
+            risk.definition,
+            risk.evidence,
+            risk.proof,
+            risk.remediation,
+            json.dumps([[a.group, a.identifier] for a in risk.assets], ensure_ascii=False),
+            risk.project,
+            json.dumps(risk.tags, ensure_ascii=False),
+            digest,
+        )
+        if previous is None:
+            cur = conn.execute(
+                "INSERT INTO risks(name, severity, status, scanner_status, url, definition,"
+                " evidence, proof, remediation, assets, project, tags, content_hash,"
+                " source, key, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*values, risk.source, risk.key, now, now),
+            )
+            risk_id = int(cur.lastrowid or 0)
+        else:
+            risk_id = previous.id
+            conn.execute(
+                "UPDATE risks SET name=?, severity=?, status=?, scanner_status=?, url=?,"
+                " definition=?, evidence=?, proof=?, remediation=?, assets=?, project=?, tags=?,"
+                " content_hash=?, updated_at=? WHERE id=?",
+                (*values, now, risk_id),
+            )
+        if change.resolution_by_scanner:
+            conn.execute(
+                "UPDATE risks SET resolution_state='resolved', resolution_by=?, resolution_at=?"
+                " WHERE id=?",
+                (f"scanner:{source.name}", now, risk_id),
+            )
+        elif change.status == "open" and previous is not None and previous.status != "open":
+            conn.execute(
+                "UPDATE risks SET resolution_state=NULL, resolution_by=NULL, resolution_at=NULL"
+                " WHERE id=?",
+                (risk_id,),
+            )
+        self._add_history(conn, risk_id, change.history, now)
+        self._add_jobs(conn, risk_id, change.jobs, now_ts)
+        return risk_id, change.action
+
+    def _add_history(
+        self,
+        conn: sqlite3.Connection,
+        risk_id: int,
+        events: Iterable[tuple[str, dict[str, Any]]],
+        now: str,
+    ) -> None:
+        conn.executemany(
+            "INSERT INTO risk_history(risk_id, at, event, detail) VALUES (?, ?, ?, ?)",
+            [(risk_id, now, event, json.dumps(detail)) for event, detail in events],
+        )
+
+    def _add_jobs(
+        self, conn: sqlite3.Connection, risk_id: int | None, jobs: Iterable[JobSpec], now_ts: float,
+        lane_prefix: str | None = None,
+    ) -> None:
+        prefix = lane_prefix or f"risk:{risk_id}"
+        conn.executemany(
+            "INSERT INTO jobs(kind, risk_id, lane, payload, next_attempt_ts, created_ts, updated_ts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (j.kind, risk_id, f"{prefix}:{j.lane}", json.dumps(j.payload), now_ts, now_ts, now_ts)
+                for j in jobs
+            ],
+        )
+
+    # ---- risks --------------------------------------------------------------------------
+
+    _RISK_SELECT = (
+        "SELECT r.*, w.ado_id AS wi_id, w.url AS wi_url, w.project AS wi_project,"
+        " w.type AS wi_type, w.state AS wi_state, w.deleted AS wi_deleted"
+        " FROM risks r LEFT JOIN work_items w ON w.risk_id = r.id"
+    )
+
+    @staticmethod
+    def _risk_dict(row: sqlite3.Row) -> dict[str, Any]:
+        resolution = None
+        if row["resolution_state"] is not None:
+            resolution = {
+                "state": row["resolution_state"],
+                "by": row["resolution_by"],
+                "at": row["resolution_at"],
+            }
+        work_item = None
+        if row["wi_id"] is not None:
+            work_item = {
+                "id": row["wi_id"],
+                "url": row["wi_url"],
+                "project": row["wi_project"],
+                "type": row["wi_type"],
+                "state": row["wi_state"],
+                "deleted": bool(row["wi_deleted"]),
+            }
+        return {
+            "id": row["id"],
+            "source": row["source"],
+            "key": row["key"],
+            "name": row["name"],
+            "severity": row["severity"],
+            "status": row["status"],
+            "resolution": resolution,
+            "url": row["url"],
+            "project": row["project"],
+            "assets": [{"group": g, "identifier": i} for g, i in json.loads(row["assets"])],
+            "tags": json.loads(row["tags"]),
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+            "work_item": work_item,
+        }
+
+    def list_risks(
+        self, filters: dict[str, str], page: int, per_page: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Risks matching the filters, newest first, with their work item."""
+        clauses, params = [], []
+        for name in ("status", "severity", "source", "key"):
+            if filters.get(name):
+                clauses.append(f"r.{name} = ?")
+                params.append(filters[name])
+        sql = self._RISK_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        with self.db.read() as conn:
+            rows, total = _page(conn, sql, params, page, per_page, "id DESC")
+        return [self._risk_dict(r) for r in rows], total
+
+    def get_risk(self, risk_id: int) -> dict[str, Any]:
+        """One risk with its full text and sync history."""
+        with self.db.read() as conn:
+            row = conn.execute(self._RISK_SELECT + " WHERE r.id=?", (risk_id,)).fetchone()
+            if row is None:
+                raise Missing(f"risk {risk_id} does not exist")
+            history = conn.execute(
+                "SELECT at, event, detail FROM risk_history WHERE risk_id=? ORDER BY id",
+                (risk_id,),
+            ).fetchall()
+        out = self._risk_dict(row)
+        for name in ("definition", "evidence", "proof", "remediation"):
+            out[name] = row[name]
+        out["history"] = [
+            {"at": h["at"], "event": h["event"], "detail": json.loads(h["detail"])} for h in history
+        ]
+        return out
+
+    def load_risk(self, risk_id: int) -> Risk | None:
+        """The domain risk, or None when it was deleted."""
+        row = self.db.conn.execute("SELECT * FROM risks WHERE id=?", (risk_id,)).fetchone()
+        return risk_from_row(row) if row else None
+
+    def count_risks(self) -> int:
+        """How many risks are stored."""
+        return int(self.db.conn.execute("SELECT count(*) FROM risks").fetchone()[0])
+
+    # ---- jobs ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _job_dict(row: sqlite3.Row) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "kind": row["kind"],
+            "state": row["state"],
+            "attempts": row["attempts"],
+            "last_error": row["last_error"],
+            "risk_id": row["risk_id"],
+            "next_attempt_at": clock.iso(row["next_attempt_ts"])
+            if row["state"] == "pending"
+            else None,
+        }
+
+    def list_jobs(
+        self, state: str | None, page: int, per_page: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Jobs, optionally by state (without a state: everything not done)."""
+        if state:
+            sql, params = "SELECT * FROM jobs WHERE state = ?", [state]
+        else:
+            sql, params = "SELECT * FROM jobs WHERE state != 'done'", []
+        with self.db.read() as conn:
+            rows, total = _page(conn, sql, params, page, per_page, "id")
+        return [self._job_dict(r) for r in rows], total
+
+    def retry_job(self, job_id: int) -> dict[str, Any]:
+        """Requeue a failed job now."""
+        now = clock.now()
+        with self.db.write() as conn:
+            row = conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                raise Missing(f"job {job_id} does not exist")
+            if row["state"] != "failed":
+                raise InUse(f"job {job_id} is {row['state']}, only failed jobs can be retried")
+            conn.execute(
+                "UPDATE jobs SET state='pending', next_attempt_ts=?, lease_owner=NULL,"
+                " updated_ts=? WHERE id=?",
+                (now, now, job_id),
+            )
+            row = conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return self._job_dict(row)
+
+    def claim_job(self, owner: str, *, lease_seconds: float = JOB_LEASE_SECONDS) -> Job | None:
+        """Lease the next runnable job (oldest first, one at a time per lane), or None."""
+        now = clock.now()
+        with self.db.write() as conn:
+            row = conn.execute(
+                "UPDATE jobs SET state='running', lease_owner=?, lease_expires_ts=?,"
+                " attempts=attempts+1, updated_ts=?"
+                " WHERE id = (SELECT j.id FROM jobs j"
+                "  WHERE ((j.state='pending' AND j.next_attempt_ts <= ?)"
+                "      OR (j.state='running' AND j.lease_expires_ts < ?))"
+                "    AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.lane = j.lane AND e.id < j.id"
+                "                    AND e.state IN ('pending','running'))"
+                "  ORDER BY j.next_attempt_ts, j.id LIMIT 1)"
+                " RETURNING *",
+                (owner, now + lease_seconds, now, now, now),
+            ).fetchone()
+        if row is None:
+            return None
+        return Job(
+            id=row["id"],
+            kind=row["kind"],
+            risk_id=row["risk_id"],
+            lane=row["lane"],
+            payload=json.loads(row["payload"]),
+            attempts=row["attempts"],
+            lease_owner=owner,
+        )
+
+    def has_runnable_job(self) -> bool:
+        """Cheap check the worker uses between claims."""
+        now = clock.now()
+        row = self.db.conn.execute(
+            "SELECT 1 FROM jobs WHERE (state='pending' AND next_attempt_ts <= ?)"
+            " OR (state='running' AND lease_expires_ts < ?) LIMIT 1",
+            (now, now),
+        ).fetchone()
+        return row is not None
+
+    def renew_leases(self, owner: str, *, lease_seconds: float = JOB_LEASE_SECONDS) -> None:
+        """Extend the leases of jobs this worker is running."""
+        now = clock.now()
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE jobs SET lease_expires_ts=? WHERE lease_owner=? AND state='running'",
+                (now + lease_seconds, owner),
+            )
+
+    def _finish_job(
+        self, conn: sqlite3.Connection, job: Job, state: str, error: str | None, next_ts: float
+    ) -> bool:
+        cur = conn.execute(
+            "UPDATE jobs SET state=?, last_error=?, next_attempt_ts=?, lease_owner=NULL,"
+            " lease_expires_ts=NULL, updated_ts=? WHERE id=? AND lease_owner=? AND state='running'",
+            (state, error, next_ts, clock.now(), job.id, job.lease_owner),
+        )
+        return cur.rowcount == 1
+
+    def complete_job(self, job: Job) -> bool:
+        """Mark a job done (False if the lease was lost meanwhile)."""
+        with self.db.write() as conn:
+            return self._finish_job(conn, job, "done", None, clock.now())
+
+    def fail_job(self, job: Job, error: str) -> bool:
+        """Mark a job failed; it waits for a manual retry."""
+        with self.db.write() as conn:
+            return self._finish_job(conn, job, "failed", error[:2000], clock.now())
+
+    def retry_job_later(self, job: Job, error: str | None, at_ts: float, *,
+                        count_attempt: bool = True) -> bool:
+        """Put a job back to pending until `at_ts`."""
+        with self.db.write() as conn:
+            ok = self._finish_job(conn, job, "pending", error[:2000] if error else None, at_ts)
+            if ok and not count_attempt:
+                conn.execute("UPDATE jobs SET attempts=attempts-1 WHERE id=?", (job.id,))
+            return ok
+
+    def job_counts(self) -> dict[str, dict[str, float]]:
+        """Count and oldest age of jobs by state (for /metrics)."""
+        now = clock.now()
+        out: dict[str, dict[str, float]] = {}
+        for row in self.db.conn.execute(
+            "SELECT state, count(*) AS n, min(created_ts) AS oldest FROM jobs"
+            " WHERE state != 'done' GROUP BY state"
+        ):
+            out[row["state"]] = {"count": row["n"], "oldest_age_seconds": now - row["oldest"]}
+        return out
+
+    # ---- workers ------------------------------------------------------------------------
+
+    def heartbeat(self, worker_id: str, pid: int, host: str) -> None:
+        """Record that a worker is alive."""
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO workers(id, pid, host, heartbeat_ts) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET heartbeat_ts=excluded.heartbeat_ts",
+                (worker_id, pid, host, clock.now()),
+            )
+            conn.execute("DELETE FROM workers WHERE heartbeat_ts < ?", (clock.now() - 86400,))
+
+    def worker_heartbeat_age(self) -> float | None:
+        """Seconds since the freshest worker heartbeat, or None if no worker ever ran."""
+        row = self.db.conn.execute("SELECT max(heartbeat_ts) FROM workers").fetchone()
+        return None if row[0] is None else clock.now() - row[0]
+
+    def prune(self, *, deliveries_older_than: float, jobs_done_older_than: float) -> None:
+        """Forget answered deliveries and finished jobs past their usefulness."""
+        now = clock.now()
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM deliveries WHERE received_ts < ?", (now - deliveries_older_than,))
+            conn.execute("DELETE FROM hook_events WHERE received_ts < ?", (now - deliveries_older_than,))
+            conn.execute(
+                "DELETE FROM jobs WHERE state='done' AND updated_ts < ?",
+                (now - jobs_done_older_than,),
+            )
+
+    # ---- connections --------------------------------------------------------------------
+
+    @staticmethod
+    def _connection_dict(row: sqlite3.Row) -> dict[str, Any]:
+        auth: dict[str, Any] = {"type": row["auth_type"]}
+        if row["auth_type"] == "service_principal":
+            auth.update(tenant_id=row["tenant_id"], client_id=row["client_id"])
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "organization_url": row["organization_url"],
+            "auth": auth,
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+        }
+
+    def create_connection(
+        self, name: str, organization_url: str, auth: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Save a validated connection; credentials are encrypted."""
+        now = clock.iso()
+        try:
+            with self.db.write() as conn:
+                cur = conn.execute(
+                    "INSERT INTO connections(name, organization_url, auth_type, auth_enc,"
+                    " tenant_id, client_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        name,
+                        organization_url,
+                        auth["type"],
+                        self.box.encrypt(json.dumps(auth)),
+                        auth.get("tenant_id"),
+                        auth.get("client_id"),
+                        now,
+                        now,
+                    ),
+                )
+                row = conn.execute("SELECT * FROM connections WHERE id=?", (cur.lastrowid,)).fetchone()
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"a connection named {name!r} already exists") from None
+        return self._connection_dict(row)
+
+    def update_connection(
+        self, connection_id: int, *, name: str | None = None, auth: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Rename a connection and/or replace its credentials."""
+        with self.db.write() as conn:
+            row = conn.execute("SELECT * FROM connections WHERE id=?", (connection_id,)).fetchone()
+            if row is None:
+                raise Missing(f"connection {connection_id} does not exist")
+            try:
+                if name is not None:
+                    conn.execute("UPDATE connections SET name=? WHERE id=?", (name, connection_id))
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"a connection named {name!r} already exists") from None
+            if auth is not None:
+                conn.execute(
+                    "UPDATE connections SET auth_type=?, auth_enc=?, tenant_id=?, client_id=?"
+                    " WHERE id=?",
+                    (auth["type"], self.box.encrypt(json.dumps(auth)), auth.get("tenant_id"),
+                     auth.get("client_id"), connection_id),
+                )
+            conn.execute("UPDATE connections SET updated_at=? WHERE id=?", (clock.iso(), connection_id))
+            row = conn.execute("SELECT * FROM connections WHERE id=?", (connection_id,)).fetchone()
+        return self._connection_dict(row)
+
+    def delete_connection(self, connection_id: int) -> None:
+        """Delete a connection unless templates still use it."""
+        with self.db.write() as conn:
+            if conn.execute("SELECT 1 FROM connections WHERE id=?", (connection_id,)).fetchone() is None:
+                raise Missing(f"connection {connection_id} does not exist")
+            used = conn.execute(
+                "SELECT name FROM templates WHERE connection_id=?", (connection_id,)
+            ).fetchall()
+            if used:
+                names = ", ".join(r["name"] for r in used)
+                raise InUse(f"connection {connection_id} is used by templates: {names}")
+            conn.execute("DELETE FROM connections WHERE id=?", (connection_id,))
+
+    def list_connections(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+        """Connections (never their credentials)."""
+        with self.db.read() as conn:
+            rows, total = _page(conn, "SELECT * FROM connections", [], page, per_page, "id")
+        return [self._connection_dict(r) for r in rows], total
+
+    def get_connection(self, connection_id: int) -> dict[str, Any]:
+        """One connection (never its credentials)."""
+        row = self.db.conn.execute(
+            "SELECT * FROM connections WHERE id=?", (connection_id,)
+        ).fetchone()
+        if row is None:
+            raise Missing(f"connection {connection_id} does not exist")
+        return self._connection_dict(row)
+
+    def connection_credentials(self, connection_id: int) -> tuple[str, dict[str, Any]]:
+        """(organization URL, decrypted auth) for calling Azure DevOps."""
+        row = self.db.conn.execute(
+            "SELECT organization_url, auth_enc FROM connections WHERE id=?", (connection_id,)
+        ).fetchone()
+        if row is None:
+            raise Missing(f"connection {connection_id} does not exist")
+        return row["organization_url"], json.loads(self.box.decrypt(row["auth_enc"]))
+
+    # ---- templates ----------------------------------------------------------------------
+
+    @staticmethod
+    def _template_dict(row: sqlite3.Row) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "connection_id": row["connection_id"],
+            "project": row["project"],
+            "work_item_type": row["work_item_type"],
+            "auto_create": bool(row["auto_create"]),
+            "severity_threshold": row["severity_threshold"],
+            "sources": _loads(row["sources"], None),
+            "title_format": row["title_format"],
+            "tags": _loads(row["tags"], []),
+            "area_path": row["area_path"],
+            "iteration_path": row["iteration_path"],
+            "fields": _loads(row["fields"], {}),
+            "close_on_resolve": bool(row["close_on_resolve"]),
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+        }
+
+    @staticmethod
+    def _template_values(data: dict[str, Any]) -> dict[str, Any]:
+        out = dict(data)
+        for name in ("tags", "fields"):
+            if name in out:
+                out[name] = json.dumps(out[name])
+        if "sources" in out:
+            out["sources"] = None if out["sources"] is None else json.dumps(out["sources"])
+        for name in ("auto_create", "close_on_resolve"):
+            if name in out:
+                out[name] = int(bool(out[name]))
+        return out
+
+    def create_template(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Save a validated template."""
+        now = clock.iso()
+        values = self._template_values(data)
+        values.update(created_at=now, updated_at=now)
+        cols = ", ".join(values)
+        marks = ", ".join("?" * len(values))
+        try:
+            with self.db.write() as conn:
+                cur = conn.execute(
+                    f"INSERT INTO templates({cols}) VALUES ({marks})", list(values.values())
+                )
+                row = conn.execute("SELECT * FROM templates WHERE id=?", (cur.lastrowid,)).fetchone()
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise AlreadyExists(f"a template named {data.get('name')!r} already exists") from None
+            raise Missing(f"connection {data.get('connection_id')} does not exist") from None
+        return self._template_dict(row)
+
+    def update_template(self, template_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Change a template's fields."""
+        values = self._template_values(data)
+        values["updated_at"] = clock.iso()
+        sets = ", ".join(f"{k}=?" for k in values)
+        try:
+            with self.db.write() as conn:
+                cur = conn.execute(
+                    f"UPDATE templates SET {sets} WHERE id=?", [*values.values(), template_id]
+                )
+                if cur.rowcount == 0:
+                    raise Missing(f"template {template_id} does not exist")
+                row = conn.execute("SELECT * FROM templates WHERE id=?", (template_id,)).fetchone()
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"a template named {data.get('name')!r} already exists") from None
+        return self._template_dict(row)
+
+    def delete_template(self, template_id: int) -> None:
+        """Delete a template (existing work items keep their link)."""
+        with self.db.write() as conn:
+            cur = conn.execute("DELETE FROM templates WHERE id=?", (template_id,))
+            if cur.rowcount == 0:
+                raise Missing(f"template {template_id} does not exist")
+
+    def list_templates(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+        """Templates, oldest first."""
+        with self.db.read() as conn:
+            rows, total = _page(conn, "SELECT * FROM templates", [], page, per_page, "id")
+        return [self._template_dict(r) for r in rows], total
+
+    def get_template(self, template_id: int) -> dict[str, Any]:
+        """One template as the API shows it."""
+        row = self.db.conn.execute("SELECT * FROM templates WHERE id=?", (template_id,)).fetchone()
+        if row is None:
+            raise Missing(f"template {template_id} does not exist")
+        return self._template_dict(row)
+
+    def load_template(self, template_id: int) -> Template | None:
+        """The domain template, or None."""
+        row = self.db.conn.execute("SELECT * FROM templates WHERE id=?", (template_id,)).fetchone()
+        return template_from_row(row) if row else None
+
+    # ---- work items ---------------------------------------------------------------------
+
+    def work_item_for(self, risk_id: int) -> sqlite3.Row | None:
+        """The work item linked to a risk, if any."""
+        return self.db.conn.execute(  # type: ignore[no-any-return]
+            "SELECT * FROM work_items WHERE risk_id=?", (risk_id,)
+        ).fetchone()
+
+    def request_work_item(self, risk_id: int, template_id: int) -> dict[str, Any]:
+        """Manual export: record a create job unless the risk already has (or awaits) an item."""
+        now = clock.now()
+        with self.db.write() as conn:
+            if conn.execute("SELECT 1 FROM risks WHERE id=?", (risk_id,)).fetchone() is None:
+                raise Missing(f"risk {risk_id} does not exist")
+            if conn.execute("SELECT 1 FROM templates WHERE id=?", (template_id,)).fetchone() is None:
+                raise Missing(f"template {template_id} does not exist")
+            if conn.execute("SELECT 1 FROM work_items WHERE risk_id=?", (risk_id,)).fetchone():
+                raise InUse(f"risk {risk_id} already has a work item")
+            if conn.execute(
+                "SELECT 1 FROM jobs WHERE risk_id=? AND kind='create_work_item'"
+                " AND state IN ('pending','running')",
+                (risk_id,),
+            ).fetchone():
+                raise InUse(f"a work item for risk {risk_id} is already being created")
+            self._add_jobs(
+                conn, risk_id,
+                [JobSpec("create_work_item", "ado", {"template_id": template_id, "manual": True})],
+                now,
+            )
+            self._add_history(conn, risk_id, [("export_requested", {"template_id": template_id})],
+                              clock.iso(now))
+            row = conn.execute(
+                "SELECT * FROM jobs WHERE risk_id=? ORDER BY id DESC LIMIT 1", (risk_id,)
+            ).fetchone()
+        return self._job_dict(row)
+
+    def link_work_item(
+        self,
+        risk_id: int,
+        *,
+        connection_id: int,
+        template_id: int | None,
+        project: str,
+        work_item_type: str,
+        item: dict[str, Any],
+        tag: str,
+        adopted: bool,
+        state_category: str | None,
+        rendered_severity: str,
+    ) -> bool:
+        """Record the work item created (or adopted) for a risk, plus catch-up work.
+
+        Returns False when the risk already had one (nothing changed).
+        """
+        now_ts = clock.now()
+        now = clock.iso(now_ts)
+        fields = item.get("fields", {})
+        html = (item.get("_links", {}).get("html") or {}).get("href")
+        with self.db.write() as conn:
+            if conn.execute("SELECT 1 FROM work_items WHERE risk_id=?", (risk_id,)).fetchone():
+                return False
+            risk = conn.execute(
+                "SELECT severity, status FROM risks WHERE id=?", (risk_id,)
+            ).fetchone()
+            if risk is None:
+                return False
+            conn.execute(
+                "INSERT INTO work_items(risk_id, connection_id, template_id, ado_id, project, type,"
+                " url, state, state_category, rev, tag, changed_at, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (risk_id, connection_id, template_id, item["id"], project, work_item_type, html,
+                 fields.get("System.State"), state_category, item.get("rev", 1), tag,
+                 fields.get("System.ChangedDate"), now, now),
+            )
+            self._add_history(
+                conn, risk_id,
+                [("work_item_adopted" if adopted else "work_item_created",
+                  {"id": item["id"], "url": html, "project": project, "type": work_item_type})],
+                now,
+            )
+            # The scanner may have changed the risk while Azure DevOps was creating the item.
+            catch_up: list[JobSpec] = []
+            if risk["severity"] != rendered_severity:
+                catch_up.append(JobSpec("severity_changed", "ado",
+                                        {"from": rendered_severity, "to": risk["severity"]}))
+            if risk["status"] == "resolved":
+                catch_up.append(JobSpec("scanner_resolved", "ado", {}))
+            self._add_jobs(conn, risk_id, catch_up, now_ts)
+        return True
+
+    def record_work_item_state(
+        self, risk_id: int, *, rev: int, state: str | None, state_category: str | None,
+        changed_at: str | None = None,
+    ) -> None:
+        """Remember the newest revision we wrote or read (so its echo is ignored)."""
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE work_items SET rev=max(rev, ?),"
+                " state=CASE WHEN ? >= rev THEN ? ELSE state END,"
+                " state_category=CASE WHEN ? >= rev THEN ? ELSE state_category END,"
+                " changed_at=coalesce(?, changed_at), updated_at=? WHERE risk_id=?",
+                (rev, rev, state, rev, state_category, changed_at, clock.iso(), risk_id),
+            )
+
+    def add_history(self, risk_id: int, event: str, detail: dict[str, Any]) -> None:
+        """Append one entry to a risk's sync history."""
+        with self.db.write() as conn:
+            self._add_history(conn, risk_id, [(event, detail)], clock.iso())
+
+    # ---- type cache ---------------------------------------------------------------------
+
+    def cached_type_info(
+        self, connection_id: int, project: str, type_name: str, *, max_age: float
+    ) -> dict[str, Any] | None:
+        """Work item type facts fetched less than max_age seconds ago."""
+        row = self.db.conn.execute(
+            "SELECT info, fetched_ts FROM type_cache WHERE connection_id=? AND project=? AND type=?",
+            (connection_id, project, type_name),
+        ).fetchone()
+        if row is None or clock.now() - row["fetched_ts"] > max_age:
+            return None
+        return json.loads(row["info"])  # type: ignore[no-any-return]
+
+    def save_type_info(
+        self, connection_id: int, project: str, type_name: str, info: dict[str, Any]
+    ) -> None:
+        """Cache work item type facts."""
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO type_cache(connection_id, project, type, info, fetched_ts)"
+                " VALUES (?,?,?,?,?) ON CONFLICT(connection_id, project, type)"
+                " DO UPDATE SET info=excluded.info, fetched_ts=excluded.fetched_ts",
+                (connection_id, project, type_name, json.dumps(info), clock.now()),
+            )
+
+    # ---- organization pauses (Retry-After) -----------------------------------------------
+
+    def pause_organization(self, organization_url: str, until_ts: float) -> None:
+        """Pause every call to an organization until the given time (never shortens a pause)."""
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO org_pauses(organization_url, paused_until_ts) VALUES (?, ?)"
+                " ON CONFLICT(organization_url) DO UPDATE SET"
+                " paused_until_ts=max(paused_until_ts, excluded.paused_until_ts)",
+                (organization_url, until_ts),
+            )
+
+    def organization_paused_until(self, organization_url: str) -> float | None:
+        """When the organization's pause ends, if it is paused now."""
+        row = self.db.conn.execute(
+            "SELECT paused_until_ts FROM org_pauses WHERE organization_url=?", (organization_url,)
+        ).fetchone()
+        if row is None or row[0] <= clock.now():
+            return None
+        return float(row[0])
+
+    # ---- periodic tasks -----------------------------------------------------------------
+
+    def start_periodic(self, name: str, interval: float, owner: str, lease: float) -> bool:
+        """Take the lease on a periodic task if it is due and nobody runs it."""
+        now = clock.now()
+        with self.db.write() as conn:
+            row = conn.execute("SELECT * FROM periodic_runs WHERE name=?", (name,)).fetchone()
+            if row is not None:
+                if row["lease_owner"] and (row["lease_expires_ts"] or 0) > now:
+                    return False
+                if row["last_started_ts"] and now - row["last_started_ts"] < interval:
+                    return False
+            conn.execute(
+                "INSERT INTO periodic_runs(name, last_started_ts, lease_owner, lease_expires_ts)"
+                " VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE SET"
+                " last_started_ts=excluded.last_started_ts, lease_owner=excluded.lease_owner,"
+                " lease_expires_ts=excluded.lease_expires_ts",
+                (name, now, owner, now + lease),
+            )
+        return True
+
+    def finish_periodic(self, name: str, owner: str, ok: bool, result: dict[str, Any]) -> None:
+        """Record how a periodic task ended and release its lease."""
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE periodic_runs SET last_finished_ts=?, last_ok=?, last_result=?,"
+                " lease_owner=NULL, lease_expires_ts=NULL WHERE name=? AND lease_owner=?",
+                (clock.now(), int(ok), json.dumps(result), name, owner),
+            )
+
+    def periodic_status(self) -> dict[str, dict[str, Any]]:
+        """Last run of each periodic task."""
+        out: dict[str, dict[str, Any]] = {}
+        for row in self.db.conn.execute("SELECT * FROM periodic_runs"):
+            out[row["name"]] = {
+                "last_started_ts": row["last_started_ts"],
+                "last_finished_ts": row["last_finished_ts"],
+                "last_ok": None if row["last_ok"] is None else bool(row["last_ok"]),
+                "last_result": _loads(row["last_result"], None),
+            }
+        return out
+
+    # ---- metrics ------------------------------------------------------------------------
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """Database-derived figures for /metrics (computed at scrape time)."""
+        periodic = self.periodic_status()
+        snapshot: dict[str, Any] = {"jobs": self.job_counts()}
+        age = self.worker_heartbeat_age()
+        if age is not None:
+            snapshot["worker_heartbeat_age_seconds"] = age
+        snapshot["subscriptions"] = [
+            {"id": str(r["id"]), "event_type": r["event_type"], "project": r["project"],
+             "status": r["status"]}
+            for r in self.db.conn.execute("SELECT id, event_type, project, status FROM hooks")
+        ]
+        for name, key in (("reconcile", "reconcile"), ("hook_check", "hook_check")):
+            run = periodic.get(name)
+            if run and run["last_finished_ts"]:
+                entry = {"last_run_at_unix": run["last_finished_ts"], "last_ok": run["last_ok"]}
+                if name == "reconcile":
+                    entry["last_changes"] = (run["last_result"] or {}).get("changes", 0)
+                snapshot[key] = entry
+        return snapshot
+
+    def get_risk_summary(self, risk_id: int) -> dict[str, Any] | None:
+        """A risk as the list endpoint shows it, or None."""
+        row = self.db.conn.execute(self._RISK_SELECT + " WHERE r.id=?", (risk_id,)).fetchone()
+        return self._risk_dict(row) if row else None
