@@ -29,6 +29,7 @@ class GunicornApp(BaseApplication):  # type: ignore[misc]
         on_ready: Callable[[], None] | None = None,
         on_exit: Callable[[], None] | None = None,
         extra: dict[str, Any] | None = None,
+        loader: Callable[[], Any] | None = None,
     ) -> None:
         self.options: dict[str, Any] = {
             "bind": bind,
@@ -43,6 +44,7 @@ class GunicornApp(BaseApplication):  # type: ignore[misc]
             "proc_name": "ado-webhook",
             **(extra or {}),
         }
+        self._loader = loader
         self._on_ready = on_ready
         self._on_exit = on_exit
         super().__init__()
@@ -63,6 +65,8 @@ class GunicornApp(BaseApplication):  # type: ignore[misc]
             self.cfg.set("on_exit", lambda server: on_exit())
 
     def load(self) -> Any:
+        if self._loader is not None:
+            return self._loader()
         from webhook import create_app
 
         return create_app()
