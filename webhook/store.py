@@ -126,6 +126,7 @@ class Store:
     def __init__(self, db: Database, box: SecretBox) -> None:
         self.db = db
         self.box = box
+        self._secret_cache: dict[str, str] = {}
 
     # ---- meta ---------------------------------------------------------------------------
 
@@ -208,13 +209,28 @@ class Store:
 
     def find_source(self, name: str) -> SourceAuth | None:
         """The source with its currently valid secrets, or None."""
-        row = self.db.conn.execute("SELECT * FROM sources WHERE name=?", (name,)).fetchone()
+        row = self.db.conn.execute(
+            "SELECT id, name, callback_url, secret_enc, previous_secret_enc, previous_expires_ts"
+            " FROM sources WHERE name=?",
+            (name,),
+        ).fetchone()
         if row is None:
             return None
-        valid = [self.box.decrypt(row["secret_enc"])]
+        valid = [self._decrypt_cached(row["secret_enc"])]
         if row["previous_secret_enc"] and (row["previous_expires_ts"] or 0) > clock.now():
-            valid.append(self.box.decrypt(row["previous_secret_enc"]))
+            valid.append(self._decrypt_cached(row["previous_secret_enc"]))
         return SourceAuth(row["id"], row["name"], row["callback_url"], tuple(valid))
+
+    def _decrypt_cached(self, token: str) -> str:
+        # Every scanner request needs its source's secret; Fernet decryption is the costly part,
+        # so plaintexts are kept in process memory keyed by their (unique) ciphertext.
+        cache = self._secret_cache
+        secret = cache.get(token)
+        if secret is None:
+            if len(cache) > 1024:
+                cache.clear()
+            secret = cache[token] = self.box.decrypt(token)
+        return secret
 
     # ---- ingestion ----------------------------------------------------------------------
 
