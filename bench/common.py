@@ -37,8 +37,14 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
 
 
 def spawn(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:
@@ -51,8 +57,9 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def _client(port: int, requests_: list[tuple[str, str, bytes, dict[str, str]]], duration: float,
-            out: Any) -> None:
+def _client(
+    port: int, requests_: list[tuple[str, str, bytes, dict[str, str]]], duration: float, out: Any
+) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     done = errors = 0
     deadline = time.monotonic() + duration
@@ -78,8 +85,9 @@ def _client(port: int, requests_: list[tuple[str, str, bytes, dict[str, str]]], 
     out.put((done, errors))
 
 
-def load(port: int, per_client: list[list[tuple[str, str, bytes, dict[str, str]]]],
-         duration: float) -> tuple[float, int, int]:
+def load(
+    port: int, per_client: list[list[tuple[str, str, bytes, dict[str, str]]]], duration: float
+) -> tuple[float, int, int]:
     """Run one process per request list for `duration` s; return (elapsed, ok, errors)."""
     ctx = mp.get_context("fork")
     out = ctx.Queue()

@@ -1,7 +1,7 @@
 """Ingestion throughput of `ado-webhook serve` against a bare Flask hello-world, same gunicorn.
 
 Prints single-risk req/s and batch risks/s next to the hello-world's req/s, and the ratio.
-Targets: single-risk ≥ 0.5× hello-world; batch ≥ 10,000 risks/s on a 2-core machine.
+Targets: single-risk at least 0.5x hello-world; batch at least 10,000 risks/s on a 2-core machine.
 Usage: python -m bench.ingest [--seconds 5] [--clients 4] [--workers N]
 """
 
@@ -23,21 +23,34 @@ from webhook.domain.signatures import sign
 ADMIN = "bench-admin-token-0123456789abcdef"
 
 
-def signed(secret: str, path: str, body: bytes, msg_id: str) -> tuple[str, str, bytes, dict[str, str]]:
+def signed(
+    secret: str, path: str, body: bytes, msg_id: str
+) -> tuple[str, str, bytes, dict[str, str]]:
     ts = int(time.time()) + 30  # still inside the ±5 min window when the request is sent
-    return ("POST", path, body, {
-        "Content-Type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(ts),
-        "webhook-signature": sign(secret, msg_id, ts, body),
-    })
+    return (
+        "POST",
+        path,
+        body,
+        {
+            "Content-Type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": sign(secret, msg_id, ts, body),
+        },
+    )
 
 
 def risk(key: str) -> dict[str, object]:
-    return {"key": key, "name": f"SQL injection in handler {key}", "severity": "medium",
-            "url": f"https://scanner.example/findings/{key}", "project": "shop",
-            "definition": "User input reaches a SQL query without parameters.",
-            "assets": [{"group": "repo", "identifier": "shop/api"}], "tags": ["sast"]}
+    return {
+        "key": key,
+        "name": f"SQL injection in handler {key}",
+        "severity": "medium",
+        "url": f"https://scanner.example/findings/{key}",
+        "project": "shop",
+        "definition": "User input reaches a SQL query without parameters.",
+        "assets": [{"group": "repo", "identifier": "shop/api"}],
+        "tags": ["sast"],
+    }
 
 
 def main() -> None:
@@ -51,19 +64,29 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        env = {**os.environ, "PYTHONPATH": str(REPO), "WEBHOOK_DB": str(work / "var/webhook.db"),
-               "WEBHOOK_ADMIN_TOKEN": ADMIN, "WEBHOOK_SECRET_KEY": Fernet.generate_key().decode(),
-               "WEBHOOK_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "WEBHOOK_DB": str(work / "var/webhook.db"),
+            "WEBHOOK_ADMIN_TOKEN": ADMIN,
+            "WEBHOOK_SECRET_KEY": Fernet.generate_key().decode(),
+            "WEBHOOK_LOG_LEVEL": "WARNING",
+        }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
         hello_port = free_port()
-        hello = spawn([python(), "-m", "bench.hello_app", f"127.0.0.1:{hello_port}",
-                       str(args.workers)], env, REPO)
+        hello = spawn(
+            [python(), "-m", "bench.hello_app", f"127.0.0.1:{hello_port}", str(args.workers)],
+            env,
+            REPO,
+        )
         try:
             wait_http(f"http://127.0.0.1:{hello_port}/healthz")
             body = json.dumps({"risk": risk("hello")}).encode()
-            reqs = [[("POST", "/", body, {"Content-Type": "application/json"})] * per_client_cap
-                    for _ in range(args.clients)]
+            reqs = [
+                [("POST", "/", body, {"Content-Type": "application/json"})] * per_client_cap
+                for _ in range(args.clients)
+            ]
             load(hello_port, reqs, 1.0)  # warm-up
             elapsed, hello_ok, hello_err = load(hello_port, reqs, args.seconds)
             hello_rps = hello_ok / elapsed
@@ -71,28 +94,73 @@ def main() -> None:
             kill(hello)
 
         port = free_port()
-        svc = spawn([python(), "-m", "webhook.cli", "serve", "--no-worker", "--bind",
-                     f"127.0.0.1:{port}", "--workers", str(args.workers)], env, work)
+        svc = spawn(
+            [
+                python(),
+                "-m",
+                "webhook.cli",
+                "serve",
+                "--no-worker",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(args.workers),
+            ],
+            env,
+            work,
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             wait_http(base + "/healthz")
-            secret = requests.post(base + "/admin/sources", json={"name": "bench"},
-                                   headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10
-                                   ).json()["secret"]
+            secret = requests.post(
+                base + "/admin/sources",
+                json={"name": "bench"},
+                headers={"Authorization": f"Bearer {ADMIN}"},
+                timeout=10,
+            ).json()["secret"]
             path = "/webhooks/risks/bench"
-            warm = [[signed(secret, path, json.dumps({"risk": risk(f"w{c}-{i}")}).encode(),
-                            f"msg_w{c}_{i}") for i in range(2000)] for c in range(args.clients)]
+            warm = [
+                [
+                    signed(
+                        secret,
+                        path,
+                        json.dumps({"risk": risk(f"w{c}-{i}")}).encode(),
+                        f"msg_w{c}_{i}",
+                    )
+                    for i in range(2000)
+                ]
+                for c in range(args.clients)
+            ]
             load(port, warm, 1.0)
-            single = [[signed(secret, path, json.dumps({"risk": risk(f"s{c}-{i}")}).encode(),
-                              f"msg_s{c}_{i}") for i in range(per_client_cap)]
-                      for c in range(args.clients)]
+            single = [
+                [
+                    signed(
+                        secret,
+                        path,
+                        json.dumps({"risk": risk(f"s{c}-{i}")}).encode(),
+                        f"msg_s{c}_{i}",
+                    )
+                    for i in range(per_client_cap)
+                ]
+                for c in range(args.clients)
+            ]
             elapsed, single_ok, single_err = load(port, single, args.seconds)
             single_rps = single_ok / elapsed
 
-            batches = [[signed(secret, path, json.dumps(
-                {"risks": [risk(f"b{c}-{i}-{j}") for j in range(args.batch)]}).encode(),
-                f"msg_b{c}_{i}") for i in range(max(4, int(args.seconds * 6)))]
-                for c in range(args.clients)]
+            batches = [
+                [
+                    signed(
+                        secret,
+                        path,
+                        json.dumps(
+                            {"risks": [risk(f"b{c}-{i}-{j}") for j in range(args.batch)]}
+                        ).encode(),
+                        f"msg_b{c}_{i}",
+                    )
+                    for i in range(max(4, int(args.seconds * 6)))
+                ]
+                for c in range(args.clients)
+            ]
             elapsed, batch_ok, batch_err = load(port, batches, args.seconds)
             batch_rps = batch_ok * args.batch / elapsed
         finally:
@@ -100,10 +168,14 @@ def main() -> None:
 
     print(f"workers={args.workers} clients={args.clients} seconds={args.seconds}")
     print(f"hello-world      {hello_rps:10.0f} req/s   (errors {hello_err})")
-    print(f"single risk      {single_rps:10.0f} req/s   (errors {single_err})"
-          f"   ratio {single_rps / hello_rps:.2f}x hello-world (target >= 0.5)")
-    print(f"batch of {args.batch:<5}  {batch_rps:10.0f} risks/s (errors {batch_err})"
-          f"   {batch_rps / hello_rps:.2f}x hello-world req/s (target >= 10000 risks/s)")
+    print(
+        f"single risk      {single_rps:10.0f} req/s   (errors {single_err})"
+        f"   ratio {single_rps / hello_rps:.2f}x hello-world (target >= 0.5)"
+    )
+    print(
+        f"batch of {args.batch:<5}  {batch_rps:10.0f} risks/s (errors {batch_err})"
+        f"   {batch_rps / hello_rps:.2f}x hello-world req/s (target >= 10000 risks/s)"
+    )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,9 @@ def admin() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def signed_headers(secret: str, body: bytes, *, msg_id: str | None = None,
-                   timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    secret: str, body: bytes, *, msg_id: str | None = None, timestamp: int | None = None
+) -> dict[str, str]:
     """Standard Webhooks headers for a body."""
     msg_id = msg_id or f"msg_{time.time_ns()}"
     ts = int(time.time()) if timestamp is None else timestamp
@@ -69,8 +70,13 @@ def signed_headers(secret: str, body: bytes, *, msg_id: str | None = None,
 class Scanner:
     """A scanner source registered through the admin API that signs what it sends."""
 
-    def __init__(self, client: FlaskClient, admin: dict[str, str], name: str = "sast",
-                 callback_url: str | None = None) -> None:
+    def __init__(
+        self,
+        client: FlaskClient,
+        admin: dict[str, str],
+        name: str = "sast",
+        callback_url: str | None = None,
+    ) -> None:
         body: dict[str, Any] = {"name": name}
         if callback_url:
             body["callback_url"] = callback_url
@@ -81,8 +87,14 @@ class Scanner:
         self.source = resp.get_json()
         self.secret: str = self.source["secret"]
 
-    def send(self, payload: Any, *, msg_id: str | None = None, raw: bytes | None = None,
-             headers: dict[str, str] | None = None) -> Any:
+    def send(
+        self,
+        payload: Any,
+        *,
+        msg_id: str | None = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         body = raw if raw is not None else json.dumps(payload).encode()
         hdrs = signed_headers(self.secret, body, msg_id=msg_id)
         hdrs.update(headers or {})

@@ -69,15 +69,31 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
 
 
 @contextmanager
-def running_service(workdir: Path, *args: str, env: dict[str, str] | None = None,
-                    workers: int = 2) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def running_service(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, workers: int = 2
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`ado-webhook serve` in its own process group; yields (base URL, process)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "webhook.cli", "serve", "--bind", f"127.0.0.1:{port}",
-           "--workers", str(workers), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "webhook.cli",
+        "serve",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        *args,
+    ]
     log = open(workdir / f"serve-{port}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=workdir, env=env or service_env(workdir), stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=workdir,
+        env=env or service_env(workdir),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/healthz", proc=proc)

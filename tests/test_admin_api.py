@@ -13,8 +13,13 @@ from tests.conftest import Scanner, risk
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"},
-     {"Authorization": "Bearer"}, {"Authorization": "bearer test-admin-token-0123456789abcdeX"}],
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer"},
+        {"Authorization": "bearer test-admin-token-0123456789abcdeX"},
+    ],
 )
 @pytest.mark.parametrize("path", ["/admin/sources", "/admin/risks", "/admin/jobs"])
 def test_admin_routes_require_the_bearer_token(client: FlaskClient, headers, path) -> None:
@@ -24,8 +29,11 @@ def test_admin_routes_require_the_bearer_token(client: FlaskClient, headers, pat
 
 
 def test_create_source_shows_secret_once(client: FlaskClient, admin) -> None:
-    resp = client.post("/admin/sources", json={"name": "sast", "callback_url":
-                                                "https://scanner.internal/cb"}, headers=admin)
+    resp = client.post(
+        "/admin/sources",
+        json={"name": "sast", "callback_url": "https://scanner.internal/cb"},
+        headers=admin,
+    )
     assert resp.status_code == 201
     secret = resp.get_json()["secret"]
     assert secret.startswith("whsec_")
@@ -39,9 +47,15 @@ def test_create_source_shows_secret_once(client: FlaskClient, admin) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"name": ""}, {"name": "has space"}, {"name": "x" * 65}, {"name": "ok", "extra": 1},
-     {"name": "ok", "callback_url": "ftp://x/y"},
-     {"name": "ok", "callback_url": "https://user:pw@host/cb"}],
+    [
+        {},
+        {"name": ""},
+        {"name": "has space"},
+        {"name": "x" * 65},
+        {"name": "ok", "extra": 1},
+        {"name": "ok", "callback_url": "ftp://x/y"},
+        {"name": "ok", "callback_url": "https://user:pw@host/cb"},
+    ],
 )
 def test_invalid_source_bodies_are_422(client: FlaskClient, admin, body) -> None:
     resp = client.post("/admin/sources", json=body, headers=admin)
@@ -56,21 +70,35 @@ def test_duplicate_source_name_is_409(client: FlaskClient, admin) -> None:
 
 
 def test_list_and_filter_risks_with_pagination(client, admin, scanner: Scanner) -> None:
-    scanner.send({"risks": [risk(f"R-{i}", severity="high" if i % 2 else "low")
-                            for i in range(5)]})
+    scanner.send({"risks": [risk(f"R-{i}", severity="high" if i % 2 else "low") for i in range(5)]})
     page = client.get("/admin/risks?severity=high&per_page=1&page=2", headers=admin).get_json()
     assert page["total"] == 2 and page["page"] == 2 and page["per_page"] == 1
     assert len(page["items"]) == 1 and page["items"][0]["severity"] == "high"
     one = page["items"][0]
-    assert set(one) >= {"id", "source", "key", "name", "severity", "status", "resolution", "url",
-                        "project", "assets", "created_at", "updated_at", "work_item"}
+    assert set(one) >= {
+        "id",
+        "source",
+        "key",
+        "name",
+        "severity",
+        "status",
+        "resolution",
+        "url",
+        "project",
+        "assets",
+        "created_at",
+        "updated_at",
+        "work_item",
+    }
     assert one["work_item"] is None and one["status"] == "open"
     by_key = client.get("/admin/risks?key=R-3&source=sast", headers=admin).get_json()
     assert [r["key"] for r in by_key["items"]] == ["R-3"]
 
 
-@pytest.mark.parametrize("query", ["status=closed", "severity=urgent", "page=0", "per_page=1001",
-                                   "per_page=abc", "bogus=1"])
+@pytest.mark.parametrize(
+    "query",
+    ["status=closed", "severity=urgent", "page=0", "per_page=1001", "per_page=abc", "bogus=1"],
+)
 def test_bad_risk_queries_are_422(client: FlaskClient, admin, query) -> None:
     assert client.get(f"/admin/risks?{query}", headers=admin).status_code == 422
 
@@ -102,8 +130,11 @@ def test_unexpected_error_is_json_500_without_details(app, client, admin, monkey
     monkeypatch.setattr(store, "list_sources", boom)
     resp = client.get("/admin/sources", headers=admin)
     assert resp.status_code == 500
-    assert resp.get_json()["error"] == {"code": "internal_error",
-                                        "message": "internal server error", "details": {}}
+    assert resp.get_json()["error"] == {
+        "code": "internal_error",
+        "message": "internal server error",
+        "details": {},
+    }
 
 
 def test_secrets_are_never_in_the_database_file(client, admin, settings) -> None:

@@ -14,8 +14,14 @@ from tests.servers import ADMIN_TOKEN, REPO, running_service, service_env
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhook.cli", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "webhook.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_serve_without_admin_token_fails_with_one_clear_line(tmp_path) -> None:
@@ -50,18 +56,26 @@ def test_init_db_creates_and_is_idempotent(tmp_path) -> None:
 
 
 def test_serve_dev_from_empty_folder_accepts_a_signed_risk(tmp_path) -> None:
-    env = {k: v for k, v in service_env(tmp_path).items()
-           if k not in ("WEBHOOK_ADMIN_TOKEN", "WEBHOOK_SECRET_KEY", "WEBHOOK_DB")}
+    env = {
+        k: v
+        for k, v in service_env(tmp_path).items()
+        if k not in ("WEBHOOK_ADMIN_TOKEN", "WEBHOOK_SECRET_KEY", "WEBHOOK_DB")
+    }
     with running_service(tmp_path, "--dev", env=env) as (base, _):
         secrets_file = tmp_path / "var" / "dev-secrets.env"
         values = dict(line.split("=", 1) for line in secrets_file.read_text().splitlines())
         assert oct(secrets_file.stat().st_mode & 0o777) == "0o600"
         admin = {"Authorization": f"Bearer {values['WEBHOOK_ADMIN_TOKEN']}"}
-        src = requests.post(base + "/admin/sources", json={"name": "sast"}, headers=admin,
-                            timeout=10).json()
+        src = requests.post(
+            base + "/admin/sources", json={"name": "sast"}, headers=admin, timeout=10
+        ).json()
         body = json.dumps({"risk": risk("R-1")}).encode()
-        resp = requests.post(base + "/webhooks/risks/sast", data=body,
-                             headers=signed_headers(src["secret"], body), timeout=10)
+        resp = requests.post(
+            base + "/webhooks/risks/sast",
+            data=body,
+            headers=signed_headers(src["secret"], body),
+            timeout=10,
+        )
         assert resp.status_code == 202
         assert resp.json()["risks"][0]["action"] == "created"
         assert (tmp_path / "var" / "webhook.db").exists()
@@ -94,9 +108,23 @@ def test_package_finds_schema_outside_the_checkout(tmp_path) -> None:
     import zipfile
 
     dist = tmp_path / "dist"
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                             "-w", str(dist), str(REPO)], capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "PIP_NO_INDEX": "1"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PIP_NO_INDEX": "1"},
+    )
     if result.returncode != 0:
         import pytest
 

@@ -24,8 +24,9 @@ def test_sigkill_during_burst_loses_no_acknowledged_risk(tmp_path) -> None:
     stop = threading.Event()
     with running_service(tmp_path, workers=2) as (base, proc):
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        secret = requests.post(base + "/admin/sources", json={"name": "sast"}, headers=admin,
-                               timeout=10).json()["secret"]
+        secret = requests.post(
+            base + "/admin/sources", json={"name": "sast"}, headers=admin, timeout=10
+        ).json()["secret"]
 
         def client(n: int) -> None:
             session = requests.Session()
@@ -35,8 +36,12 @@ def test_sigkill_during_burst_loses_no_acknowledged_risk(tmp_path) -> None:
                 batch = {"risks": [risk(f"{key}-{j}") for j in range(5)]}
                 body = json.dumps(batch).encode()
                 try:
-                    resp = session.post(base + "/webhooks/risks/sast", data=body,
-                                        headers=signed_headers(secret, body), timeout=5)
+                    resp = session.post(
+                        base + "/webhooks/risks/sast",
+                        data=body,
+                        headers=signed_headers(secret, body),
+                        timeout=5,
+                    )
                 except requests.RequestException:
                     i += 1
                     continue

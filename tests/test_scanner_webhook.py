@@ -18,7 +18,9 @@ from webhook.domain.signatures import sign
 
 def stored_risks(db_path: Path) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db_path) as conn:
-        return conn.execute("SELECT source, key, severity, status FROM risks ORDER BY id").fetchall()
+        return conn.execute(
+            "SELECT source, key, severity, status FROM risks ORDER BY id"
+        ).fetchall()
 
 
 def test_published_standard_webhooks_vector() -> None:
@@ -60,10 +62,16 @@ BODY = json.dumps({"risk": risk()}).encode()
         pytest.param(lambda h, s: h.update({"webhook-signature": "v1,"}), id="empty-sig"),
         pytest.param(lambda h, s: h.update({"webhook-signature": "garbage"}), id="no-version"),
         pytest.param(lambda h, s: h.update({"webhook-signature": "v1,!!!notbase64"}), id="bad-b64"),
-        pytest.param(lambda h, s: h.update({"webhook-signature": "v2," + h["webhook-signature"][3:]}),
-                     id="wrong-version"),
-        pytest.param(lambda h, s: h.update({"webhook-signature": "v1," + base64.b64encode(b"x" * 32)
-                                            .decode()}), id="wrong-mac"),
+        pytest.param(
+            lambda h, s: h.update({"webhook-signature": "v2," + h["webhook-signature"][3:]}),
+            id="wrong-version",
+        ),
+        pytest.param(
+            lambda h, s: h.update(
+                {"webhook-signature": "v1," + base64.b64encode(b"x" * 32).decode()}
+            ),
+            id="wrong-mac",
+        ),
         pytest.param(lambda h, s: h.update({"webhook-timestamp": "abc"}), id="ts-not-number"),
         pytest.param(lambda h, s: h.update({"webhook-timestamp": "-5"}), id="ts-negative"),
         pytest.param(lambda h, s: h.update({"webhook-timestamp": "1" * 40}), id="ts-huge"),
@@ -106,8 +114,11 @@ def test_any_listed_signature_may_match(scanner: Scanner) -> None:
 
 
 def test_unknown_source_is_404(client: FlaskClient) -> None:
-    resp = client.post("/webhooks/risks/nobody", data=BODY,
-                       headers=signed_headers("whsec_" + base64.b64encode(b"k" * 24).decode(), BODY))
+    resp = client.post(
+        "/webhooks/risks/nobody",
+        data=BODY,
+        headers=signed_headers("whsec_" + base64.b64encode(b"k" * 24).decode(), BODY),
+    )
     assert resp.status_code == 404
     assert resp.get_json()["error"]["code"] == "not_found"
 
@@ -141,7 +152,9 @@ INVALID_BODIES = [
 
 
 @pytest.mark.parametrize(("payload", "field"), INVALID_BODIES)
-def test_invalid_bodies_are_422_with_field_details(scanner: Scanner, settings, payload, field) -> None:
+def test_invalid_bodies_are_422_with_field_details(
+    scanner: Scanner, settings, payload, field
+) -> None:
     resp = scanner.send(payload)
     assert resp.status_code == 422, resp.get_json()
     error = resp.get_json()["error"]
@@ -150,7 +163,7 @@ def test_invalid_bodies_are_422_with_field_details(scanner: Scanner, settings, p
     assert stored_risks(settings.db_path) == []
 
 
-@pytest.mark.parametrize("raw", [b"", b"not json", b"[1, 2]", b'"string"', b"{\"risk\": "])
+@pytest.mark.parametrize("raw", [b"", b"not json", b"[1, 2]", b'"string"', b'{"risk": '])
 def test_non_object_json_is_rejected_and_nothing_stored(scanner: Scanner, settings, raw) -> None:
     resp = scanner.send(None, raw=raw)
     assert resp.status_code in (400, 422)
@@ -158,8 +171,9 @@ def test_non_object_json_is_rejected_and_nothing_stored(scanner: Scanner, settin
     assert stored_risks(settings.db_path) == []
 
 
-def test_repeated_webhook_id_returns_first_answer_and_stores_nothing_new(scanner: Scanner,
-                                                                           settings) -> None:
+def test_repeated_webhook_id_returns_first_answer_and_stores_nothing_new(
+    scanner: Scanner, settings
+) -> None:
     first = scanner.send({"risk": risk("R-1")}, msg_id="msg_same")
     again = scanner.send({"risk": risk("R-1", severity="critical")}, msg_id="msg_same")
     assert again.status_code == first.status_code == 202

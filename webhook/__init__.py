@@ -15,9 +15,11 @@ __version__ = "0.1.0"
 def create_app(settings: Any = None) -> Flask:
     """Build the Flask app: settings, storage, blueprints, error handlers — wiring only."""
     from webhook.api import (
+        admin_connections,
         admin_jobs,
         admin_risks,
         admin_sources,
+        admin_templates,
         health,
         scanner,
     )
@@ -34,9 +36,16 @@ def create_app(settings: Any = None) -> Flask:
     services.store.db.migrate()
     app.extensions["adowh"] = services
     register_error_handlers(app)
-    for module in (scanner, admin_sources, admin_risks, admin_jobs, health):
+    for module in (
+        scanner,
+        admin_sources,
+        admin_risks,
+        admin_jobs,
+        admin_connections,
+        admin_templates,
+        health,
+    ):
         app.register_blueprint(module.bp)
-    _register_optional_blueprints(app)
 
     @app.before_request
     def _start() -> None:
@@ -58,17 +67,3 @@ def create_app(settings: Any = None) -> Flask:
             unbind(token)
 
     return app
-
-
-def _register_optional_blueprints(app: Flask) -> None:
-    """Blueprints for Azure DevOps features (connections, templates, hooks)."""
-    import importlib
-
-    for name in ("admin_connections", "admin_templates", "admin_hooks", "ado_hooks"):
-        try:
-            module = importlib.import_module(f"webhook.api.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"webhook.api.{name}":
-                raise
-            continue
-        app.register_blueprint(module.bp)

@@ -66,8 +66,9 @@ class CallbackSender:
             "webhook-signature": sign(secret, webhook_id, timestamp, body),
         }
         try:
-            resp = self.session.post(url, data=body, headers=headers, timeout=TIMEOUT,
-                                     allow_redirects=False)
+            resp = self.session.post(
+                url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False
+            )
         except requests.RequestException as exc:
             metrics.CALLBACKS.labels("error").inc()
             raise RetryLater(f"callback to scanner failed: {type(exc).__name__}") from None

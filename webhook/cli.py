@@ -127,8 +127,11 @@ class _WorkerSupervisor:
             if self.stopping.is_set():
                 break
             backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, 30.0)
-            print(f"ado-webhook: worker exited ({self.proc.returncode}); restarting",
-                  file=sys.stderr, flush=True)
+            print(
+                f"ado-webhook: worker exited ({self.proc.returncode}); restarting",
+                file=sys.stderr,
+                flush=True,
+            )
             self.stopping.wait(backoff)
 
     def stop(self) -> None:
@@ -177,15 +180,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP service (gunicorn) and the sync worker")
-    serve.add_argument("--bind", default=os.environ.get("WEBHOOK_BIND", "127.0.0.1:8080"),
-                       help="HOST:PORT to listen on (default 127.0.0.1:8080)")
-    serve.add_argument("--workers", type=int, default=None,
-                       help="gunicorn worker processes (default: WEB_CONCURRENCY or 2×CPU+1)")
+    serve.add_argument(
+        "--bind",
+        default=os.environ.get("WEBHOOK_BIND", "127.0.0.1:8080"),
+        help="HOST:PORT to listen on (default 127.0.0.1:8080)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="gunicorn worker processes (default: WEB_CONCURRENCY or 2*CPU+1)",
+    )
     serve.add_argument("--no-worker", action="store_true", help="serve HTTP only")
-    serve.add_argument("--worker-threads", type=int, default=8,
-                       help="threads in the sync worker (default 8)")
-    serve.add_argument("--dev", action="store_true",
-                       help="generate missing dev secrets under var/ and print the admin token once")
+    serve.add_argument(
+        "--worker-threads", type=int, default=8, help="threads in the sync worker (default 8)"
+    )
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="generate missing dev secrets under var/ and print the admin token once",
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run only the background sync worker")
@@ -196,8 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     init_db.set_defaults(func=cmd_init_db)
 
     demo = sub.add_parser("demo", help="the whole loop against the built-in Azure DevOps stand-in")
-    demo.add_argument("--keep-running", action="store_true",
-                      help="keep the service and stand-in running after the demo")
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="keep the service and stand-in running after the demo",
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -1,4 +1,4 @@
-"""SQLite connections: per process and thread, opened after fork, with the pragmas SPEC 5 asks for."""
+"""SQLite connections per process and thread, opened after fork, with the SPEC 5 pragmas."""
 
 from __future__ import annotations
 

@@ -19,7 +19,9 @@ class OrganizationPaused(Exception):
     """Azure DevOps asked us to wait (Retry-After); the whole organization is paused."""
 
     def __init__(self, until_ts: float) -> None:
-        super().__init__(f"Azure DevOps asked to wait; organization paused until {clock.iso(until_ts)}")
+        super().__init__(
+            f"Azure DevOps asked to wait; organization paused until {clock.iso(until_ts)}"
+        )
         self.until_ts = until_ts
 
 
@@ -28,7 +30,9 @@ def auth_from_dict(auth: dict[str, Any]) -> PatAuth | ServicePrincipalAuth:
     if auth["type"] == "pat":
         return PatAuth(token=auth["token"])
     return ServicePrincipalAuth(
-        tenant_id=auth["tenant_id"], client_id=auth["client_id"], client_secret=auth["client_secret"]
+        tenant_id=auth["tenant_id"],
+        client_id=auth["client_id"],
+        client_secret=auth["client_secret"],
     )
 
 

@@ -11,7 +11,7 @@ from gunicorn.app.base import BaseApplication
 
 
 def default_workers() -> int:
-    """WEB_CONCURRENCY, else 2×CPU+1 (gunicorn's rule of thumb)."""
+    """WEB_CONCURRENCY, else 2*CPU+1 (gunicorn's rule of thumb)."""
     env = os.environ.get("WEB_CONCURRENCY", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)

@@ -15,8 +15,11 @@ from webhook.schemas import ErrorSchema
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_CONVERTERS = {"int": {"type": "integer", "minimum": 0}, "default": {"type": "string"},
-               "string": {"type": "string"}}
+_CONVERTERS = {
+    "int": {"type": "integer", "minimum": 0},
+    "default": {"type": "string"},
+    "string": {"type": "string"},
+}
 _RULE_ARG = re.compile(r"<(?:(?P<conv>[a-z]+):)?(?P<name>\w+)>")
 
 
@@ -88,7 +91,9 @@ def build_spec(app: Flask) -> dict[str, Any]:
     return spec.to_dict()
 
 
-def _operation(meta: dict[str, Any], path_params: list[dict[str, Any]], endpoint: str) -> dict[str, Any]:
+def _operation(
+    meta: dict[str, Any], path_params: list[dict[str, Any]], endpoint: str
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": meta["summary"],
         "tags": [meta["tag"]],

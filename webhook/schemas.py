@@ -1,7 +1,8 @@
-"""marshmallow schemas at the edges: inbound payloads (RAISE on unknown) and documented responses."""
+"""marshmallow schemas at the edges: inbound payloads (RAISE on unknown), documented responses."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,7 +11,6 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
-    post_load,
     validate,
     validates_schema,
 )
@@ -171,7 +171,7 @@ class RiskSchema(Schema):
 
 
 class RiskEnvelopeSchema(Schema):
-    """`{"risk": RISK}` or `{"risks": [RISK, ...]}` (1–1000)."""
+    """`{"risk": RISK}` or `{"risks": [RISK, ...]}` (1-1000)."""
 
     class Meta:
         unknown = RAISE
@@ -187,7 +187,9 @@ class RiskEnvelopeSchema(Schema):
         if len(keys) != len(set(keys)):
             seen: set[str] = set()
             dupes = sorted({k for k in keys if k in seen or seen.add(k)})  # type: ignore[func-returns-value]
-            raise ValidationError(f"Duplicate keys in one request: {', '.join(dupes[:10])}", "risks")
+            raise ValidationError(
+                f"Duplicate keys in one request: {', '.join(dupes[:10])}", "risks"
+            )
 
 
 def risks_from_payload(data: dict[str, Any], source: str) -> list[Risk]:
@@ -223,7 +225,9 @@ class SourceCreateSchema(Schema):
 
     name = fields.String(
         required=True,
-        validate=validate.Regexp(NAME_PATTERN, error="1–64 of A-Z a-z 0-9 . _ -, starting alphanumeric"),
+        validate=validate.Regexp(
+            NAME_PATTERN, error="1-64 of A-Z a-z 0-9 . _ -, starting alphanumeric"
+        ),
     )
     callback_url = HttpUrl(allow_none=True, metadata={"format": "uri"})
 
@@ -263,7 +267,9 @@ class ErrorSchema(Schema):
 class IngestResultSchema(Schema):
     key = fields.String(required=True)
     id = fields.Integer(required=True)
-    action = fields.String(required=True, validate=validate.OneOf(["created", "updated", "unchanged"]))
+    action = fields.String(
+        required=True, validate=validate.OneOf(["created", "updated", "unchanged"])
+    )
 
 
 class IngestResponseSchema(Schema):
@@ -338,7 +344,9 @@ class RiskDetailSchema(RiskOutSchema):
 class JobSchema(Schema):
     id = fields.Integer(required=True)
     kind = fields.String(required=True)
-    state = fields.String(required=True, validate=validate.OneOf(["pending", "running", "failed", "done"]))
+    state = fields.String(
+        required=True, validate=validate.OneOf(["pending", "running", "failed", "done"])
+    )
     attempts = fields.Integer(required=True)
     last_error = fields.String(allow_none=True, required=True)
     risk_id = fields.Integer(allow_none=True, required=True)
@@ -367,3 +375,231 @@ def page_schema(item: type[Schema], name: str) -> type[Schema]:
 SourcePageSchema = page_schema(SourceSchema, "SourcePageSchema")
 RiskPageSchema = page_schema(RiskOutSchema, "RiskPageSchema")
 JobPageSchema = page_schema(JobSchema, "JobPageSchema")
+
+
+# ---- Azure DevOps connections and templates --------------------------------------------------
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true/false only."""
+
+    truthy = {True}
+    falsy = {False}
+
+
+class PatAuthSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    type = fields.String(required=True, validate=validate.Equal("pat"))
+    token = fields.String(required=True, validate=validate.Length(1, 1024), load_only=True)
+
+
+class ServicePrincipalAuthSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    type = fields.String(required=True, validate=validate.Equal("service_principal"))
+    tenant_id = fields.String(required=True, validate=validate.Length(1, 128))
+    client_id = fields.String(required=True, validate=validate.Length(1, 128))
+    client_secret = fields.String(required=True, validate=validate.Length(1, 1024), load_only=True)
+
+
+class AuthField(fields.Field):
+    """`{"type": "pat", "token"}` or `{"type": "service_principal", "tenant_id", ...}`."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ValidationError("Not a valid object.")
+        kind = value.get("type")
+        if kind == "pat":
+            return PatAuthSchema().load(value)  # type: ignore[no-any-return]
+        if kind == "service_principal":
+            return ServicePrincipalAuthSchema().load(value)  # type: ignore[no-any-return]
+        raise ValidationError({"type": ["Must be one of: pat, service_principal."]})
+
+
+AUTH_DOC = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["type", "token"],
+            "additionalProperties": False,
+            "properties": {
+                "type": {"type": "string", "enum": ["pat"]},
+                "token": {"type": "string", "minLength": 1, "maxLength": 1024},
+            },
+        },
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["type", "tenant_id", "client_id", "client_secret"],
+            "properties": {
+                "type": {"type": "string", "enum": ["service_principal"]},
+                "tenant_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                "client_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                "client_secret": {"type": "string", "minLength": 1, "maxLength": 1024},
+            },
+        },
+    ]
+}
+
+
+class ConnectionCreateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Length(1, 100))
+    organization_url = fields.String(required=True, validate=validate.Length(1, 2048))
+    auth = AuthField(required=True, metadata=AUTH_DOC)
+
+
+class ConnectionPatchSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(validate=validate.Length(1, 100))
+    organization_url = fields.String(validate=validate.Length(1, 2048))
+    auth = AuthField(metadata=AUTH_DOC)
+
+
+class ConnectionAuthOutSchema(Schema):
+    type = fields.String(required=True)
+    tenant_id = fields.String()
+    client_id = fields.String()
+
+
+class ProjectSchema(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+
+
+class ConnectionSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    organization_url = fields.String(required=True)
+    auth = fields.Nested(ConnectionAuthOutSchema, required=True)
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+
+
+class ConnectionCreatedSchema(ConnectionSchema):
+    projects = fields.List(fields.Nested(ProjectSchema), required=True)
+
+
+class ConnectionTestSchema(Schema):
+    ok = fields.Boolean(required=True)
+    message = fields.String(required=True)
+
+
+class StateSchema(Schema):
+    name = fields.String(required=True)
+    category = fields.String(required=True)
+
+
+class WorkItemTypeSchema(Schema):
+    name = fields.String(required=True)
+    states = fields.List(fields.Nested(StateSchema), required=True)
+    required_fields = fields.List(fields.String(), required=True)
+
+
+FIELD_VALUE_DOC = {
+    "type": "object",
+    "additionalProperties": {
+        "oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]
+    },
+}
+
+
+class FieldValues(fields.Dict):
+    """`{reference name: scalar}` for template.fields."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if len(result) > 100:
+            raise ValidationError("At most 100 fields.")
+        for key, item in result.items():
+            if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z][\w.]{0,127}", key):
+                raise ValidationError(f"{key!r} is not a field reference name.")
+            if not isinstance(item, str | int | float | bool) or (
+                isinstance(item, str) and len(item) > 32_000
+            ):
+                raise ValidationError(f"Value of {key} must be a string, number or boolean.")
+        return result
+
+
+class TemplateBaseSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(validate=validate.Length(1, 100))
+    connection_id = fields.Integer(strict=True, validate=validate.Range(min=1))
+    project = fields.String(validate=validate.Length(1, 256))
+    work_item_type = fields.String(validate=validate.Length(1, 128))
+    auto_create = StrictBoolean()
+    severity_threshold = SeverityField(metadata={"enum": list(reversed(SEVERITIES))})
+    sources = fields.List(
+        fields.String(validate=validate.Regexp(NAME_PATTERN)),
+        allow_none=True,
+        validate=validate.Length(max=100),
+    )
+    title_format = fields.String(validate=validate.Length(1, 1000))
+    tags = fields.List(
+        fields.String(validate=validate.Length(1, 100)), validate=validate.Length(max=50)
+    )
+    area_path = fields.String(allow_none=True, validate=validate.Length(1, 4000))
+    iteration_path = fields.String(allow_none=True, validate=validate.Length(1, 4000))
+    close_on_resolve = StrictBoolean()
+    fields = FieldValues(metadata=FIELD_VALUE_DOC)
+
+
+class TemplateCreateSchema(TemplateBaseSchema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Length(1, 100))
+    connection_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    project = fields.String(required=True, validate=validate.Length(1, 256))
+    work_item_type = fields.String(required=True, validate=validate.Length(1, 128))
+    auto_create = StrictBoolean(required=True)
+    severity_threshold = SeverityField(required=True, metadata={"enum": list(reversed(SEVERITIES))})
+
+
+class TemplateSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    connection_id = fields.Integer(required=True)
+    project = fields.String(required=True)
+    work_item_type = fields.String(required=True)
+    auto_create = fields.Boolean(required=True)
+    severity_threshold = fields.String(required=True)
+    sources = fields.List(fields.String(), allow_none=True, required=True)
+    title_format = fields.String(required=True)
+    tags = fields.List(fields.String(), required=True)
+    area_path = fields.String(allow_none=True, required=True)
+    iteration_path = fields.String(allow_none=True, required=True)
+    close_on_resolve = fields.Boolean(required=True)
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+    fields = fields.Dict(required=True)
+
+
+class ExportSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    template_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+
+
+class ExportAcceptedSchema(Schema):
+    job = fields.Nested(JobSchema, required=True)
+
+
+ConnectionPageSchema = page_schema(ConnectionSchema, "ConnectionPageSchema")
+ProjectPageSchema = page_schema(ProjectSchema, "ProjectPageSchema")
+WorkItemTypePageSchema = page_schema(WorkItemTypeSchema, "WorkItemTypePageSchema")
+TemplatePageSchema = page_schema(TemplateSchema, "TemplatePageSchema")

@@ -68,7 +68,9 @@ class Settings:
         if public_url and not public_url.startswith(("https://", "http://")):
             raise SettingsError("WEBHOOK_PUBLIC_URL must start with https:// (or http://)")
         hosts = frozenset(
-            h.strip().lower() for h in env.get("WEBHOOK_ALLOWED_ORG_HOSTS", "").split(",") if h.strip()
+            h.strip().lower()
+            for h in env.get("WEBHOOK_ALLOWED_ORG_HOSTS", "").split(",")
+            if h.strip()
         )
         log_level = env.get("WEBHOOK_LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if log_level not in LOG_LEVELS:
@@ -88,7 +90,9 @@ class Settings:
         )
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int | None = None) -> int:
+def _positive_int(
+    env: Mapping[str, str], name: str, default: int, maximum: int | None = None
+) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default

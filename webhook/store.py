@@ -66,8 +66,9 @@ class IngestOutcome:
     actions: tuple[str, ...]
 
 
-def _page(conn: sqlite3.Connection, sql: str, params: list[Any], page: int, per_page: int,
-          order: str) -> tuple[list[sqlite3.Row], int]:
+def _page(
+    conn: sqlite3.Connection, sql: str, params: list[Any], page: int, per_page: int, order: str
+) -> tuple[list[sqlite3.Row], int]:
     total = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
     rows = conn.execute(
         f"{sql} ORDER BY {order} LIMIT ? OFFSET ?", [*params, per_page, (page - 1) * per_page]
@@ -377,15 +378,27 @@ class Store:
         )
 
     def _add_jobs(
-        self, conn: sqlite3.Connection, risk_id: int | None, jobs: Iterable[JobSpec], now_ts: float,
+        self,
+        conn: sqlite3.Connection,
+        risk_id: int | None,
+        jobs: Iterable[JobSpec],
+        now_ts: float,
         lane_prefix: str | None = None,
     ) -> None:
         prefix = lane_prefix or f"risk:{risk_id}"
         conn.executemany(
-            "INSERT INTO jobs(kind, risk_id, lane, payload, next_attempt_ts, created_ts, updated_ts)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs(kind, risk_id, lane, payload, next_attempt_ts, created_ts,"
+            " updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (j.kind, risk_id, f"{prefix}:{j.lane}", json.dumps(j.payload), now_ts, now_ts, now_ts)
+                (
+                    j.kind,
+                    risk_id,
+                    f"{prefix}:{j.lane}",
+                    json.dumps(j.payload),
+                    now_ts,
+                    now_ts,
+                    now_ts,
+                )
                 for j in jobs
             ],
         )
@@ -587,8 +600,9 @@ class Store:
         with self.db.write() as conn:
             return self._finish_job(conn, job, "failed", error[:2000], clock.now())
 
-    def retry_job_later(self, job: Job, error: str | None, at_ts: float, *,
-                        count_attempt: bool = True) -> bool:
+    def retry_job_later(
+        self, job: Job, error: str | None, at_ts: float, *, count_attempt: bool = True
+    ) -> bool:
         """Put a job back to pending until `at_ts`."""
         with self.db.write() as conn:
             ok = self._finish_job(conn, job, "pending", error[:2000] if error else None, at_ts)
@@ -628,8 +642,12 @@ class Store:
         """Forget answered deliveries and finished jobs past their usefulness."""
         now = clock.now()
         with self.db.write() as conn:
-            conn.execute("DELETE FROM deliveries WHERE received_ts < ?", (now - deliveries_older_than,))
-            conn.execute("DELETE FROM hook_events WHERE received_ts < ?", (now - deliveries_older_than,))
+            conn.execute(
+                "DELETE FROM deliveries WHERE received_ts < ?", (now - deliveries_older_than,)
+            )
+            conn.execute(
+                "DELETE FROM hook_events WHERE received_ts < ?", (now - deliveries_older_than,)
+            )
             conn.execute(
                 "DELETE FROM jobs WHERE state='done' AND updated_ts < ?",
                 (now - jobs_done_older_than,),
@@ -672,15 +690,22 @@ class Store:
                         now,
                     ),
                 )
-                row = conn.execute("SELECT * FROM connections WHERE id=?", (cur.lastrowid,)).fetchone()
+                row = conn.execute(
+                    "SELECT * FROM connections WHERE id=?", (cur.lastrowid,)
+                ).fetchone()
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"a connection named {name!r} already exists") from None
         return self._connection_dict(row)
 
     def update_connection(
-        self, connection_id: int, *, name: str | None = None, auth: dict[str, Any] | None = None
+        self,
+        connection_id: int,
+        *,
+        name: str | None = None,
+        auth: dict[str, Any] | None = None,
+        organization_url: str | None = None,
     ) -> dict[str, Any]:
-        """Rename a connection and/or replace its credentials."""
+        """Rename a connection and/or replace its organization URL or credentials."""
         with self.db.write() as conn:
             row = conn.execute("SELECT * FROM connections WHERE id=?", (connection_id,)).fetchone()
             if row is None:
@@ -690,21 +715,36 @@ class Store:
                     conn.execute("UPDATE connections SET name=? WHERE id=?", (name, connection_id))
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"a connection named {name!r} already exists") from None
+            if organization_url is not None:
+                conn.execute(
+                    "UPDATE connections SET organization_url=? WHERE id=?",
+                    (organization_url, connection_id),
+                )
             if auth is not None:
                 conn.execute(
                     "UPDATE connections SET auth_type=?, auth_enc=?, tenant_id=?, client_id=?"
                     " WHERE id=?",
-                    (auth["type"], self.box.encrypt(json.dumps(auth)), auth.get("tenant_id"),
-                     auth.get("client_id"), connection_id),
+                    (
+                        auth["type"],
+                        self.box.encrypt(json.dumps(auth)),
+                        auth.get("tenant_id"),
+                        auth.get("client_id"),
+                        connection_id,
+                    ),
                 )
-            conn.execute("UPDATE connections SET updated_at=? WHERE id=?", (clock.iso(), connection_id))
+            conn.execute(
+                "UPDATE connections SET updated_at=? WHERE id=?", (clock.iso(), connection_id)
+            )
             row = conn.execute("SELECT * FROM connections WHERE id=?", (connection_id,)).fetchone()
         return self._connection_dict(row)
 
     def delete_connection(self, connection_id: int) -> None:
         """Delete a connection unless templates still use it."""
         with self.db.write() as conn:
-            if conn.execute("SELECT 1 FROM connections WHERE id=?", (connection_id,)).fetchone() is None:
+            if (
+                conn.execute("SELECT 1 FROM connections WHERE id=?", (connection_id,)).fetchone()
+                is None
+            ):
                 raise Missing(f"connection {connection_id} does not exist")
             used = conn.execute(
                 "SELECT name FROM templates WHERE connection_id=?", (connection_id,)
@@ -786,10 +826,14 @@ class Store:
                 cur = conn.execute(
                     f"INSERT INTO templates({cols}) VALUES ({marks})", list(values.values())
                 )
-                row = conn.execute("SELECT * FROM templates WHERE id=?", (cur.lastrowid,)).fetchone()
+                row = conn.execute(
+                    "SELECT * FROM templates WHERE id=?", (cur.lastrowid,)
+                ).fetchone()
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" in str(exc):
-                raise AlreadyExists(f"a template named {data.get('name')!r} already exists") from None
+                raise AlreadyExists(
+                    f"a template named {data.get('name')!r} already exists"
+                ) from None
             raise Missing(f"connection {data.get('connection_id')} does not exist") from None
         return self._template_dict(row)
 
@@ -849,7 +893,10 @@ class Store:
         with self.db.write() as conn:
             if conn.execute("SELECT 1 FROM risks WHERE id=?", (risk_id,)).fetchone() is None:
                 raise Missing(f"risk {risk_id} does not exist")
-            if conn.execute("SELECT 1 FROM templates WHERE id=?", (template_id,)).fetchone() is None:
+            if (
+                conn.execute("SELECT 1 FROM templates WHERE id=?", (template_id,)).fetchone()
+                is None
+            ):
                 raise Missing(f"template {template_id} does not exist")
             if conn.execute("SELECT 1 FROM work_items WHERE risk_id=?", (risk_id,)).fetchone():
                 raise InUse(f"risk {risk_id} already has a work item")
@@ -860,12 +907,14 @@ class Store:
             ).fetchone():
                 raise InUse(f"a work item for risk {risk_id} is already being created")
             self._add_jobs(
-                conn, risk_id,
+                conn,
+                risk_id,
                 [JobSpec("create_work_item", "ado", {"template_id": template_id, "manual": True})],
                 now,
             )
-            self._add_history(conn, risk_id, [("export_requested", {"template_id": template_id})],
-                              clock.iso(now))
+            self._add_history(
+                conn, risk_id, [("export_requested", {"template_id": template_id})], clock.iso(now)
+            )
             row = conn.execute(
                 "SELECT * FROM jobs WHERE risk_id=? ORDER BY id DESC LIMIT 1", (risk_id,)
             ).fetchone()
@@ -905,28 +954,56 @@ class Store:
                 "INSERT INTO work_items(risk_id, connection_id, template_id, ado_id, project, type,"
                 " url, state, state_category, rev, tag, changed_at, created_at, updated_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (risk_id, connection_id, template_id, item["id"], project, work_item_type, html,
-                 fields.get("System.State"), state_category, item.get("rev", 1), tag,
-                 fields.get("System.ChangedDate"), now, now),
+                (
+                    risk_id,
+                    connection_id,
+                    template_id,
+                    item["id"],
+                    project,
+                    work_item_type,
+                    html,
+                    fields.get("System.State"),
+                    state_category,
+                    item.get("rev", 1),
+                    tag,
+                    fields.get("System.ChangedDate"),
+                    now,
+                    now,
+                ),
             )
             self._add_history(
-                conn, risk_id,
-                [("work_item_adopted" if adopted else "work_item_created",
-                  {"id": item["id"], "url": html, "project": project, "type": work_item_type})],
+                conn,
+                risk_id,
+                [
+                    (
+                        "work_item_adopted" if adopted else "work_item_created",
+                        {"id": item["id"], "url": html, "project": project, "type": work_item_type},
+                    )
+                ],
                 now,
             )
             # The scanner may have changed the risk while Azure DevOps was creating the item.
             catch_up: list[JobSpec] = []
             if risk["severity"] != rendered_severity:
-                catch_up.append(JobSpec("severity_changed", "ado",
-                                        {"from": rendered_severity, "to": risk["severity"]}))
+                catch_up.append(
+                    JobSpec(
+                        "severity_changed",
+                        "ado",
+                        {"from": rendered_severity, "to": risk["severity"]},
+                    )
+                )
             if risk["status"] == "resolved":
                 catch_up.append(JobSpec("scanner_resolved", "ado", {}))
             self._add_jobs(conn, risk_id, catch_up, now_ts)
         return True
 
     def record_work_item_state(
-        self, risk_id: int, *, rev: int, state: str | None, state_category: str | None,
+        self,
+        risk_id: int,
+        *,
+        rev: int,
+        state: str | None,
+        state_category: str | None,
         changed_at: str | None = None,
     ) -> None:
         """Remember the newest revision we wrote or read (so its echo is ignored)."""
@@ -951,7 +1028,8 @@ class Store:
     ) -> dict[str, Any] | None:
         """Work item type facts fetched less than max_age seconds ago."""
         row = self.db.conn.execute(
-            "SELECT info, fetched_ts FROM type_cache WHERE connection_id=? AND project=? AND type=?",
+            "SELECT info, fetched_ts FROM type_cache"
+            " WHERE connection_id=? AND project=? AND type=?",
             (connection_id, project, type_name),
         ).fetchone()
         if row is None or clock.now() - row["fetched_ts"] > max_age:
@@ -1043,8 +1121,12 @@ class Store:
         if age is not None:
             snapshot["worker_heartbeat_age_seconds"] = age
         snapshot["subscriptions"] = [
-            {"id": str(r["id"]), "event_type": r["event_type"], "project": r["project"],
-             "status": r["status"]}
+            {
+                "id": str(r["id"]),
+                "event_type": r["event_type"],
+                "project": r["project"],
+                "status": r["status"],
+            }
             for r in self.db.conn.execute("SELECT id, event_type, project, status FROM hooks")
         ]
         for name, key in (("reconcile", "reconcile"), ("hook_check", "hook_check")):

@@ -14,7 +14,12 @@ from webhook.domain.rendering import (
     build_status_comment,
     comment_has_marker,
 )
-from webhook.domain.states import CLOSE_CATEGORIES, REOPEN_CATEGORIES, classify_state, first_state_in
+from webhook.domain.states import (
+    CLOSE_CATEGORIES,
+    REOPEN_CATEGORIES,
+    classify_state,
+    first_state_in,
+)
 from webhook.domain.sync_plan import (
     CALLBACK,
     CREATE_WORK_ITEM,
@@ -59,15 +64,17 @@ class SyncHandlers:
         if risk is None or self.store.work_item_for(job.risk_id) is not None:
             return
         if risk.status != "open":
-            self.store.add_history(job.risk_id, "work_item_skipped",
-                                   {"reason": f"risk is {risk.status}"})
+            self.store.add_history(
+                job.risk_id, "work_item_skipped", {"reason": f"risk is {risk.status}"}
+            )
             return
         template = self.store.load_template(int(job.payload["template_id"]))
         if template is None:
             raise PermanentFailure(f"template {job.payload['template_id']} no longer exists")
         client = self.gateway.client(template.connection_id)
-        info = self.gateway.type_info(template.connection_id, template.project,
-                                      template.work_item_type)
+        info = self.gateway.type_info(
+            template.connection_id, template.project, template.work_item_type
+        )
         tag = tracking_tag(self.store.installation_id(), job.risk_id)
         item: dict[str, Any] | None = None
         adopted = False
@@ -78,8 +85,9 @@ class SyncHandlers:
                 item = client.get_work_item(template.project, min(ids))
                 adopted = True
         if item is None:
-            patch = build_create_patch(risk, template, info, tracking_tag=tag,
-                                       risk_link=self.risk_link(risk))
+            patch = build_create_patch(
+                risk, template, info, tracking_tag=tag, risk_link=self.risk_link(risk)
+            )
             item = client.create_work_item(template.project, template.work_item_type, patch)
         state = (item.get("fields") or {}).get("System.State")
         linked = self.store.link_work_item(
@@ -121,7 +129,9 @@ class SyncHandlers:
         fields = item.get("fields") or {}
         state = fields.get("System.State")
         self.store.record_work_item_state(
-            wi["risk_id"], rev=int(item.get("rev") or 0), state=state,
+            wi["risk_id"],
+            rev=int(item.get("rev") or 0),
+            state=state,
             state_category=classify_state(state, info) if state else None,
             changed_at=fields.get("System.ChangedDate"),
         )
@@ -135,8 +145,12 @@ class SyncHandlers:
         if self._already_commented(job, wi):
             return
         ops, comment = build_severity_change(
-            risk, job.payload["from"], job.payload["to"], info,
-            risk_link=self.risk_link(risk), marker=self.marker(job),
+            risk,
+            job.payload["from"],
+            job.payload["to"],
+            info,
+            risk_link=self.risk_link(risk),
+            marker=self.marker(job),
         )
         ops.append({"op": "add", "path": f"/fields/{HISTORY_FIELD}", "value": comment})
         self._patch(job, wi, info, ops)
@@ -148,21 +162,23 @@ class SyncHandlers:
         state = (item.get("fields") or {}).get("System.State")
         category = classify_state(state, info) if state else None
         if state and category is None:
-            info = self.gateway.type_info(wi["connection_id"], wi["project"], wi["type"],
-                                          refresh=True)
+            info = self.gateway.type_info(
+                wi["connection_id"], wi["project"], wi["type"], refresh=True
+            )
             category = classify_state(state, info)
         return state, category
 
     def scanner_resolved(self, job: Job) -> None:
-        """Comment that the scanner no longer sees the risk; close the item if the template says so."""
+        """Comment that the scanner no longer sees the risk; close the item if so configured."""
         linked = self._linked(job)
         if linked is None:
             return
         risk, wi, info = linked
         if self._already_commented(job, wi):
             return
-        comment = build_status_comment("scanner_resolved", risk, risk_link=self.risk_link(risk),
-                                       marker=self.marker(job))
+        comment = build_status_comment(
+            "scanner_resolved", risk, risk_link=self.risk_link(risk), marker=self.marker(job)
+        )
         ops = [{"op": "add", "path": f"/fields/{HISTORY_FIELD}", "value": comment}]
         template = self.store.load_template(wi["template_id"]) if wi["template_id"] else None
         target = None
@@ -173,8 +189,9 @@ class SyncHandlers:
                 if target:
                     ops.append({"op": "add", "path": "/fields/System.State", "value": target})
         self._patch(job, wi, info, ops)
-        self.store.add_history(risk.id or 0, "work_item_scanner_resolved",
-                               {"closed_to": target} if target else {})
+        self.store.add_history(
+            risk.id or 0, "work_item_scanner_resolved", {"closed_to": target} if target else {}
+        )
 
     def scanner_reopened(self, job: Job) -> None:
         """Reopen the item (first Proposed/InProgress state) with a comment: a regression."""
@@ -184,8 +201,9 @@ class SyncHandlers:
         risk, wi, info = linked
         if self._already_commented(job, wi):
             return
-        comment = build_status_comment("scanner_reopened", risk, risk_link=self.risk_link(risk),
-                                       marker=self.marker(job))
+        comment = build_status_comment(
+            "scanner_reopened", risk, risk_link=self.risk_link(risk), marker=self.marker(job)
+        )
         ops = [{"op": "add", "path": f"/fields/{HISTORY_FIELD}", "value": comment}]
         _, category = self._current_state(wi, info)
         target = None
@@ -194,8 +212,9 @@ class SyncHandlers:
             if target:
                 ops.append({"op": "add", "path": "/fields/System.State", "value": target})
         self._patch(job, wi, info, ops)
-        self.store.add_history(risk.id or 0, "work_item_reopened",
-                               {"reopened_to": target} if target else {})
+        self.store.add_history(
+            risk.id or 0, "work_item_reopened", {"reopened_to": target} if target else {}
+        )
 
     def handlers(self) -> dict[str, Callable[[Job], None]]:
         """Job kind → handler."""

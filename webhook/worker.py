@@ -25,7 +25,7 @@ from webhook.ado import (
 )
 from webhook.db import DatabaseBusy
 from webhook.gateway import OrganizationPaused
-from webhook.logs import bind
+from webhook.logs import request_context
 from webhook.store import Job, Store
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Worker:
     def perform(self, job: Job) -> None:
         """Run a claimed job and record its outcome."""
         handler = self.handlers.get(job.kind)
-        with bind(job_id=job.id):
+        with request_context(job_id=job.id):
             if handler is None:
                 self.store.fail_job(job, f"no handler for job kind {job.kind!r}")
                 return
@@ -112,7 +112,9 @@ class Worker:
                 metrics.RATE_LIMIT_PAUSES.inc()
                 wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE
                 self.store.retry_job_later(
-                    job, f"rate limited by Azure DevOps: {exc.message}", clock.now() + wait,
+                    job,
+                    f"rate limited by Azure DevOps: {exc.message}",
+                    clock.now() + wait,
                     count_attempt=False,
                 )
             except AdoTransient as exc:
@@ -125,13 +127,15 @@ class Worker:
                 if exc.delay is None:
                     self._later(job, str(exc))
                 else:
-                    self.store.retry_job_later(job, str(exc), clock.now() + exc.delay,
-                                               count_attempt=exc.count_attempt)
+                    self.store.retry_job_later(
+                        job, str(exc), clock.now() + exc.delay, count_attempt=exc.count_attempt
+                    )
             except PermanentFailure as exc:
                 self._fail(job, str(exc))
             except DatabaseBusy as exc:
-                self.store.retry_job_later(job, f"database busy: {exc}", clock.now() + 1.0,
-                                           count_attempt=False)
+                self.store.retry_job_later(
+                    job, f"database busy: {exc}", clock.now() + 1.0, count_attempt=False
+                )
             except Exception as exc:
                 log.exception("job %s (%s) raised", job.id, job.kind)
                 message = f"unexpected error: {type(exc).__name__}: {exc}"
@@ -195,8 +199,9 @@ class Worker:
             threading.Thread(target=self._job_loop, args=(stop,), name=f"job-{i}", daemon=True)
             for i in range(max(1, threads))
         ]
-        house = threading.Thread(target=self._housekeeping_loop, args=(stop,), name="housekeeping",
-                                 daemon=True)
+        house = threading.Thread(
+            target=self._housekeeping_loop, args=(stop,), name="housekeeping", daemon=True
+        )
         for t in (*workers, house):
             t.start()
         log.info("worker %s started with %d threads", self.worker_id, len(workers))

@@ -18,8 +18,12 @@ bp.before_request(require_admin)
 
 
 @bp.get("")
-@doc(summary="List sync jobs (default: not done)", tag="jobs", query=JobQuerySchema,
-     responses={200: JobPageSchema})
+@doc(
+    summary="List sync jobs (default: not done)",
+    tag="jobs",
+    query=JobQuerySchema,
+    responses={200: JobPageSchema},
+)
 def list_jobs() -> ResponseReturnValue:
     """Jobs by state."""
     q = load_query(JobQuerySchema())

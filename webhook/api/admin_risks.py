@@ -6,12 +6,18 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from webhook.api.auth import require_admin
-from webhook.api.requests import load_query, page_body
-from webhook.errors import NotFound
+from webhook.api.requests import load_body, load_query, page_body
+from webhook.errors import Conflict, NotFound
 from webhook.openapi import doc
-from webhook.schemas import RiskDetailSchema, RiskPageSchema, RiskQuerySchema
+from webhook.schemas import (
+    ExportAcceptedSchema,
+    ExportSchema,
+    RiskDetailSchema,
+    RiskPageSchema,
+    RiskQuerySchema,
+)
 from webhook.services import get_services
-from webhook.store import Missing
+from webhook.store import InUse, Missing
 
 bp = Blueprint("admin_risks", __name__, url_prefix="/admin/risks")
 bp.before_request(require_admin)
@@ -35,3 +41,22 @@ def get_risk(risk_id: int) -> ResponseReturnValue:
         return jsonify(get_services().store.get_risk(risk_id))
     except Missing as exc:
         raise NotFound(str(exc)) from None
+
+
+@bp.post("/<int:risk_id>/work-item")
+@doc(
+    summary="Create this risk's work item now (manual export)",
+    tag="risks",
+    body=ExportSchema,
+    responses={202: ExportAcceptedSchema},
+)
+def export_risk(risk_id: int) -> ResponseReturnValue:
+    """Record the creation; the worker files it within moments (409 if it has one)."""
+    data = load_body(ExportSchema())
+    try:
+        job = get_services().store.request_work_item(risk_id, data["template_id"])
+    except Missing as exc:
+        raise NotFound(str(exc)) from None
+    except InUse as exc:
+        raise Conflict(str(exc), code="work_item_exists") from None
+    return jsonify({"job": job}), 202

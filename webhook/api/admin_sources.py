@@ -30,8 +30,12 @@ def _with_url(source: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.post("")
-@doc(summary="Create a source; its secret is shown once", tag="sources",
-     body=SourceCreateSchema, responses={201: SourceWithSecretSchema})
+@doc(
+    summary="Create a source; its secret is shown once",
+    tag="sources",
+    body=SourceCreateSchema,
+    responses={201: SourceWithSecretSchema},
+)
 def create_source() -> ResponseReturnValue:
     """Create a scanner source and return its signing secret once."""
     data = load_body(SourceCreateSchema())
@@ -43,8 +47,9 @@ def create_source() -> ResponseReturnValue:
 
 
 @bp.get("")
-@doc(summary="List sources", tag="sources", query=PageQuerySchema,
-     responses={200: SourcePageSchema})
+@doc(
+    summary="List sources", tag="sources", query=PageQuerySchema, responses={200: SourcePageSchema}
+)
 def list_sources() -> ResponseReturnValue:
     """List sources (never their secrets)."""
     q = load_query(PageQuerySchema())
@@ -53,8 +58,11 @@ def list_sources() -> ResponseReturnValue:
 
 
 @bp.post("/<int:source_id>/rotate-secret")
-@doc(summary="Issue a new secret; the old one stays valid for 24 h", tag="sources",
-     responses={200: SourceWithSecretSchema})
+@doc(
+    summary="Issue a new secret; the old one stays valid for 24 h",
+    tag="sources",
+    responses={200: SourceWithSecretSchema},
+)
 def rotate_secret(source_id: int) -> ResponseReturnValue:
     """Rotate a source's signing secret."""
     try:

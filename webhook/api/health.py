@@ -25,8 +25,12 @@ def healthz() -> ResponseReturnValue:
 
 
 @bp.get("/readyz")
-@doc(summary="Database writable and worker heartbeat fresh", tag="health", auth=None,
-     responses={200: HealthSchema, 503: HealthSchema})
+@doc(
+    summary="Database writable and worker heartbeat fresh",
+    tag="health",
+    auth=None,
+    responses={200: HealthSchema, 503: HealthSchema},
+)
 def readyz() -> ResponseReturnValue:
     """Readiness: the database takes writes and a worker has beaten recently."""
     store = get_services().store
@@ -34,7 +38,7 @@ def readyz() -> ResponseReturnValue:
     try:
         store.check_writable()
         checks["database"] = "ok"
-    except (DatabaseBusy, OSError, Exception) as exc:  # noqa: BLE001 - any failure means not ready
+    except (DatabaseBusy, OSError, Exception) as exc:
         checks["database"] = f"error: {type(exc).__name__}"
     age = store.worker_heartbeat_age()
     checks["worker_heartbeat_age_seconds"] = None if age is None else round(age, 1)

@@ -47,10 +47,12 @@ def receive_risks(source: str) -> ResponseReturnValue:
     except SignatureError as exc:
         metrics.SIGNATURE_FAILURES.labels(exc.reason).inc()
         metrics.WEBHOOK_REQUESTS.labels("401").inc()
-        log.warning("scanner signature rejected", extra={"fields": {"source": source,
-                                                                    "reason": exc.reason}})
-        raise Unauthorized(exc.message, code="invalid_signature",
-                           details={"reason": exc.reason}) from None
+        log.warning(
+            "scanner signature rejected", extra={"fields": {"source": source, "reason": exc.reason}}
+        )
+        raise Unauthorized(
+            exc.message, code="invalid_signature", details={"reason": exc.reason}
+        ) from None
     try:
         payload = load_body(_envelope, raw)
     except Exception:

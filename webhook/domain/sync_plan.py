@@ -83,9 +83,7 @@ def plan_risk_change(
     `incoming.status` is what the scanner reports (open/resolved).
     """
     if previous is not None and previous.content_hash == incoming_hash:
-        return RiskChange(
-            "unchanged", previous.status, previous.scanner_status, False, (), ()
-        )
+        return RiskChange("unchanged", previous.status, previous.scanner_status, False, (), ())
 
     decision = decide_scanner_status_change(
         previous.scanner_status if previous else None,
@@ -99,9 +97,7 @@ def plan_risk_change(
     history.append((f"risk_{action}", {"severity": incoming.severity, "status": status}))
 
     if previous is not None and previous.severity != incoming.severity:
-        history.append(
-            ("severity_changed", {"from": previous.severity, "to": incoming.severity})
-        )
+        history.append(("severity_changed", {"from": previous.severity, "to": incoming.severity}))
         if has_work_item:
             jobs.append(
                 JobSpec(

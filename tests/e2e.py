@@ -1,0 +1,120 @@
+"""An end-to-end rig: the Azure DevOps stand-in plus `ado-webhook serve` as real processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from tests.conftest import signed_headers
+from tests.servers import ADMIN_TOKEN, running_service, service_env, stop
+from webhook.sandbox import Sandbox
+
+
+class Rig:
+    def __init__(self, base: str, sandbox: Sandbox, workdir: Path, env: dict[str, str]) -> None:
+        self.base = base
+        self.sb = sandbox
+        self.workdir = workdir
+        self.env = env
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+        self.secret = ""
+        self.extra: list[subprocess.Popen[bytes]] = []
+
+    def admin(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.http.request(method, self.base + path, timeout=30, **kwargs)
+
+    def connect(self) -> int:
+        resp = self.admin(
+            "POST",
+            "/admin/connections",
+            json={
+                "name": "sandbox",
+                "organization_url": self.sb.org_url,
+                "auth": {"type": "pat", "token": self.sb.pat},
+            },
+        )
+        assert resp.status_code == 201, resp.text
+        return int(resp.json()["id"])
+
+    def template(self, **fields: Any) -> dict[str, Any]:
+        resp = self.admin("POST", "/admin/templates", json=fields)
+        assert resp.status_code == 201, resp.text
+        return resp.json()  # type: ignore[no-any-return]
+
+    def source(self, name: str = "sast", callback_url: str | None = None) -> None:
+        body: dict[str, Any] = {"name": name}
+        if callback_url:
+            body["callback_url"] = callback_url
+        resp = self.admin("POST", "/admin/sources", json=body)
+        assert resp.status_code == 201, resp.text
+        self.secret = resp.json()["secret"]
+
+    def send(self, *risks: dict[str, Any], source: str = "sast") -> requests.Response:
+        body = json.dumps({"risks": list(risks)}).encode()
+        resp = requests.post(
+            f"{self.base}/webhooks/risks/{source}",
+            data=body,
+            headers=signed_headers(self.secret, body),
+            timeout=30,
+        )
+        assert resp.status_code == 202, resp.text
+        return resp
+
+    def risks(self, **query: str) -> list[dict[str, Any]]:
+        return self.admin("GET", "/admin/risks", params={"per_page": 1000, **query}).json()["items"]
+
+    def items(self) -> list[dict[str, Any]]:
+        return [w for w in self.sb.work_items() if not w.get("deleted")]
+
+    def start_extra_worker(self) -> None:
+        self.extra.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "webhook.cli", "worker", "--threads", "4"],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+@contextmanager
+def rig(
+    tmp_path: Path, *, latency: float = 0.0, serve_args: tuple[str, ...] = (), **env_extra: str
+) -> Iterator[Rig]:
+    with ExitStack() as stack:
+        sb = stack.enter_context(Sandbox(latency=latency))
+        host = urlsplit(sb.url).netloc
+        env = service_env(
+            tmp_path, WEBHOOK_ALLOWED_ORG_HOSTS=host, WEBHOOK_ENTRA_AUTHORITY=sb.url, **env_extra
+        )
+        base, _ = stack.enter_context(running_service(tmp_path, *serve_args, env=env))
+        r = Rig(base, sb, tmp_path, env)
+        try:
+            yield r
+        finally:
+            for proc in r.extra:
+                stop(proc)
+            r.http.close()

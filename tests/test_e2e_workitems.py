@@ -1,0 +1,338 @@
+"""End to end through `ado-webhook serve` against the Azure DevOps stand-in (real HTTP)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from html.parser import HTMLParser
+
+import pytest
+
+from tests.conftest import risk
+from tests.e2e import rig, wait_for
+
+pytestmark = pytest.mark.e2e
+
+TRACK = "adowh-"
+
+
+def tracking_tags(item: dict) -> list[str]:
+    tags = [t.strip() for t in (item["fields"].get("System.Tags") or "").split(";")]
+    return [t for t in tags if t.startswith(TRACK)]
+
+
+class Elements(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.tags.append(tag)
+        self.attrs.extend(attrs)
+
+
+def test_connection_and_template_validation(tmp_path) -> None:
+    with rig(tmp_path) as r:
+        bad = r.admin(
+            "POST",
+            "/admin/connections",
+            json={
+                "name": "x",
+                "organization_url": r.sb.org_url,
+                "auth": {"type": "pat", "token": "nope"},
+            },
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "ado_auth_failed"
+        assert "nope" not in bad.text
+        evil = r.admin(
+            "POST",
+            "/admin/connections",
+            json={
+                "name": "x",
+                "organization_url": "https://dev.azure.com.evil.example/x",
+                "auth": {"type": "pat", "token": "t"},
+            },
+        )
+        assert evil.status_code == 422
+        unreachable = r.admin(
+            "POST",
+            "/admin/connections",
+            json={
+                "name": "x",
+                "organization_url": "https://dev.azure.com/x-" + "y" * 5,
+                "auth": {"type": "pat", "token": "t"},
+            },
+        )
+        assert unreachable.status_code == 502
+        assert unreachable.json()["error"]["code"] == "ado_unreachable"
+        created = r.admin(
+            "POST",
+            "/admin/connections",
+            json={
+                "name": "sandbox",
+                "organization_url": r.sb.org_url,
+                "auth": {"type": "pat", "token": r.sb.pat},
+            },
+        )
+        assert created.status_code == 201
+        assert {"id", "name"} <= set(created.json()["projects"][0])
+        assert r.sb.pat not in created.text
+        conn = created.json()["id"]
+        assert r.admin("POST", f"/admin/connections/{conn}/test").json()["ok"] is True
+        types = r.admin("GET", f"/admin/connections/{conn}/projects/AppSec/work-item-types").json()
+        bug = next(t for t in types["items"] if t["name"] == "Bug")
+        assert {"name": "Resolved", "category": "Resolved"} in bug["states"]
+        base = {
+            "name": "t",
+            "connection_id": conn,
+            "auto_create": True,
+            "severity_threshold": "high",
+        }
+        missing = r.admin(
+            "POST", "/admin/templates", json={**base, "project": "Strict", "work_item_type": "Bug"}
+        )
+        assert missing.status_code == 422
+        assert "Custom.Team" in missing.json()["error"]["message"]
+        assert missing.json()["error"]["details"]["missing_fields"] == ["Custom.Team"]
+        no_type = r.admin(
+            "POST",
+            "/admin/templates",
+            json={**base, "project": "Platform", "work_item_type": "Bug"},
+        )
+        assert no_type.status_code == 422
+        no_project = r.admin(
+            "POST", "/admin/templates", json={**base, "project": "Nope", "work_item_type": "Bug"}
+        )
+        assert no_project.status_code == 422
+        picklist = r.admin(
+            "POST",
+            "/admin/templates",
+            json={
+                **base,
+                "project": "Strict",
+                "work_item_type": "Bug",
+                "fields": {"Custom.Team": "Green"},
+            },
+        )
+        assert picklist.status_code == 422
+        ok = r.admin(
+            "POST",
+            "/admin/templates",
+            json={
+                **base,
+                "project": "Strict",
+                "work_item_type": "Bug",
+                "fields": {"Custom.Team": "Red"},
+            },
+        )
+        assert ok.status_code == 201, ok.text
+        assert r.admin("DELETE", f"/admin/connections/{conn}").status_code == 409
+
+
+def test_routing_body_severity_comment_and_manual_export(tmp_path) -> None:
+    with rig(tmp_path, WEBHOOK_PUBLIC_URL="https://adowh.example") as r:
+        conn = r.connect()
+        r.template(
+            name="sec-bugs",
+            connection_id=conn,
+            project="AppSec",
+            work_item_type="Bug",
+            auto_create=True,
+            severity_threshold="high",
+            tags=["security"],
+            title_format="Scanner - Project '{project}' contains issue '{name}'",
+        )
+        tasks = r.template(
+            name="backlog",
+            connection_id=conn,
+            project="Platform",
+            work_item_type="Task",
+            auto_create=True,
+            severity_threshold="medium",
+        )
+        r.source()
+        evil = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+        r.send(
+            risk(
+                "crit",
+                severity="critical",
+                project="shop",
+                url="https://scanner.example/f/1",
+                definition=f"**Bad** [x](javascript:alert(3)) {evil}",
+                evidence=evil,
+                proof="GET /?q=' OR 1=1",
+                remediation="Use *parameters*.",
+                assets=[
+                    {"group": "host", "identifier": "db1"},
+                    {"group": "repo", "identifier": evil},
+                ],
+            ),
+            risk("high", severity="high"),
+            risk("med", severity="medium"),
+            risk("low", severity="low"),
+        )
+        wait_for(lambda: len(r.items()) == 3 and sum(1 for x in r.risks() if x["work_item"]) == 3)
+        items = {tuple(tracking_tags(w)): w for w in r.items()}
+        assert len(items) == 3
+        by_type = Counter((w["project"], w["type"]) for w in r.items())
+        assert by_type == {("AppSec", "Bug"): 2, ("Platform", "Task"): 1}
+        crit = next(w for w in r.items() if "crit" in w["fields"]["System.Title"])
+        assert crit["fields"]["System.Title"] == (
+            "Scanner - Project 'shop' contains issue 'SQL injection crit'"
+        )
+        assert crit["fields"]["Microsoft.VSTS.Common.Severity"] == "1 - Critical"
+        body = crit["fields"]["Microsoft.VSTS.TCM.ReproSteps"]
+        parser = Elements()
+        parser.feed(body)
+        assert not {"script", "img", "iframe", "object", "embed", "style"} & set(parser.tags)
+        assert "table" in parser.tags and "pre" in parser.tags and "a" in parser.tags
+        assert all(not n.startswith("on") and n != "style" for n, _ in parser.attrs)
+        assert all("javascript:" not in (v or "").lower() for _, v in parser.attrs)
+        assert "db1" in body and "&lt;script&gt;" in body
+        assert {"security", "critical"} <= {
+            t.strip() for t in crit["fields"]["System.Tags"].split(";")
+        }
+        assert any(rel["url"] == "https://scanner.example/f/1" for rel in crit["relations"])
+        task = next(w for w in r.items() if w["type"] == "Task")
+        assert "Microsoft.VSTS.Common.Severity" not in task["fields"]
+        assert task["fields"]["Microsoft.VSTS.Common.Priority"] == 3
+        assert "System.Description" in task["fields"]
+
+        listed = {x["key"]: x for x in r.risks()}
+        assert listed["crit"]["work_item"]["id"] == crit["id"]
+        assert listed["low"]["work_item"] is None
+
+        # Severity change: one comment and the field updated, and no comment without a change.
+        r.send(risk("high", severity="critical"))
+        high = wait_for(
+            lambda: next(
+                (w for w in r.items() if "high" in w["fields"]["System.Title"] and w["comments"]),
+                None,
+            )
+        )
+        assert high["fields"]["Microsoft.VSTS.Common.Severity"] == "1 - Critical"
+        r.send(risk("high", severity="critical"))
+        r.send(risk("crit", severity="critical", name="SQL injection crit (renamed)"))
+        wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"])
+        high = next(w for w in r.items() if w["id"] == high["id"])
+        assert len(high["comments"]) == 1
+        assert "Severity changed from High to Critical" in high["comments"][0]["text"]
+
+        # Rising above a threshold files the item then; manual export for the rest.
+        r.send(risk("low", severity="medium"))
+        wait_for(lambda: len(r.items()) == 4)
+        wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"])
+        r.send(risk("info-one", severity="info"))
+        info_id = next(x["id"] for x in r.risks() if x["key"] == "info-one")
+        export = r.admin(
+            "POST", f"/admin/risks/{info_id}/work-item", json={"template_id": tasks["id"]}
+        )
+        assert export.status_code == 202
+        wait_for(lambda: len(r.items()) == 5)
+        wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"])
+        again = r.admin(
+            "POST", f"/admin/risks/{info_id}/work-item", json={"template_id": tasks["id"]}
+        )
+        assert again.status_code == 409
+
+
+def test_faults_lose_nothing_and_duplicate_nothing(tmp_path) -> None:
+    with rig(tmp_path) as r:
+        conn = r.connect()
+        r.template(
+            name="bugs",
+            connection_id=conn,
+            project="AppSec",
+            work_item_type="Bug",
+            auto_create=True,
+            severity_threshold="low",
+        )
+        r.source()
+        # 429 with Retry-After: the organization pauses, then the item is created.
+        r.sb.add_fault(
+            kind="status",
+            status=429,
+            retry_after="2",
+            method="POST",
+            path_contains="/workitems/$",
+            times=1,
+        )
+        r.send(risk("rate-limited"))
+        wait_for(lambda: len(r.items()) == 1, timeout=20)
+        creates = [
+            e
+            for e in r.sb.requests_log()
+            if e["method"] == "POST"
+            and "/workitems/$" in e["path"]
+            and e["query"].get("validateOnly") != "true"
+        ]
+        assert [e["status"] for e in creates] == [429, 200]
+        gap = datetime.fromisoformat(
+            creates[1]["at"].replace("Z", "+00:00")
+        ) - datetime.fromisoformat(creates[0]["at"].replace("Z", "+00:00"))
+        assert gap.total_seconds() >= 1.9
+
+        # The response to a create is lost: the retry adopts the item instead of filing another.
+        r.sb.add_fault(
+            kind="lost_response", method="POST", path_contains="/workitems/$", times=1, then="500"
+        )
+        r.send(risk("lost"))
+        wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"], timeout=20)
+        lost = [w for w in r.items() if "lost" in w["fields"]["System.Title"]]
+        assert len(lost) == 1
+
+        # An outage: every call fails for a while; nothing is lost, nothing doubles.
+        r.sb.add_fault(kind="status", status=503, times=40)
+        r.send(*[risk(f"outage-{i}") for i in range(20)])
+        wait_for(lambda: len(r.items()) == 22, timeout=60)
+        tags = Counter(t for w in r.items() for t in tracking_tags(w))
+        assert all(n == 1 for n in tags.values()) and len(tags) == 22
+        assert r.admin("GET", "/admin/jobs", params={"state": "failed"}).json()["total"] == 0
+
+
+def test_rule_error_fails_the_job_with_azure_devops_message_and_retry(tmp_path) -> None:
+    with rig(tmp_path) as r:
+        conn = r.connect()
+        r.template(
+            name="strict",
+            connection_id=conn,
+            project="Strict",
+            work_item_type="Bug",
+            auto_create=True,
+            severity_threshold="low",
+            fields={"Custom.Team": "Red"},
+        )
+        r.source()
+        r.sb.add_fault(
+            kind="status", status=400, method="POST", path_contains="/workitems/$", times=1
+        )
+        r.send(risk("rule"))
+        failed = wait_for(
+            lambda: r.admin("GET", "/admin/jobs", params={"state": "failed"}).json()["items"]
+        )
+        assert failed[0]["kind"] == "create_work_item" and failed[0]["last_error"]
+        assert r.admin("POST", f"/admin/jobs/{failed[0]['id']}/retry").status_code == 200
+        wait_for(lambda: len(r.items()) == 1)
+
+
+def test_two_workers_create_no_duplicates(tmp_path) -> None:
+    with rig(tmp_path, latency=0.01) as r:
+        conn = r.connect()
+        r.template(
+            name="bugs",
+            connection_id=conn,
+            project="AppSec",
+            work_item_type="Bug",
+            auto_create=True,
+            severity_threshold="info",
+        )
+        r.source()
+        r.start_extra_worker()
+        r.start_extra_worker()
+        for start in range(0, 150, 50):
+            r.send(*[risk(f"k{i}") for i in range(start, start + 50)])
+        wait_for(lambda: len(r.items()) >= 150, timeout=90)
+        wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"], timeout=30)
+        tags = Counter(t for w in r.items() for t in tracking_tags(w))
+        assert len(r.items()) == 150 and len(tags) == 150 and max(tags.values()) == 1

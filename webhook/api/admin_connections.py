@@ -1,0 +1,223 @@
+"""Admin: Azure DevOps connections, validated against Azure DevOps before saving."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from webhook.ado import AdoAuthError, AdoError
+from webhook.api.ado_errors import ado_errors
+from webhook.api.auth import require_admin
+from webhook.api.requests import load_body, load_query, page_body
+from webhook.domain.orgurl import OrgUrlError
+from webhook.errors import Conflict, NotFound, ValidationFailed
+from webhook.gateway import AdoGateway, type_info_from_ado
+from webhook.openapi import doc
+from webhook.schemas import (
+    ConnectionCreatedSchema,
+    ConnectionCreateSchema,
+    ConnectionPageSchema,
+    ConnectionPatchSchema,
+    ConnectionSchema,
+    ConnectionTestSchema,
+    PageQuerySchema,
+    ProjectPageSchema,
+    WorkItemTypePageSchema,
+)
+from webhook.services import get_services
+from webhook.store import AlreadyExists, InUse, Missing
+
+bp = Blueprint("admin_connections", __name__, url_prefix="/admin/connections")
+bp.before_request(require_admin)
+
+
+def _gateway() -> AdoGateway:
+    services = get_services()
+    return AdoGateway(services.settings, services.store)
+
+
+def _org(url: str) -> str:
+    try:
+        return _gateway().parse_org(url).canonical
+    except OrgUrlError as exc:
+        raise ValidationFailed(
+            str(exc), code="organization_url_not_allowed", details={"organization_url": [str(exc)]}
+        ) from None
+
+
+def _projects(organization_url: str, auth: dict[str, Any]) -> list[dict[str, str]]:
+    gateway = _gateway()
+    client = gateway.new_client(gateway.parse_org(organization_url), auth)
+    try:
+        with ado_errors():
+            return [{"id": p["id"], "name": p["name"]} for p in client.list_projects()]
+    finally:
+        client.close()
+
+
+def _connection(connection_id: int) -> dict[str, Any]:
+    try:
+        return get_services().store.get_connection(connection_id)
+    except Missing as exc:
+        raise NotFound(str(exc)) from None
+
+
+@bp.post("")
+@doc(
+    summary="Create a connection (validated by listing projects)",
+    tag="connections",
+    body=ConnectionCreateSchema,
+    responses={201: ConnectionCreatedSchema},
+)
+def create_connection() -> ResponseReturnValue:
+    """Validate the credentials against Azure DevOps, then save them encrypted."""
+    data = load_body(ConnectionCreateSchema())
+    org = _org(data["organization_url"])
+    projects = _projects(org, data["auth"])
+    try:
+        created = get_services().store.create_connection(data["name"], org, data["auth"])
+    except AlreadyExists as exc:
+        raise Conflict(str(exc), code="connection_exists") from None
+    return jsonify({**created, "projects": projects}), 201
+
+
+@bp.get("")
+@doc(
+    summary="List connections",
+    tag="connections",
+    query=PageQuerySchema,
+    responses={200: ConnectionPageSchema},
+)
+def list_connections() -> ResponseReturnValue:
+    """Connections without credentials."""
+    q = load_query(PageQuerySchema())
+    items, total = get_services().store.list_connections(q["page"], q["per_page"])
+    return jsonify(page_body(items, total, q["page"], q["per_page"]))
+
+
+@bp.get("/<int:connection_id>")
+@doc(summary="One connection", tag="connections", responses={200: ConnectionSchema})
+def get_connection(connection_id: int) -> ResponseReturnValue:
+    """One connection without credentials."""
+    return jsonify(_connection(connection_id))
+
+
+@bp.patch("/<int:connection_id>")
+@doc(
+    summary="Rename or rotate credentials (validated first)",
+    tag="connections",
+    body=ConnectionPatchSchema,
+    responses={200: ConnectionSchema},
+)
+def patch_connection(connection_id: int) -> ResponseReturnValue:
+    """Change name, organization URL or credentials; new credentials are validated first."""
+    data = load_body(ConnectionPatchSchema())
+    store = get_services().store
+    current = _connection(connection_id)
+    if "organization_url" in data or "auth" in data:
+        org = _org(data.get("organization_url", current["organization_url"]))
+        auth = data.get("auth") or store.connection_credentials(connection_id)[1]
+        _projects(org, auth)
+        data["organization_url"] = org
+        data["auth"] = auth
+    try:
+        updated = store.update_connection(
+            connection_id,
+            name=data.get("name"),
+            auth=data.get("auth"),
+            organization_url=data.get("organization_url"),
+        )
+    except AlreadyExists as exc:
+        raise Conflict(str(exc), code="connection_exists") from None
+    return jsonify(updated)
+
+
+@bp.delete("/<int:connection_id>")
+@doc(
+    summary="Delete a connection (409 while templates use it)",
+    tag="connections",
+    responses={204: None},
+)
+def delete_connection(connection_id: int) -> ResponseReturnValue:
+    """Delete a connection that no template uses."""
+    try:
+        get_services().store.delete_connection(connection_id)
+    except Missing as exc:
+        raise NotFound(str(exc)) from None
+    except InUse as exc:
+        raise Conflict(str(exc), code="connection_in_use") from None
+    return "", 204
+
+
+@bp.post("/<int:connection_id>/test")
+@doc(
+    summary="Re-validate the connection now",
+    tag="connections",
+    responses={200: ConnectionTestSchema},
+)
+def test_connection(connection_id: int) -> ResponseReturnValue:
+    """List projects with the stored credentials and say whether it worked."""
+    _connection(connection_id)
+    client = _gateway().client(connection_id, respect_pause=False)
+    try:
+        count = len(client.list_projects())
+    except AdoAuthError as exc:
+        return jsonify({"ok": False, "message": f"credentials rejected: {exc.message}"})
+    except AdoError as exc:
+        return jsonify({"ok": False, "message": f"Azure DevOps unreachable: {exc.message}"})
+    return jsonify({"ok": True, "message": f"connected; {count} project(s) visible"})
+
+
+@bp.get("/<int:connection_id>/projects")
+@doc(
+    summary="Projects of the organization",
+    tag="connections",
+    query=PageQuerySchema,
+    responses={200: ProjectPageSchema},
+)
+def list_projects(connection_id: int) -> ResponseReturnValue:
+    """Projects visible to the connection."""
+    q = load_query(PageQuerySchema())
+    _connection(connection_id)
+    with ado_errors():
+        projects = _gateway().client(connection_id, respect_pause=False).list_projects()
+    items = [{"id": p["id"], "name": p["name"]} for p in projects]
+    start = (q["page"] - 1) * q["per_page"]
+    return jsonify(
+        page_body(items[start : start + q["per_page"]], len(items), q["page"], q["per_page"])
+    )
+
+
+@bp.get("/<int:connection_id>/projects/<project>/work-item-types")
+@doc(
+    summary="Work item types with states and required fields",
+    tag="connections",
+    query=PageQuerySchema,
+    responses={200: WorkItemTypePageSchema},
+)
+def list_work_item_types(connection_id: int, project: str) -> ResponseReturnValue:
+    """Types of a project with their states (name, category) and always-required fields."""
+    q = load_query(PageQuerySchema())
+    _connection(connection_id)
+    gateway = _gateway()
+    client = gateway.client(connection_id, respect_pause=False)
+    with ado_errors(not_found=f"project {project!r}"):
+        types = [t for t in client.list_work_item_types(project) if not t.get("isDisabled")]
+        start = (q["page"] - 1) * q["per_page"]
+        items = []
+        for t in types[start : start + q["per_page"]]:
+            info = type_info_from_ado(
+                t["name"],
+                client.get_work_item_type_states(project, t["name"]),
+                client.get_work_item_type_fields(project, t["name"]),
+            )
+            items.append(
+                {
+                    "name": info.name,
+                    "states": [{"name": s.name, "category": s.category} for s in info.states],
+                    "required_fields": sorted(info.required_fields),
+                }
+            )
+    return jsonify(page_body(items, len(types), q["page"], q["per_page"]))

@@ -1,0 +1,380 @@
+"""Prometheus metrics, correct across gunicorn worker processes.
+
+Counters and the histogram below are module-level; other modules import and increment them.
+
+Multi-process mode: when ``PROMETHEUS_MULTIPROC_DIR`` is set *before this module is first
+imported* (the CLI does that before starting gunicorn, after ``prepare_multiproc_dir``),
+prometheus_client keeps every process's values in memory-mapped files in that directory and
+``render_metrics`` merges them with ``MultiProcessCollector``, so any worker can serve a
+scrape. gunicorn's ``child_exit`` hook must call :func:`child_exit` (``mark_process_dead``).
+
+Values that live in the database (job queue, subscriptions, reconcile/hook-check results,
+worker heartbeat) are not kept in process memory at all: ``StoreCollector`` reads them through
+a ``snapshot()`` callable at scrape time, so they are right whichever process answers.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import prometheus_client
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import exposition as _exposition
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "ADO_CALLS",
+    "CALLBACKS",
+    "CONTENT_TYPE",
+    "HOOK_DELIVERIES",
+    "HTTP_REQUEST_SECONDS",
+    "JOBS_COMPLETED",
+    "MULTIPROC_ENV",
+    "RATE_LIMIT_PAUSES",
+    "RECONCILE_CHANGES",
+    "RISKS_RECEIVED",
+    "SIGNATURE_FAILURES",
+    "SUBSCRIPTIONS_HEALED",
+    "WEBHOOK_REQUESTS",
+    "WORK_ITEMS_CREATED",
+    "StoreCollector",
+    "child_exit",
+    "multiprocess_enabled",
+    "prepare_multiproc_dir",
+    "render_metrics",
+]
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# The classic text format (what generate_latest writes); understood by every Prometheus.
+CONTENT_TYPE: str = getattr(
+    _exposition, "CONTENT_TYPE_PLAIN_0_0_4", _exposition.CONTENT_TYPE_LATEST
+)
+
+# "_created" timestamp series double the output and do not exist in multi-process mode;
+# leave them out so both modes expose the same series.
+if hasattr(prometheus_client, "disable_created_metrics"):
+    prometheus_client.disable_created_metrics()
+
+# In multi-process mode an unlabelled metric opens its mmap file as soon as it is defined;
+# make sure the directory exists so importing this module can never fail because of it.
+if os.environ.get(MULTIPROC_ENV):
+    os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Process-side metrics (names are part of the contract)
+# --------------------------------------------------------------------------------------------
+
+RISKS_RECEIVED = Counter(
+    "adowh_risks_received_total",
+    "Risks received from scanners, by what storing them did (created, updated, unchanged).",
+    ["action"],
+)
+SIGNATURE_FAILURES = Counter(
+    "adowh_signature_failures_total",
+    "Scanner webhook requests rejected by signature verification, by reason.",
+    ["reason"],
+)
+WEBHOOK_REQUESTS = Counter(
+    "adowh_scanner_requests_total",
+    "Scanner webhook requests, by HTTP status returned.",
+    ["status"],
+)
+WORK_ITEMS_CREATED = Counter(
+    "adowh_work_items_created_total",
+    "Work items linked to risks; adopted=true when an item already existing in Azure DevOps "
+    "was found by its tag and adopted instead of created.",
+    ["adopted"],
+)
+ADO_CALLS = Counter(
+    "adowh_ado_calls_total",
+    "Azure DevOps REST calls, by HTTP method and response status (or error class).",
+    ["method", "status"],
+)
+RATE_LIMIT_PAUSES = Counter(
+    "adowh_ado_rate_limit_pauses_total",
+    "Times an Azure DevOps organization was paused because of 429/Retry-After/5xx backoff.",
+)
+HOOK_DELIVERIES = Counter(
+    "adowh_hook_deliveries_total",
+    "Azure DevOps service-hook deliveries, by event type and outcome "
+    "(recorded, duplicate, ignored, unauthorized, invalid, unavailable).",
+    ["event_type", "outcome"],
+)
+JOBS_COMPLETED = Counter(
+    "adowh_jobs_completed_total",
+    "Background jobs finished, by kind and outcome.",
+    ["kind", "outcome"],
+)
+CALLBACKS = Counter(
+    "adowh_callbacks_total",
+    "Signed callbacks to scanners, by outcome.",
+    ["outcome"],
+)
+SUBSCRIPTIONS_HEALED = Counter(
+    "adowh_subscriptions_healed_total",
+    "Service-hook subscriptions recreated by the periodic check, by reason.",
+    ["reason"],
+)
+RECONCILE_CHANGES = Counter(
+    "adowh_reconcile_changes_applied_total",
+    "Work item state changes applied by reconciliation that the service hooks had missed.",
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "adowh_http_request_seconds",
+    "HTTP request duration in seconds, by route (the URL rule, not the raw path).",
+    ["route"],
+)
+
+# Series with a known, small label set start at 0 so rate() and absent() work from the start.
+for _action in ("created", "updated", "unchanged"):
+    RISKS_RECEIVED.labels(action=_action)
+for _adopted in ("true", "false"):
+    WORK_ITEMS_CREATED.labels(adopted=_adopted)
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-process plumbing
+# --------------------------------------------------------------------------------------------
+
+
+def multiprocess_enabled() -> bool:
+    """True when ``PROMETHEUS_MULTIPROC_DIR`` names a directory (checked at call time)."""
+    path = os.environ.get(MULTIPROC_ENV)
+    return bool(path) and os.path.isdir(path)  # type: ignore[arg-type]
+
+
+def prepare_multiproc_dir(path: str | os.PathLike[str]) -> None:
+    """Create ``path`` and remove stale metric files from an earlier run.
+
+    Call it before any process writes metrics (i.e. before gunicorn forks), then export
+    ``PROMETHEUS_MULTIPROC_DIR=path``. Only prometheus_client's ``*.db`` files are deleted, so
+    a mistaken path cannot wipe unrelated data.
+    """
+    directory = os.fspath(path)
+    os.makedirs(directory, exist_ok=True)
+    for name in glob.glob(os.path.join(glob.escape(directory), "*.db")):
+        if os.path.isfile(name):
+            os.remove(name)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """gunicorn ``child_exit`` hook: drop the dead worker's live gauges.
+
+    Use from a gunicorn config as ``child_exit = webhook.metrics.child_exit``. A no-op when
+    multi-process mode is off; never raises (a hook error would disturb the arbiter).
+    """
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return
+    try:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, path)
+    except Exception:  # pragma: no cover - defensive
+        log.warning("could not mark metrics of worker %s dead", getattr(worker, "pid", "?"))
+
+
+# --------------------------------------------------------------------------------------------
+# Database-derived gauges
+# --------------------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, str):
+        return None
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _gauge(name: str, doc: str, value: Any) -> GaugeMetricFamily | None:
+    number = _number(value)
+    if number is None:
+        return None
+    return GaugeMetricFamily(name, doc, value=number)
+
+
+class StoreCollector(Collector):
+    """Gauges computed from the database at scrape time.
+
+    ``snapshot()`` returns a dict such as::
+
+        {"jobs": {"pending": {"count": 3, "oldest_age_seconds": 12.5}, "failed": {...}},
+         "subscriptions": [{"id": 1, "event_type": "workitem.updated", "project": "P",
+                            "status": "enabled"}],
+         "reconcile": {"last_run_at_unix": 1.7e9, "last_changes": 2, "last_ok": True},
+         "hook_check": {"last_run_at_unix": 1.7e9, "last_ok": True},
+         "worker_heartbeat_age_seconds": 4.2}
+
+    A missing key omits its metric; a failing ``snapshot()`` omits them all (logged), and a
+    malformed section omits only that section: a scrape never fails because of the database.
+    """
+
+    def __init__(self, snapshot: Callable[[], Mapping[str, Any]]) -> None:
+        self._snapshot = snapshot
+
+    def describe(self) -> Iterable[Metric]:
+        # Nothing up front: registering must not query the database.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            data = self._snapshot()
+        except Exception as exc:
+            log.warning("metrics snapshot failed: %s: %s", exc.__class__.__name__, exc)
+            return
+        if not isinstance(data, Mapping):
+            return
+        for section in (self._jobs, self._subscriptions, self._reconcile, self._hook_check):
+            try:
+                metrics = list(section(data))
+            except Exception as exc:
+                log.warning("metrics snapshot section %s malformed: %s", section.__name__, exc)
+                continue
+            yield from metrics
+        heartbeat = _gauge(
+            "adowh_worker_heartbeat_age_seconds",
+            "Seconds since the freshest sync worker heartbeat.",
+            data.get("worker_heartbeat_age_seconds"),
+        )
+        if heartbeat is not None:
+            yield heartbeat
+
+    @staticmethod
+    def _jobs(data: Mapping[str, Any]) -> Iterator[Metric]:
+        jobs = data.get("jobs")
+        if not isinstance(jobs, Mapping):
+            return
+        count = GaugeMetricFamily(
+            "adowh_jobs", "Sync jobs in the database, by state.", labels=["state"]
+        )
+        oldest = GaugeMetricFamily(
+            "adowh_job_oldest_age_seconds",
+            "Age in seconds of the oldest job in each state.",
+            labels=["state"],
+        )
+        for state, info in jobs.items():
+            if not isinstance(info, Mapping):
+                continue
+            value = _number(info.get("count"))
+            if value is not None:
+                count.add_metric([str(state)], value)
+            age = _number(info.get("oldest_age_seconds"))
+            if age is not None:
+                oldest.add_metric([str(state)], age)
+        if count.samples:
+            yield count
+        if oldest.samples:
+            yield oldest
+
+    @staticmethod
+    def _subscriptions(data: Mapping[str, Any]) -> Iterator[Metric]:
+        subscriptions = data.get("subscriptions")
+        if subscriptions is None or isinstance(subscriptions, str | bytes | Mapping):
+            return
+        family = GaugeMetricFamily(
+            "adowh_subscription_status",
+            "Registered Azure DevOps service-hook subscriptions (1 per subscription, "
+            "with its last known status).",
+            labels=["id", "event_type", "project", "status"],
+        )
+        for sub in subscriptions:
+            if not isinstance(sub, Mapping):
+                continue
+            labels = [
+                "" if sub.get(key) is None else str(sub.get(key))
+                for key in ("id", "event_type", "project", "status")
+            ]
+            family.add_metric(labels, 1.0)
+        yield family
+
+    @staticmethod
+    def _reconcile(data: Mapping[str, Any]) -> Iterator[Metric]:
+        info = data.get("reconcile")
+        if not isinstance(info, Mapping):
+            return
+        for metric in (
+            _gauge(
+                "adowh_reconcile_last_run_timestamp_seconds",
+                "Unix time of the last reconciliation pass.",
+                info.get("last_run_at_unix"),
+            ),
+            _gauge(
+                "adowh_reconcile_last_changes",
+                "State changes the last reconciliation pass applied.",
+                info.get("last_changes"),
+            ),
+            _gauge(
+                "adowh_reconcile_last_ok",
+                "1 if the last reconciliation pass succeeded, else 0.",
+                info.get("last_ok"),
+            ),
+        ):
+            if metric is not None:
+                yield metric
+
+    @staticmethod
+    def _hook_check(data: Mapping[str, Any]) -> Iterator[Metric]:
+        info = data.get("hook_check")
+        if not isinstance(info, Mapping):
+            return
+        for metric in (
+            _gauge(
+                "adowh_hook_check_last_run_timestamp_seconds",
+                "Unix time of the last service-hook subscription check.",
+                info.get("last_run_at_unix"),
+            ),
+            _gauge(
+                "adowh_hook_check_last_ok",
+                "1 if the last subscription check succeeded, else 0.",
+                info.get("last_ok"),
+            ),
+        ):
+            if metric is not None:
+                yield metric
+
+
+class _Combined(Collector):
+    """Just enough of a registry for ``generate_latest``: chains collectors."""
+
+    def __init__(self, *collectors: Any) -> None:
+        self._collectors = collectors
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self._collectors:
+            yield from collector.collect()
+
+
+def render_metrics(
+    snapshot: Callable[[], Mapping[str, Any]] | None = None,
+) -> tuple[bytes, str]:
+    """The ``/metrics`` body and its content type.
+
+    Multi-process mode (``PROMETHEUS_MULTIPROC_DIR`` set): every process's counters merged from
+    the mmap files. Otherwise this process's default registry. Plus ``StoreCollector(snapshot)``.
+    """
+    collectors: list[Any] = []
+    if multiprocess_enabled():
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry(auto_describe=False)
+        multiprocess.MultiProcessCollector(registry, path=os.environ[MULTIPROC_ENV])
+        collectors.append(registry)
+    else:
+        collectors.append(REGISTRY)
+    if snapshot is not None:
+        collectors.append(StoreCollector(snapshot))
+    return generate_latest(_Combined(*collectors)), CONTENT_TYPE
