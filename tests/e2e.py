@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import requests
 
 from tests.conftest import signed_headers
-from tests.servers import ADMIN_TOKEN, running_service, service_env, stop
+from tests.servers import ADMIN_TOKEN, free_port, running_service, service_env, stop
 from webhook.sandbox import Sandbox
 
 
@@ -107,10 +107,12 @@ def rig(
     with ExitStack() as stack:
         sb = stack.enter_context(Sandbox(latency=latency))
         host = urlsplit(sb.url).netloc
+        port = free_port()
+        env_extra.setdefault("WEBHOOK_PUBLIC_URL", f"http://127.0.0.1:{port}")
         env = service_env(
             tmp_path, WEBHOOK_ALLOWED_ORG_HOSTS=host, WEBHOOK_ENTRA_AUTHORITY=sb.url, **env_extra
         )
-        base, _ = stack.enter_context(running_service(tmp_path, *serve_args, env=env))
+        base, _ = stack.enter_context(running_service(tmp_path, *serve_args, env=env, port=port))
         r = Rig(base, sb, tmp_path, env)
         try:
             yield r

@@ -70,10 +70,14 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
 
 @contextmanager
 def running_service(
-    workdir: Path, *args: str, env: dict[str, str] | None = None, workers: int = 2
+    workdir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    workers: int = 2,
+    port: int | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`ado-webhook serve` in its own process group; yields (base URL, process)."""
-    port = free_port()
+    port = port or free_port()
     cmd = [
         sys.executable,
         "-m",

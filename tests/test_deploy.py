@@ -299,10 +299,13 @@ def test_gunicorn_conf_holds_no_secrets(monkeypatch, tmp_path):
     assert "keyfile" not in conf and "certfile" not in conf
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _listening_socket() -> socket.socket:
+    """A bound, listening socket handed to gunicorn as fd:// (no port race)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    sock.set_inheritable(True)
+    return sock
 
 
 TINY_APP = """
@@ -324,11 +327,12 @@ def app(environ, start_response):
 def test_gunicorn_runs_with_config(tmp_path):
     """Real gunicorn, two workers: JSON access lines, redaction, metrics summed across workers."""
     (tmp_path / "tinyapp.py").write_text(TINY_APP)
-    port = _free_port()
+    listener = _listening_socket()
+    port = listener.getsockname()[1]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)]),
-        "WEBHOOK_BIND": f"127.0.0.1:{port}",
+        "WEBHOOK_BIND": f"fd://{listener.fileno()}",
         "WEB_CONCURRENCY": "2",
         "WEBHOOK_LOG_LEVEL": "INFO",
         "HOME": str(tmp_path),
@@ -352,7 +356,9 @@ def test_gunicorn_runs_with_config(tmp_path):
             env=env,
             stdout=out,
             stderr=err,
+            pass_fds=(listener.fileno(),),
         )
+        listener.close()
         try:
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 30

@@ -131,7 +131,7 @@ def test_connection_and_template_validation(tmp_path) -> None:
 
 
 def test_routing_body_severity_comment_and_manual_export(tmp_path) -> None:
-    with rig(tmp_path, WEBHOOK_PUBLIC_URL="https://adowh.example") as r:
+    with rig(tmp_path) as r:
         conn = r.connect()
         r.template(
             name="sec-bugs",

@@ -32,11 +32,21 @@ def test_every_route_is_documented(app) -> None:
         assert path in README, f"README does not mention {path}"
 
 
-@pytest.mark.parametrize("name", ["WEBHOOK_DB", "WEBHOOK_ADMIN_TOKEN", "WEBHOOK_SECRET_KEY",
-                                  "WEBHOOK_PUBLIC_URL", "WEBHOOK_ALLOWED_ORG_HOSTS",
-                                  "WEBHOOK_MAX_BODY_BYTES", "WEBHOOK_ENTRA_AUTHORITY",
-                                  "WEBHOOK_HOOK_CHECK_SECONDS", "WEBHOOK_RECONCILE_SECONDS",
-                                  "WEBHOOK_LOG_LEVEL"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "WEBHOOK_DB",
+        "WEBHOOK_ADMIN_TOKEN",
+        "WEBHOOK_SECRET_KEY",
+        "WEBHOOK_PUBLIC_URL",
+        "WEBHOOK_ALLOWED_ORG_HOSTS",
+        "WEBHOOK_MAX_BODY_BYTES",
+        "WEBHOOK_ENTRA_AUTHORITY",
+        "WEBHOOK_HOOK_CHECK_SECONDS",
+        "WEBHOOK_RECONCILE_SECONDS",
+        "WEBHOOK_LOG_LEVEL",
+    ],
+)
 def test_every_variable_is_documented(name: str) -> None:
     assert f"`{name}`" in README
 
@@ -51,6 +61,11 @@ def test_every_command_is_documented() -> None:
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed")
 def test_ruff_clean() -> None:
-    result = subprocess.run(["ruff", "check", "webhook", "tests", "bench"], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["ruff", "check", "webhook", "tests", "bench"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout[-2000:]

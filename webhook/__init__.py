@@ -16,10 +16,12 @@ def create_app(settings: Any = None) -> Flask:
     """Build the Flask app: settings, storage, blueprints, error handlers — wiring only."""
     from webhook.api import (
         admin_connections,
+        admin_hooks,
         admin_jobs,
         admin_risks,
         admin_sources,
         admin_templates,
+        ado_hooks,
         health,
         scanner,
     )
@@ -43,6 +45,8 @@ def create_app(settings: Any = None) -> Flask:
         admin_jobs,
         admin_connections,
         admin_templates,
+        admin_hooks,
+        ado_hooks,
         health,
     ):
         app.register_blueprint(module.bp)

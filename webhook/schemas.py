@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from marshmallow import (
+    EXCLUDE,
     RAISE,
     Schema,
     ValidationError,
@@ -603,3 +604,52 @@ ConnectionPageSchema = page_schema(ConnectionSchema, "ConnectionPageSchema")
 ProjectPageSchema = page_schema(ProjectSchema, "ProjectPageSchema")
 WorkItemTypePageSchema = page_schema(WorkItemTypeSchema, "WorkItemTypePageSchema")
 TemplatePageSchema = page_schema(TemplateSchema, "TemplatePageSchema")
+
+
+# ---- service hooks ---------------------------------------------------------------------------
+
+
+class HookCreateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    connection_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    project = fields.String(required=True, validate=validate.Length(1, 256))
+
+
+class HookSchema(Schema):
+    id = fields.Integer(required=True)
+    connection_id = fields.Integer(required=True)
+    project = fields.String(required=True)
+    event_type = fields.String(required=True)
+    subscription_id = fields.String(allow_none=True, required=True)
+    status = fields.String(required=True)
+    heal_count = fields.Integer()
+    last_checked_at = fields.String(allow_none=True)
+    last_healed_at = fields.String(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    project_id = fields.String(allow_none=True)
+
+
+class HookSetupSchema(Schema):
+    subscriptions = fields.List(fields.Nested(HookSchema), required=True)
+
+
+HookPageSchema = page_schema(HookSchema, "HookPageSchema")
+
+
+class HookDeliverySchema(Schema):
+    """An Azure DevOps service-hook delivery; vendor JSON, so unknown keys are excluded."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.String(required=True, validate=validate.Length(1, 200))
+    eventType = fields.String(required=True, validate=validate.Length(1, 200))
+    publisherId = fields.String(load_default="tfs")
+    subscriptionId = fields.String(allow_none=True)
+    resource = fields.Dict(required=True)
+
+
+class HookAckSchema(Schema):
+    outcome = fields.String(required=True)

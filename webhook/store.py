@@ -1142,3 +1142,254 @@ class Store:
         """A risk as the list endpoint shows it, or None."""
         row = self.db.conn.execute(self._RISK_SELECT + " WHERE r.id=?", (risk_id,)).fetchone()
         return self._risk_dict(row) if row else None
+
+    # ---- service hooks ------------------------------------------------------------------
+
+    @staticmethod
+    def _hook_dict(row: sqlite3.Row) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "connection_id": row["connection_id"],
+            "project": row["project"],
+            "event_type": row["event_type"],
+            "subscription_id": row["subscription_id"],
+            "status": row["status"],
+            "heal_count": row["heal_count"],
+            "last_checked_at": row["last_checked_at"],
+            "last_healed_at": row["last_healed_at"],
+            "last_error": row["last_error"],
+        }
+
+    def hooks_for(self, connection_id: int, project: str) -> list[dict[str, Any]]:
+        """Hook rows of one connection and project."""
+        rows = self.db.conn.execute(
+            "SELECT * FROM hooks WHERE connection_id=? AND project=? ORDER BY id",
+            (connection_id, project),
+        ).fetchall()
+        return [{**self._hook_dict(r), "project_id": r["project_id"]} for r in rows]
+
+    def all_hooks(self) -> list[dict[str, Any]]:
+        """Every hook row (for the periodic check)."""
+        rows = self.db.conn.execute("SELECT * FROM hooks ORDER BY id").fetchall()
+        return [{**self._hook_dict(r), "project_id": r["project_id"]} for r in rows]
+
+    def list_hooks(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+        """Hooks, oldest first."""
+        with self.db.read() as conn:
+            rows, total = _page(conn, "SELECT * FROM hooks", [], page, per_page, "id")
+        return [self._hook_dict(r) for r in rows], total
+
+    def get_hook(self, hook_id: int) -> dict[str, Any]:
+        """One hook row."""
+        row = self.db.conn.execute("SELECT * FROM hooks WHERE id=?", (hook_id,)).fetchone()
+        if row is None:
+            raise Missing(f"hook {hook_id} does not exist")
+        return {**self._hook_dict(row), "project_id": row["project_id"]}
+
+    def save_hook(
+        self,
+        *,
+        connection_id: int,
+        project: str,
+        project_id: str,
+        event_type: str,
+        subscription_id: str,
+        status: str,
+        username: str,
+        password_hash: str,
+        healed: bool,
+    ) -> dict[str, Any]:
+        """Create or replace the hook row for (connection, project, event type)."""
+        now = clock.iso()
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO hooks(connection_id, project, project_id, event_type, subscription_id,"
+                " status, username, password_hash, last_checked_at, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(connection_id, project, event_type) DO UPDATE SET"
+                " project_id=excluded.project_id, subscription_id=excluded.subscription_id,"
+                " status=excluded.status, username=excluded.username,"
+                " password_hash=excluded.password_hash, last_checked_at=excluded.last_checked_at,"
+                " last_error=NULL, updated_at=excluded.updated_at",
+                (
+                    connection_id,
+                    project,
+                    project_id,
+                    event_type,
+                    subscription_id,
+                    status,
+                    username,
+                    password_hash,
+                    now,
+                    now,
+                    now,
+                ),
+            )
+            if healed:
+                conn.execute(
+                    "UPDATE hooks SET heal_count=heal_count+1, last_healed_at=?"
+                    " WHERE connection_id=? AND project=? AND event_type=?",
+                    (now, connection_id, project, event_type),
+                )
+            row = conn.execute(
+                "SELECT * FROM hooks WHERE connection_id=? AND project=? AND event_type=?",
+                (connection_id, project, event_type),
+            ).fetchone()
+        return self._hook_dict(row)
+
+    def note_hook_status(self, hook_id: int, status: str, error: str | None = None) -> None:
+        """Remember the live status last read from Azure DevOps."""
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE hooks SET status=?, last_error=?, last_checked_at=? WHERE id=?",
+                (status, error, clock.iso(), hook_id),
+            )
+
+    def delete_hook(self, hook_id: int) -> None:
+        """Forget a hook row."""
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM hooks WHERE id=?", (hook_id,))
+
+    def hook_credentials(self, username: str) -> tuple[int, int, str] | None:
+        """(hook id, connection id, password hash) for a basic-auth user name."""
+        row = self.db.conn.execute(
+            "SELECT id, connection_id, password_hash FROM hooks WHERE username=?", (username,)
+        ).fetchone()
+        return None if row is None else (row["id"], row["connection_id"], row["password_hash"])
+
+    def record_hook_event(
+        self,
+        *,
+        hook_id: int,
+        connection_id: int,
+        event_id: str,
+        event_type: str,
+        work_item_id: int,
+        rev: int | None,
+        change: dict[str, Any],
+    ) -> str:
+        """Record one delivery and the job that applies it: recorded | duplicate | not_ours."""
+        now = clock.now()
+        with self.db.write() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO hook_events(event_id, hook_id, event_type, work_item_id, rev,"
+                    " received_ts) VALUES (?,?,?,?,?,?)",
+                    (event_id, hook_id, event_type, work_item_id, rev, now),
+                )
+            except sqlite3.IntegrityError:
+                return "duplicate"
+            row = conn.execute(
+                "SELECT risk_id FROM work_items WHERE connection_id=? AND ado_id=?",
+                (connection_id, work_item_id),
+            ).fetchone()
+            if row is None:
+                return "not_ours"
+            self._add_jobs(
+                conn,
+                row["risk_id"],
+                [
+                    JobSpec(
+                        "apply_hook_event",
+                        "ado-in",
+                        {"event_type": event_type, "rev": rev, **change},
+                    )
+                ],
+                now,
+                lane_prefix=f"wi:{connection_id}:{work_item_id}",
+            )
+        return "recorded"
+
+    def linked_work_items(self, connection_id: int, project: str) -> dict[int, sqlite3.Row]:
+        """Work items linked to risks in one project, by Azure DevOps id."""
+        rows = self.db.conn.execute(
+            "SELECT * FROM work_items WHERE connection_id=? AND project=? AND deleted=0",
+            (connection_id, project),
+        ).fetchall()
+        return {r["ado_id"]: r for r in rows}
+
+    def linked_projects(self) -> list[tuple[int, str]]:
+        """(connection id, project) pairs that have linked work items."""
+        return [
+            (r[0], r[1])
+            for r in self.db.conn.execute(
+                "SELECT DISTINCT connection_id, project FROM work_items WHERE deleted=0"
+            )
+        ]
+
+    def apply_work_item_change(
+        self,
+        risk_id: int,
+        *,
+        rev: int | None,
+        state: str | None,
+        category: str | None,
+        by: str | None,
+        at: str | None,
+        deleted: bool | None = None,
+        check_rev: bool = True,
+        origin: str = "hook",
+    ) -> bool:
+        """Apply a state change seen in Azure DevOps; False when stale (rev already applied)."""
+        from webhook.domain.states import decide_ado_state_change
+
+        now_ts = clock.now()
+        now = clock.iso(now_ts)
+        with self.db.write() as conn:
+            wi = conn.execute("SELECT * FROM work_items WHERE risk_id=?", (risk_id,)).fetchone()
+            risk = conn.execute(
+                "SELECT r.status, s.callback_url FROM risks r"
+                " LEFT JOIN sources s ON s.name = r.source WHERE r.id=?",
+                (risk_id,),
+            ).fetchone()
+            if wi is None or risk is None:
+                return False
+            if check_rev and rev is not None and rev <= wi["rev"]:
+                return False
+            history: list[tuple[str, dict[str, Any]]] = []
+            if deleted is not None and bool(deleted) != bool(wi["deleted"]):
+                history.append(
+                    (
+                        "work_item_deleted" if deleted else "work_item_restored",
+                        {"id": wi["ado_id"], "by": by},
+                    )
+                )
+            conn.execute(
+                "UPDATE work_items SET rev=max(rev, coalesce(?, rev)),"
+                " state=coalesce(?, state), state_category=coalesce(?, state_category),"
+                " deleted=coalesce(?, deleted), changed_at=coalesce(?, changed_at), updated_at=?"
+                " WHERE risk_id=?",
+                (rev, state, category, None if deleted is None else int(deleted), at, now, risk_id),
+            )
+            new_status = decide_ado_state_change(risk["status"], category) if category else None
+            jobs: list[JobSpec] = []
+            if new_status is not None:
+                if new_status == "open":
+                    conn.execute(
+                        "UPDATE risks SET status='open', resolution_state=NULL, resolution_by=NULL,"
+                        " resolution_at=NULL, updated_at=? WHERE id=?",
+                        (now, risk_id),
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE risks SET status=?, resolution_state=?, resolution_by=?,"
+                        " resolution_at=?, updated_at=? WHERE id=?",
+                        (new_status, state, by, at or now, now, risk_id),
+                    )
+                history.append(
+                    (
+                        "status_changed",
+                        {
+                            "from": risk["status"],
+                            "to": new_status,
+                            "state": state,
+                            "by": by,
+                            "via": origin,
+                        },
+                    )
+                )
+                if risk["callback_url"]:
+                    jobs.append(JobSpec("callback", "callback", {"status": new_status}))
+            self._add_history(conn, risk_id, history, now)
+            self._add_jobs(conn, risk_id, jobs, now_ts)
+        return True

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from webhook import metrics
+from webhook.domain.hook_events import identity_name
 from webhook.domain.models import Risk, WorkItemTypeInfo
 from webhook.domain.rendering import (
     build_create_patch,
@@ -21,6 +24,7 @@ from webhook.domain.states import (
     first_state_in,
 )
 from webhook.domain.sync_plan import (
+    APPLY_HOOK_EVENT,
     CALLBACK,
     CREATE_WORK_ITEM,
     SCANNER_REOPENED,
@@ -31,10 +35,12 @@ from webhook.domain.templates import tracking_tag
 from webhook.gateway import AdoGateway
 from webhook.services import Services
 from webhook.store import Job
-from webhook.worker import PeriodicTask, PermanentFailure
+from webhook.worker import PeriodicTask, PermanentFailure, RetryLater
 
 log = logging.getLogger(__name__)
 HISTORY_FIELD = "System.History"
+RECONCILE_OVERLAP_SECONDS = 300.0
+RECONCILE_FIELDS = ["System.State", "System.Rev", "System.ChangedBy", "System.ChangedDate"]
 
 
 class SyncHandlers:
@@ -216,6 +222,72 @@ class SyncHandlers:
             risk.id or 0, "work_item_reopened", {"reopened_to": target} if target else {}
         )
 
+    def _category(self, wi: Any, state: str) -> str:
+        info = self.gateway.type_info(wi["connection_id"], wi["project"], wi["type"])
+        category = classify_state(state, info)
+        if category is None:
+            info = self.gateway.type_info(
+                wi["connection_id"], wi["project"], wi["type"], refresh=True
+            )
+            category = classify_state(state, info)
+        if category is None:
+            # Never guess from a state name: wait until Azure DevOps tells us its category.
+            raise RetryLater(f"state {state!r} of {wi['type']} has no known category yet")
+        return category
+
+    def apply_hook_event(self, job: Job) -> None:
+        """Apply a recorded Azure DevOps event to the risk (classifying the state by category)."""
+        assert job.risk_id is not None
+        p = job.payload
+        wi = self.store.work_item_for(job.risk_id)
+        if wi is None:
+            return
+        deleted = p.get("deleted")
+        state = None if deleted else p.get("state")
+        category = self._category(wi, state) if state else None
+        self.store.apply_work_item_change(
+            job.risk_id,
+            rev=p.get("rev"),
+            state=state,
+            category=category,
+            by=p.get("by"),
+            at=p.get("at"),
+            deleted=deleted,
+            check_rev=p.get("event_type") == "workitem.updated",
+        )
+
+    def reconcile(self) -> dict[str, Any]:
+        """Periodic safety net: apply state changes the hooks missed (WIQL, then batch read)."""
+        previous = (self.store.periodic_status().get("reconcile") or {}).get("last_result") or {}
+        started = time.time()
+        since = float(previous.get("watermark") or 0) - RECONCILE_OVERLAP_SECONDS
+        since_dt = datetime.fromtimestamp(max(since, 0), tz=UTC)
+        changes = checked = 0
+        for connection_id, project in self.store.linked_projects():
+            client = self.gateway.client(connection_id)
+            linked = self.store.linked_work_items(connection_id, project)
+            ids = [i for i in client.changed_since(project, since_dt) if i in linked]
+            checked += len(ids)
+            for item in client.get_work_items_batch(project, ids, fields=RECONCILE_FIELDS):
+                row = linked.get(int(item["id"]))
+                fields = item.get("fields") or {}
+                rev = int(item.get("rev") or fields.get("System.Rev") or 0)
+                if row is None or rev <= row["rev"]:
+                    continue
+                state = fields.get("System.State")
+                if self.store.apply_work_item_change(
+                    row["risk_id"],
+                    rev=rev,
+                    state=state,
+                    category=self._category(row, state) if state else None,
+                    by=identity_name(fields.get("System.ChangedBy")),
+                    at=fields.get("System.ChangedDate"),
+                    origin="reconcile",
+                ):
+                    changes += 1
+        metrics.RECONCILE_CHANGES.inc(changes)
+        return {"watermark": started, "checked": checked, "changes": changes}
+
     def handlers(self) -> dict[str, Callable[[Job], None]]:
         """Job kind → handler."""
         from webhook.callbacks import CallbackSender
@@ -227,6 +299,7 @@ class SyncHandlers:
             SCANNER_RESOLVED: self.scanner_resolved,
             SCANNER_REOPENED: self.scanner_reopened,
             CALLBACK: sender.send,
+            APPLY_HOOK_EVENT: self.apply_hook_event,
         }
 
 
@@ -237,10 +310,19 @@ def build_handlers(services: Services) -> dict[str, Callable[[Job], None]]:
 
 def build_periodic_tasks(services: Services) -> list[PeriodicTask]:
     """Housekeeping that runs on timers, one worker at a time."""
+    from webhook.subscriptions import Subscriptions
+
     store = services.store
+    settings = services.settings
+    sync = SyncHandlers(services)
+    subscriptions = Subscriptions(store, sync.gateway, settings.public_url)
 
     def prune() -> dict[str, Any]:
         store.prune(deliveries_older_than=7 * 86400, jobs_done_older_than=30 * 86400)
         return {}
 
-    return [PeriodicTask("prune", 3600.0, prune)]
+    return [
+        PeriodicTask("prune", 3600.0, prune),
+        PeriodicTask("hook_check", float(settings.hook_check_seconds), subscriptions.check_all),
+        PeriodicTask("reconcile", float(settings.reconcile_seconds), sync.reconcile),
+    ]

@@ -7,7 +7,7 @@ from typing import Any
 
 from .processes import FIELDS, FieldDef, TypeField, WorkItemTypeDef, field_by_name
 from .state import COLLECTION_ID, Comment, Project, Revision, SandboxState, Update, WorkItem
-from .wire import Identity, link
+from .wire import REVISED_DATE_OPEN, Identity, link
 from .workitems import full_fields
 
 
@@ -31,14 +31,18 @@ def legacy_html_url(org_url: str, item_id: int) -> str:
     return f"{org_url}/web/wi.aspx?pcguid={COLLECTION_ID}&id={item_id}"
 
 
+def _is_identity(ref: str) -> bool:
+    fdef: FieldDef | None = FIELDS.get(ref.lower())
+    return fdef is not None and fdef.kind == "identity"
+
+
 def render_fields(
     values: dict[str, Any], org_url: str, *, identities: str = "ref"
 ) -> dict[str, Any]:
     """Render stored field values; identities become IdentityRef objects unless `"string"`."""
     out: dict[str, Any] = {}
     for ref, value in values.items():
-        fdef: FieldDef | None = FIELDS.get(ref.lower())
-        if identities == "ref" and fdef is not None and fdef.kind == "identity" and value:
+        if identities == "ref" and value and _is_identity(ref):
             out[ref] = Identity.parse(str(value)).as_ref(org_url)
         else:
             out[ref] = value
@@ -133,8 +137,7 @@ def render_update(
     base = item_url(org_url, item)
     fields: dict[str, Any] = {}
     for ref, entry in update.fields.items():
-        fdef = FIELDS.get(ref.lower())
-        if identities == "ref" and fdef is not None and fdef.kind == "identity":
+        if identities == "ref" and _is_identity(ref):
             fields[ref] = {k: Identity.parse(str(v)).as_ref(org_url) for k, v in entry.items()}
         else:
             fields[ref] = dict(entry)
@@ -143,9 +146,7 @@ def render_update(
         "workItemId": item.id,
         "rev": update.rev,
         "revisedBy": update.by.as_revised_by(org_url),
-        "revisedDate": "9999-01-01T00:00:00Z"
-        if update.rev == item.rev
-        else _revised_at(item, update.rev),
+        "revisedDate": _revised_at(item, update.rev),
         "fields": fields,
     }
     if update.relations:
@@ -161,8 +162,9 @@ def render_update(
 
 
 def _revised_at(item: WorkItem, rev: int) -> str:
+    """Return when revision `rev` was superseded (open-ended for the latest)."""
     following = next((r for r in item.revisions if r.rev == rev + 1), None)
-    return following.fields["System.ChangedDate"] if following else "9999-01-01T00:00:00Z"
+    return following.fields["System.ChangedDate"] if following else REVISED_DATE_OPEN
 
 
 def render_comment(state: SandboxState, item: WorkItem, comment: Comment) -> dict[str, Any]:

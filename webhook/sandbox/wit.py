@@ -13,6 +13,7 @@ from . import wiql
 from .auth import api_version, caller, get_state, require_auth
 from .processes import field_by_name
 from .render import (
+    field_url,
     render_comment,
     render_deleted,
     render_item,
@@ -646,7 +647,7 @@ def query(project: str | None = None) -> Response:
         return {
             "referenceName": ref.definition.ref,
             "name": ref.definition.name,
-            "url": f"{org_url}/_apis/wit/fields/{ref.definition.ref}",
+            "url": field_url(org_url, ref.definition.ref),
         }
 
     result: dict[str, Any] = {

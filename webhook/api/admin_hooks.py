@@ -1,0 +1,98 @@
+"""Admin: register Azure DevOps service hooks for a project, list their live status, remove."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from webhook.ado import AdoNotFound
+from webhook.api.ado_errors import ado_errors
+from webhook.api.auth import require_admin
+from webhook.api.requests import load_body, load_query, page_body
+from webhook.errors import Conflict, NotFound, ValidationFailed
+from webhook.gateway import AdoGateway
+from webhook.openapi import doc
+from webhook.schemas import HookCreateSchema, HookPageSchema, HookSetupSchema, PageQuerySchema
+from webhook.services import get_services
+from webhook.store import Missing
+from webhook.subscriptions import PublicUrlMissing, Subscriptions
+
+bp = Blueprint("admin_hooks", __name__, url_prefix="/admin/hooks")
+bp.before_request(require_admin)
+
+
+def _subscriptions() -> Subscriptions:
+    services = get_services()
+    return Subscriptions(
+        services.store, AdoGateway(services.settings, services.store), services.settings.public_url
+    )
+
+
+@bp.post("")
+@doc(
+    summary="Create (or repair) the service-hook subscriptions of a project",
+    tag="hooks",
+    body=HookCreateSchema,
+    responses={200: HookSetupSchema, 201: HookSetupSchema},
+)
+def create_hooks() -> ResponseReturnValue:
+    """Idempotent: creates what is missing, recreates what was deleted or disabled."""
+    data = load_body(HookCreateSchema())
+    services = get_services()
+    if not services.settings.public_url:
+        raise Conflict(
+            "WEBHOOK_PUBLIC_URL is not set: Azure DevOps needs the public base URL "
+            "of this service to deliver events",
+            code="public_url_missing",
+        )
+    try:
+        services.store.get_connection(data["connection_id"])
+    except Missing as exc:
+        raise ValidationFailed(str(exc), details={"connection_id": [str(exc)]}) from None
+    try:
+        with ado_errors():
+            try:
+                hooks, created = _subscriptions().ensure(data["connection_id"], data["project"])
+            except AdoNotFound as exc:
+                raise ValidationFailed(
+                    f"project {data['project']!r} not found: {exc.message}",
+                    details={"project": [exc.message]},
+                ) from None
+    except PublicUrlMissing as exc:
+        raise Conflict(str(exc), code="public_url_missing") from None
+    return jsonify({"subscriptions": hooks}), 201 if created else 200
+
+
+@bp.get("")
+@doc(
+    summary="Subscriptions with their live status in Azure DevOps",
+    tag="hooks",
+    query=PageQuerySchema,
+    responses={200: HookPageSchema},
+)
+def list_hooks() -> ResponseReturnValue:
+    """Each hook's status as Azure DevOps reports it now."""
+    q = load_query(PageQuerySchema())
+    items, total = get_services().store.list_hooks(q["page"], q["per_page"])
+    subs = _subscriptions()
+    return jsonify(
+        page_body(
+            [subs.live(get_services().store.get_hook(h["id"])) for h in items],
+            total,
+            q["page"],
+            q["per_page"],
+        )
+    )
+
+
+@bp.delete("/<int:hook_id>")
+@doc(summary="Remove a subscription (in Azure DevOps too)", tag="hooks", responses={204: None})
+def delete_hook(hook_id: int) -> ResponseReturnValue:
+    """Delete in Azure DevOps, then here."""
+    try:
+        hook = get_services().store.get_hook(hook_id)
+    except Missing as exc:
+        raise NotFound(str(exc)) from None
+    with ado_errors():
+        _subscriptions().remove(hook)
+    return "", 204

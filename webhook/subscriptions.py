@@ -1,0 +1,177 @@
+"""Azure DevOps service-hook subscriptions: create, check, heal, remove."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from webhook import metrics
+from webhook.ado import AdoClient, AdoError, AdoNotFound
+from webhook.crypto import hash_password, new_hook_password
+from webhook.gateway import AdoGateway
+from webhook.store import Store
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = ("workitem.updated", "workitem.deleted", "workitem.restored")
+HEALTHY = "enabled"
+
+
+class PublicUrlMissing(Exception):
+    """WEBHOOK_PUBLIC_URL is not set, so Azure DevOps would not know where to deliver."""
+
+
+def subscription_body(
+    event_type: str, project_id: str, url: str, username: str, password: str
+) -> dict[str, Any]:
+    """The Subscription create body for a work item web hook (facts §2.1), pinned to 1.0."""
+    return {
+        "publisherId": "tfs",
+        "eventType": event_type,
+        "resourceVersion": "1.0",
+        "consumerId": "webHooks",
+        "consumerActionId": "httpRequest",
+        "publisherInputs": {"projectId": project_id},
+        "consumerInputs": {
+            "url": url,
+            "basicAuthUsername": username,
+            "basicAuthPassword": password,
+            "resourceDetailsToSend": "all",
+            "messagesToSend": "none",
+            "detailedMessagesToSend": "none",
+        },
+    }
+
+
+class Subscriptions:
+    """Keeps one enabled subscription per (connection, project, event type)."""
+
+    def __init__(self, store: Store, gateway: AdoGateway, public_url: str | None) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.public_url = public_url
+
+    def _create(
+        self,
+        client: AdoClient,
+        connection_id: int,
+        project: str,
+        project_id: str,
+        event_type: str,
+        *,
+        healed: bool,
+        old_subscription: str | None,
+    ) -> dict[str, Any]:
+        if not self.public_url:
+            raise PublicUrlMissing("WEBHOOK_PUBLIC_URL is not set")
+        if old_subscription:
+            client.delete_subscription(old_subscription)  # 404 tolerated by the client
+        username = f"adowh-{secrets.token_hex(6)}"
+        password = new_hook_password()
+        created = client.create_subscription(
+            subscription_body(
+                event_type, project_id, f"{self.public_url}/hooks/ado", username, password
+            )
+        )
+        if healed:
+            metrics.SUBSCRIPTIONS_HEALED.labels(event_type).inc()
+        return self.store.save_hook(
+            connection_id=connection_id,
+            project=project,
+            project_id=project_id,
+            event_type=event_type,
+            subscription_id=created["id"],
+            status=created.get("status") or HEALTHY,
+            username=username,
+            password_hash=hash_password(password),
+            healed=healed,
+        )
+
+    def ensure(self, connection_id: int, project: str) -> tuple[list[dict[str, Any]], bool]:
+        """Create what is missing or unhealthy; return (hooks, whether anything was created)."""
+        if not self.public_url:
+            raise PublicUrlMissing("WEBHOOK_PUBLIC_URL is not set")
+        client = self.gateway.client(connection_id, respect_pause=False)
+        project_id = client.get_project(project)["id"]
+        existing = {h["event_type"]: h for h in self.store.hooks_for(connection_id, project)}
+        result, created_any = [], False
+        for event_type in EVENT_TYPES:
+            hook = existing.get(event_type)
+            status = self._live_status(client, hook) if hook else "missing"
+            if hook and status == HEALTHY:
+                self.store.note_hook_status(hook["id"], status)
+                result.append({**hook, "status": status})
+                continue
+            result.append(
+                self._create(
+                    client,
+                    connection_id,
+                    project,
+                    project_id,
+                    event_type,
+                    healed=hook is not None,
+                    old_subscription=hook["subscription_id"] if hook else None,
+                )
+            )
+            created_any = True
+        return result, created_any
+
+    @staticmethod
+    def _live_status(client: AdoClient, hook: dict[str, Any]) -> str:
+        if not hook.get("subscription_id"):
+            return "missing"
+        try:
+            return str(client.get_subscription(hook["subscription_id"]).get("status") or "unknown")
+        except AdoNotFound:
+            return "missing"
+
+    def live(self, hook: dict[str, Any]) -> dict[str, Any]:
+        """The hook with its status read from Azure DevOps now (or the error)."""
+        try:
+            client = self.gateway.client(hook["connection_id"], respect_pause=False)
+            status = self._live_status(client, hook)
+            self.store.note_hook_status(hook["id"], status)
+            return {**hook, "status": status}
+        except AdoError as exc:
+            self.store.note_hook_status(hook["id"], hook["status"], f"status unknown: {exc}")
+            return {**hook, "last_error": f"status unknown: {exc.message}"}
+
+    def remove(self, hook: dict[str, Any]) -> None:
+        """Delete the subscription in Azure DevOps, then forget it."""
+        if hook.get("subscription_id"):
+            client = self.gateway.client(hook["connection_id"], respect_pause=False)
+            client.delete_subscription(hook["subscription_id"])
+        self.store.delete_hook(hook["id"])
+
+    def check_all(self) -> dict[str, Any]:
+        """Periodic: read every subscription's status and recreate unhealthy ones."""
+        healed, checked, errors = 0, 0, 0
+        for hook in self.store.all_hooks():
+            checked += 1
+            try:
+                client = self.gateway.client(hook["connection_id"], respect_pause=False)
+                status = self._live_status(client, hook)
+                if status == HEALTHY:
+                    self.store.note_hook_status(hook["id"], status)
+                    continue
+                log.warning(
+                    "subscription %s for %s is %s: recreating",
+                    hook["subscription_id"],
+                    hook["event_type"],
+                    status,
+                )
+                self._create(
+                    client,
+                    hook["connection_id"],
+                    hook["project"],
+                    hook["project_id"],
+                    hook["event_type"],
+                    healed=True,
+                    old_subscription=hook["subscription_id"],
+                )
+                healed += 1
+            except (AdoError, PublicUrlMissing) as exc:
+                errors += 1
+                self.store.note_hook_status(hook["id"], hook["status"], str(exc))
+        return {"checked": checked, "healed": healed, "errors": errors}
