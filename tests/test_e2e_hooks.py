@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import risk
 from tests.e2e import Rig, rig, wait_for
+from tests.servers import ADMIN_TOKEN
 from webhook.domain.signatures import parse_headers, verify
 
 pytestmark = pytest.mark.e2e
@@ -268,7 +269,7 @@ def callback_server() -> Iterator[str]:
 def test_callback_to_scanner_is_signed_and_retried(tmp_path) -> None:
     CallbackReceiver.received = []
     CallbackReceiver.fail_first = 1
-    with callback_server() as url, rig(tmp_path) as r:
+    with callback_server() as url, rig(tmp_path, WEBHOOK_LOG_LEVEL="DEBUG") as r:
         setup_loop(r, "AppSec", "Bug")
         r.source(callback_url=url)
         r.send(risk("R-1"))
@@ -289,3 +290,17 @@ def test_callback_to_scanner_is_signed_and_retried(tmp_path) -> None:
         assert event["type"] == "risk.resolution_changed"
         assert event["risk"]["key"] == "R-1" and event["risk"]["status"] == "resolved"
         assert event["risk"]["work_item"]["id"] == wi["id"]
+        # After the full scenario, no secret reached any log line.
+        hook_passwords = [s["consumerInputs"]["basicAuthPassword"] for s in r.sb.subscriptions()]
+        r.sb.wait_deliveries_idle(5)
+    logs = "".join(p.read_text() for p in tmp_path.glob("serve-*.log"))
+    assert "job_id" in logs or "request_id" in logs  # JSON lines with ids were written
+    for secret in [
+        r.sb.pat,
+        r.secret,
+        r.secret.removeprefix("whsec_"),
+        ADMIN_TOKEN,
+        *hook_passwords,
+    ]:
+        assert secret not in logs
+    assert "Authorization" not in logs or "[REDACTED]" in logs

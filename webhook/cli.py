@@ -84,6 +84,11 @@ def cmd_init_db(_: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run the background sync worker until SIGTERM/SIGINT."""
     settings = _load_settings()
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Share the web processes' metrics folder so /metrics shows the worker's counters too.
+        folder = Path(settings.db_path).resolve().parent / "prometheus"
+        folder.mkdir(parents=True, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
     from webhook.logs import configure_logging
     from webhook.worker import run_worker
 

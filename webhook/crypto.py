@@ -9,6 +9,8 @@ import secrets
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from webhook.logs import register_secret
+
 
 class SecretBox:
     """Encrypts secrets with the newest key and decrypts with any configured key."""
@@ -18,14 +20,17 @@ class SecretBox:
 
     def encrypt(self, plaintext: str) -> str:
         """Encrypt a secret for storage."""
+        register_secret(plaintext)
         return self._fernet.encrypt(plaintext.encode()).decode()
 
     def decrypt(self, token: str) -> str:
         """Decrypt a stored secret; raises ValueError when no configured key fits."""
         try:
-            return self._fernet.decrypt(token.encode()).decode()
+            plaintext = self._fernet.decrypt(token.encode()).decode()
         except InvalidToken:
             raise ValueError("stored secret cannot be decrypted with WEBHOOK_SECRET_KEY") from None
+        register_secret(plaintext)
+        return plaintext
 
     def rotate(self, token: str) -> str:
         """Re-encrypt a stored secret with the newest key."""
@@ -34,12 +39,16 @@ class SecretBox:
 
 def new_source_secret() -> str:
     """A Standard Webhooks secret: whsec_ + base64 of 32 random bytes."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    register_secret(secret)
+    return secret
 
 
 def new_hook_password() -> str:
     """A random password for an Azure DevOps subscription's basic auth."""
-    return secrets.token_urlsafe(32)
+    password = secrets.token_urlsafe(32)
+    register_secret(password)
+    return password
 
 
 def hash_password(password: str) -> str:

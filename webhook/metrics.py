@@ -153,16 +153,31 @@ def multiprocess_enabled() -> bool:
     return bool(path) and os.path.isdir(path)  # type: ignore[arg-type]
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def prepare_multiproc_dir(path: str | os.PathLike[str]) -> None:
-    """Create ``path`` and remove stale metric files from an earlier run.
+    """Create ``path`` and remove the metric files of processes that are no longer running.
 
     Call it before any process writes metrics (i.e. before gunicorn forks), then export
-    ``PROMETHEUS_MULTIPROC_DIR=path``. Only prometheus_client's ``*.db`` files are deleted, so
-    a mistaken path cannot wipe unrelated data.
+    ``PROMETHEUS_MULTIPROC_DIR=path``. Files of live processes (e.g. a separately run
+    ``ado-webhook worker`` sharing the folder) are kept. Only prometheus_client's ``*.db``
+    files are deleted, so a mistaken path cannot wipe unrelated data.
     """
     directory = os.fspath(path)
     os.makedirs(directory, exist_ok=True)
     for name in glob.glob(os.path.join(glob.escape(directory), "*.db")):
+        stem = os.path.basename(name)[:-3]
+        pid_text = stem.rsplit("_", 1)[-1]
+        if pid_text.isdigit() and _pid_alive(int(pid_text)) and int(pid_text) != os.getpid():
+            continue
         if os.path.isfile(name):
             os.remove(name)
 

@@ -64,6 +64,11 @@ class Settings:
                     "WEBHOOK_SECRET_KEY is invalid: each comma-separated key must be a "
                     "32-byte url-safe base64 Fernet key"
                 ) from None
+        from webhook.logs import register_secret
+
+        register_secret(admin_token)
+        for key in keys:
+            register_secret(key)
         public_url = env.get("WEBHOOK_PUBLIC_URL", "").strip().rstrip("/") or None
         if public_url and not public_url.startswith(("https://", "http://")):
             raise SettingsError("WEBHOOK_PUBLIC_URL must start with https:// (or http://)")

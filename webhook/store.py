@@ -80,6 +80,15 @@ def _loads(value: str | None, default: Any) -> Any:
     return default if value is None else json.loads(value)
 
 
+def _register_auth(auth: dict[str, Any]) -> None:
+    """Let the log redaction filter know a credential's secret parts."""
+    from webhook.logs import register_secret
+
+    for name in ("token", "client_secret"):
+        if auth.get(name):
+            register_secret(str(auth[name]))
+
+
 def template_from_row(row: sqlite3.Row | dict[str, Any]) -> Template:
     """Build the domain Template from its row."""
     sources = _loads(row["sources"], None)
@@ -673,6 +682,7 @@ class Store:
         self, name: str, organization_url: str, auth: dict[str, Any]
     ) -> dict[str, Any]:
         """Save a validated connection; credentials are encrypted."""
+        _register_auth(auth)
         now = clock.iso()
         try:
             with self.db.write() as conn:
@@ -706,6 +716,8 @@ class Store:
         organization_url: str | None = None,
     ) -> dict[str, Any]:
         """Rename a connection and/or replace its organization URL or credentials."""
+        if auth is not None:
+            _register_auth(auth)
         with self.db.write() as conn:
             row = conn.execute("SELECT * FROM connections WHERE id=?", (connection_id,)).fetchone()
             if row is None:
@@ -776,7 +788,9 @@ class Store:
         ).fetchone()
         if row is None:
             raise Missing(f"connection {connection_id} does not exist")
-        return row["organization_url"], json.loads(self.box.decrypt(row["auth_enc"]))
+        auth = json.loads(self.box.decrypt(row["auth_enc"]))
+        _register_auth(auth)
+        return row["organization_url"], auth
 
     # ---- templates ----------------------------------------------------------------------
 

@@ -1,0 +1,155 @@
+"""Fault suite: SIGKILL of web and worker processes during a burst while Azure DevOps answers
+slowly; afterwards every accepted risk exists and has exactly one work item."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+from collections import Counter
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from tests.conftest import risk, signed_headers
+from tests.e2e import wait_for
+from tests.servers import ADMIN_TOKEN, free_port, running_service, service_env
+from webhook.sandbox import Sandbox
+
+pytestmark = pytest.mark.fault
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def burst(
+    base: str,
+    secret: str,
+    prefix: str,
+    stop: threading.Event,
+    accepted: list[str],
+    sent: list[str],
+    lock: threading.Lock,
+) -> None:
+    session = requests.Session()
+    for i in range(400):
+        if stop.is_set():
+            break
+        keys = [f"{prefix}-{i}-{j}" for j in range(3)]
+        body = json.dumps({"risks": [risk(k) for k in keys]}).encode()
+        with lock:
+            sent.extend(keys)
+        try:
+            resp = session.post(
+                base + "/webhooks/risks/sast",
+                data=body,
+                headers=signed_headers(secret, body),
+                timeout=5,
+            )
+        except requests.RequestException:
+            continue
+        if resp.status_code == 202:
+            with lock:
+                accepted.extend(keys)
+    session.close()
+
+
+def test_sigkill_web_and_worker_during_burst_with_slow_azure_devops(tmp_path) -> None:
+    accepted: list[str] = []
+    sent: list[str] = []
+    lock = threading.Lock()
+    with Sandbox(latency=0.15) as sb:
+        port = free_port()
+        env = service_env(
+            tmp_path,
+            WEBHOOK_ALLOWED_ORG_HOSTS=urlsplit(sb.url).netloc,
+            WEBHOOK_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        )
+        with running_service(tmp_path, env=env, port=port) as (base, proc):
+            conn = requests.post(
+                base + "/admin/connections",
+                headers=ADMIN,
+                timeout=30,
+                json={
+                    "name": "sb",
+                    "organization_url": sb.org_url,
+                    "auth": {"type": "pat", "token": sb.pat},
+                },
+            ).json()["id"]
+            requests.post(
+                base + "/admin/templates",
+                headers=ADMIN,
+                timeout=30,
+                json={
+                    "name": "bugs",
+                    "connection_id": conn,
+                    "project": "AppSec",
+                    "work_item_type": "Bug",
+                    "auto_create": True,
+                    "severity_threshold": "low",
+                },
+            ).raise_for_status()
+            secret = requests.post(
+                base + "/admin/sources", json={"name": "sast"}, headers=ADMIN, timeout=10
+            ).json()["secret"]
+            stop = threading.Event()
+            threads = [
+                threading.Thread(
+                    target=burst, args=(base, secret, f"a{n}", stop, accepted, sent, lock)
+                )
+                for n in range(3)
+            ]
+            for t in threads:
+                t.start()
+            time.sleep(2.0)
+            os.killpg(proc.pid, signal.SIGKILL)  # gunicorn master, web workers and the worker
+            proc.wait(timeout=10)
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+        killed_at = len(accepted)
+        with running_service(tmp_path, env=env, port=port) as (base, proc):
+            stop = threading.Event()
+            t = threading.Thread(target=burst, args=(base, secret, "b", stop, accepted, sent, lock))
+            t.start()
+            time.sleep(1.0)
+            # Kill only the sync worker child this time, mid-drain; serve restarts it.
+            children = os.popen(f"pgrep -f 'webhook.cli worker' -g {proc.pid}").read().split()
+            for pid in children:
+                os.kill(int(pid), signal.SIGKILL)
+            t.join(timeout=60)
+
+            def drained() -> bool:
+                jobs = requests.get(base + "/admin/jobs", headers=ADMIN, timeout=10).json()
+                return jobs["total"] == 0
+
+            wait_for(drained, timeout=180, interval=0.5)
+            items = [w for w in sb.work_items() if not w["deleted"]]
+    tags = Counter(
+        t.strip()
+        for w in items
+        for t in w["fields"].get("System.Tags", "").split(";")
+        if t.strip().startswith("adowh-")
+    )
+    db = tmp_path / "var" / "webhook.db"
+    with sqlite3.connect(db) as c:
+        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = {k for (k,) in c.execute("SELECT key FROM risks")}
+        linked = c.execute("SELECT count(*) FROM work_items").fetchone()[0]
+    figures = {
+        "sent": len(sent),
+        "accepted": len(accepted),
+        "accepted_before_kill": killed_at,
+        "stored": len(stored),
+        "work_items": len(items),
+        "linked": linked,
+        "duplicates": sum(n - 1 for n in tags.values()),
+    }
+    print("fault-suite figures:", json.dumps(figures))
+    (tmp_path.parent / "fault-figures.json").write_text(json.dumps(figures))
+    assert killed_at > 0
+    assert set(accepted) <= stored, "an acknowledged risk was lost"
+    assert figures["duplicates"] == 0
+    assert len(items) == len(stored) == linked, figures
