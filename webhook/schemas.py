@@ -24,6 +24,9 @@ MAX_ASSETS = 10_000
 MAX_RISKS = 1000
 MAX_DETAILS = 200
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# Ids are SQLite INTEGERs: larger numbers are invalid (422), never a server error.
+MAX_ID = 2**63 - 1
+ID_RANGE = validate.Range(min=1, max=MAX_ID)
 
 
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -48,6 +51,9 @@ def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     return out
 
 
+_BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def _max_bytes(value: str) -> None:
     if len(value) > MAX_TEXT_BYTES // 4 and len(value.encode("utf-8")) > MAX_TEXT_BYTES:
         raise ValidationError(f"Longer than {MAX_TEXT_BYTES} bytes.")
@@ -57,7 +63,7 @@ def check_http_url(value: str, *, allow_userinfo: bool = False) -> None:
     """Accept absolute http(s) URLs with a host; reject user info unless allowed."""
     if len(value) > 2048:
         raise ValidationError("URL longer than 2048 characters.")
-    if any(c.isspace() or ord(c) < 32 for c in value):
+    if _BAD_URL_CHARS.search(value):
         raise ValidationError("URL must not contain whitespace or control characters.")
     try:
         parts = urlsplit(value)
@@ -538,7 +544,7 @@ class TemplateBaseSchema(Schema):
         unknown = RAISE
 
     name = fields.String(validate=validate.Length(1, 100))
-    connection_id = fields.Integer(strict=True, validate=validate.Range(min=1))
+    connection_id = fields.Integer(strict=True, validate=ID_RANGE)
     project = fields.String(validate=validate.Length(1, 256))
     work_item_type = fields.String(validate=validate.Length(1, 128))
     auto_create = StrictBoolean()
@@ -563,7 +569,7 @@ class TemplateCreateSchema(TemplateBaseSchema):
         unknown = RAISE
 
     name = fields.String(required=True, validate=validate.Length(1, 100))
-    connection_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    connection_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
     project = fields.String(required=True, validate=validate.Length(1, 256))
     work_item_type = fields.String(required=True, validate=validate.Length(1, 128))
     auto_create = StrictBoolean(required=True)
@@ -593,7 +599,7 @@ class ExportSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    template_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    template_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
 
 
 class ExportAcceptedSchema(Schema):
@@ -613,7 +619,7 @@ class HookCreateSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    connection_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    connection_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
     project = fields.String(required=True, validate=validate.Length(1, 256))
 
 
