@@ -162,20 +162,17 @@ class SyncHandlers:
         self._patch(job, wi, info, ops)
         self.store.add_history(risk.id or 0, "work_item_severity_updated", dict(job.payload))
 
-    def _current_state(self, wi: Any, info: WorkItemTypeInfo) -> tuple[str | None, str | None]:
-        client = self.gateway.client(wi["connection_id"])
-        item = client.get_work_item(wi["project"], wi["ado_id"])
-        state = (item.get("fields") or {}).get("System.State")
-        category = classify_state(state, info) if state else None
-        if state and category is None:
-            info = self.gateway.type_info(
-                wi["connection_id"], wi["project"], wi["type"], refresh=True
-            )
-            category = classify_state(state, info)
-        return state, category
-
-    def scanner_resolved(self, job: Job) -> None:
-        """Comment that the scanner no longer sees the risk; close the item if so configured."""
+    def _comment_and_move(
+        self,
+        job: Job,
+        kind: str,
+        *,
+        move_to: tuple[str, ...] | None,
+        leave_in: tuple[str, ...],
+        event: str,
+    ) -> None:
+        """Post the status comment and, unless the item already is in `leave_in`, move it to
+        the type's first state in `move_to` — one PATCH, so one revision."""
         linked = self._linked(job)
         if linked is None:
             return
@@ -183,43 +180,43 @@ class SyncHandlers:
         if self._already_commented(job, wi):
             return
         comment = build_status_comment(
-            "scanner_resolved", risk, risk_link=self.risk_link(risk), marker=self.marker(job)
+            kind, risk, risk_link=self.risk_link(risk), marker=self.marker(job)
         )
         ops = [{"op": "add", "path": f"/fields/{HISTORY_FIELD}", "value": comment}]
-        template = self.store.load_template(wi["template_id"]) if wi["template_id"] else None
         target = None
-        if template is not None and template.close_on_resolve:
-            _, category = self._current_state(wi, info)
-            if category not in (*CLOSE_CATEGORIES, "Removed"):
-                target = first_state_in(info, CLOSE_CATEGORIES)
+        if move_to:
+            client = self.gateway.client(wi["connection_id"])
+            item = client.get_work_item(wi["project"], wi["ado_id"])
+            state = (item.get("fields") or {}).get("System.State")
+            if (self._category(wi, state) if state else None) not in leave_in:
+                target = first_state_in(info, move_to)
                 if target:
                     ops.append({"op": "add", "path": "/fields/System.State", "value": target})
         self._patch(job, wi, info, ops)
-        self.store.add_history(
-            risk.id or 0, "work_item_scanner_resolved", {"closed_to": target} if target else {}
+        self.store.add_history(risk.id or 0, event, {"moved_to": target} if target else {})
+
+    def scanner_resolved(self, job: Job) -> None:
+        """Comment that the scanner no longer sees the risk; close the item if so configured."""
+        assert job.risk_id is not None
+        wi = self.store.work_item_for(job.risk_id)
+        template = self.store.load_template(wi["template_id"]) if wi and wi["template_id"] else None
+        close = template is not None and template.close_on_resolve
+        self._comment_and_move(
+            job,
+            "scanner_resolved",
+            move_to=CLOSE_CATEGORIES if close else None,
+            leave_in=(*CLOSE_CATEGORIES, "Removed"),
+            event="work_item_scanner_resolved",
         )
 
     def scanner_reopened(self, job: Job) -> None:
         """Reopen the item (first Proposed/InProgress state) with a comment: a regression."""
-        linked = self._linked(job)
-        if linked is None:
-            return
-        risk, wi, info = linked
-        if self._already_commented(job, wi):
-            return
-        comment = build_status_comment(
-            "scanner_reopened", risk, risk_link=self.risk_link(risk), marker=self.marker(job)
-        )
-        ops = [{"op": "add", "path": f"/fields/{HISTORY_FIELD}", "value": comment}]
-        _, category = self._current_state(wi, info)
-        target = None
-        if category not in REOPEN_CATEGORIES:
-            target = first_state_in(info, REOPEN_CATEGORIES)
-            if target:
-                ops.append({"op": "add", "path": "/fields/System.State", "value": target})
-        self._patch(job, wi, info, ops)
-        self.store.add_history(
-            risk.id or 0, "work_item_reopened", {"reopened_to": target} if target else {}
+        self._comment_and_move(
+            job,
+            "scanner_reopened",
+            move_to=REOPEN_CATEGORIES,
+            leave_in=REOPEN_CATEGORIES,
+            event="work_item_reopened",
         )
 
     def _category(self, wi: Any, state: str) -> str:
