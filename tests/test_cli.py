@@ -133,3 +133,50 @@ def test_package_finds_schema_outside_the_checkout(tmp_path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "webhook/schema.sql" in names
     assert any(n.startswith("webhook/sandbox/") for n in names)
+
+
+def test_installed_console_script_runs_from_an_empty_folder(tmp_path) -> None:
+    """The README's run command: the installed `ado-webhook serve --dev` answers /healthz."""
+    import shutil
+    import signal
+    import time
+    from pathlib import Path
+
+    import pytest
+
+    from tests.servers import free_port, stop, wait_http
+
+    script = Path(sys.executable).parent / "ado-webhook"
+    if not script.exists() and shutil.which("ado-webhook") is None:
+        pytest.skip("package not installed into this environment (pip install .)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
+    env.pop("PYTHONPATH", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(script if script.exists() else "ado-webhook"),
+            "serve",
+            "--dev",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json() == {
+            "status": "ok"
+        }
+        assert (tmp_path / "var" / "webhook.db").exists()
+        time.sleep(0.2)
+    finally:
+        stop(proc, signal.SIGTERM)
+        if proc.stderr:
+            proc.stderr.close()

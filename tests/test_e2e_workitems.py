@@ -336,3 +336,40 @@ def test_two_workers_create_no_duplicates(tmp_path) -> None:
         wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"], timeout=30)
         tags = Counter(t for w in r.items() for t in tracking_tags(w))
         assert len(r.items()) == 150 and len(tags) == 150 and max(tags.values()) == 1
+
+
+def test_service_principal_connection_and_credential_rotation(tmp_path) -> None:
+    with rig(tmp_path) as r:
+        sp = r.sb.sp
+        created = r.admin(
+            "POST",
+            "/admin/connections",
+            json={
+                "name": "sp",
+                "organization_url": r.sb.org_url,
+                "auth": {"type": "service_principal", **sp},
+            },
+        )
+        assert created.status_code == 201, created.text
+        assert sp["client_secret"] not in created.text
+        conn = created.json()["id"]
+        assert created.json()["auth"] == {
+            "type": "service_principal",
+            "tenant_id": sp["tenant_id"],
+            "client_id": sp["client_id"],
+        }
+        assert r.admin("POST", f"/admin/connections/{conn}/test").json()["ok"] is True
+        token_calls = [e for e in r.sb.requests_log() if "oauth2" in e["path"]]
+        assert token_calls, "the Entra token endpoint of the stand-in was used"
+        bad = r.admin(
+            "PATCH", f"/admin/connections/{conn}", json={"auth": {"type": "pat", "token": "wrong"}}
+        )
+        assert bad.status_code == 400
+        good = r.admin(
+            "PATCH",
+            f"/admin/connections/{conn}",
+            json={"auth": {"type": "pat", "token": r.sb.pat}, "name": "renamed"},
+        )
+        assert good.status_code == 200 and good.json()["auth"] == {"type": "pat"}
+        assert r.admin("POST", f"/admin/connections/{conn}/test").json()["ok"] is True
+        assert r.admin("DELETE", f"/admin/connections/{conn}").status_code == 204
