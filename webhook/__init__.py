@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from flask import Flask, g, request
+from werkzeug.routing import IntegerConverter, Map
 from werkzeug.wrappers import Response
 
 __version__ = "0.1.0"
@@ -38,6 +39,7 @@ def create_app(settings: Any = None) -> Flask:
     services.store.db.migrate()
     app.extensions["adowh"] = services
     register_error_handlers(app)
+    app.url_map.converters["int"] = _BoundedId
     for module in (
         scanner,
         admin_sources,
@@ -71,3 +73,11 @@ def create_app(settings: Any = None) -> Flask:
             unbind(token)
 
     return app
+
+
+class _BoundedId(IntegerConverter):
+    """Path ids beyond SQLite's 64-bit integers are simply not found (404), never a 500."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)

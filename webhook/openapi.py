@@ -11,12 +11,12 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 from marshmallow import Schema
 
-from webhook.schemas import ErrorSchema
+from webhook.schemas import MAX_ID, ErrorSchema
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _CONVERTERS = {
-    "int": {"type": "integer", "minimum": 0},
+    "int": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
     "default": {"type": "string"},
     "string": {"type": "string"},
 }
@@ -54,13 +54,25 @@ def _schema_name(schema: type[Schema] | Schema) -> type[Schema] | Schema:
     return schema
 
 
+class _Plugin(MarshmallowPlugin):
+    """MarshmallowPlugin plus the schema-level keywords a schema declares in `openapi_extra`
+    (rules its `@validates_schema` enforces that no single field can express)."""
+
+    def schema_helper(self, name: str, _: Any, schema: Any = None, **kwargs: Any) -> Any:
+        json_schema = super().schema_helper(name, _, schema=schema, **kwargs)
+        extra = getattr(schema, "openapi_extra", None)
+        if json_schema is not None and extra:
+            json_schema = {**json_schema, **extra}
+        return json_schema
+
+
 def build_spec(app: Flask) -> dict[str, Any]:
     """Return the OpenAPI 3 document for every route of the app."""
     spec = APISpec(
         title="ado-webhook",
         version="0.1.0",
         openapi_version="3.0.3",
-        plugins=[MarshmallowPlugin()],
+        plugins=[_Plugin()],
         info={"description": "Security findings ⇄ Azure DevOps work items, by push."},
     )
     spec.components.security_scheme("admin", {"type": "http", "scheme": "bearer"})

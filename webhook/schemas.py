@@ -27,6 +27,33 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # Ids are SQLite INTEGERs: larger numbers are invalid (422), never a server error.
 MAX_ID = 2**63 - 1
 ID_RANGE = validate.Range(min=1, max=MAX_ID)
+# What webhook.ado accepts for credentials (it raises ValueError otherwise): printable ASCII
+# PATs, tenant = GUID or domain, client id = GUID-ish. Checked here so the answer is a 422.
+PAT_PATTERN = r"[\x21-\x7e]+"
+TENANT_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.-]{0,127}"
+CLIENT_ID_PATTERN = r"[A-Za-z0-9-]{1,64}"
+
+
+class FullMatch(validate.Validator):
+    """The whole value matches `pattern` (documented as the anchored `^pattern$`)."""
+
+    def __init__(self, pattern: str, error: str) -> None:
+        self.regex = re.compile(pattern)
+        self.error = error
+
+    def __call__(self, value: Any) -> Any:
+        if not isinstance(value, str) or not self.regex.fullmatch(value):
+            raise ValidationError(self.error)
+        return value
+
+
+def _not_blank(value: str) -> None:
+    """Azure DevOps names (project, work item type) go into URL paths: never blank."""
+    if not value.strip():
+        raise ValidationError("Must not be blank.")
+
+
+NOT_BLANK_DOC = {"pattern": r"\S"}
 
 
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -180,6 +207,9 @@ class RiskSchema(Schema):
 class RiskEnvelopeSchema(Schema):
     """`{"risk": RISK}` or `{"risks": [RISK, ...]}` (1-1000)."""
 
+    # Schema-level keywords for /openapi.json (webhook.openapi): `_one_of` below enforces it.
+    openapi_extra = {"oneOf": [{"required": ["risk"]}, {"required": ["risks"]}]}
+
     class Meta:
         unknown = RAISE
 
@@ -249,7 +279,7 @@ class PageQuerySchema(Schema):
 
 class RiskQuerySchema(PageQuerySchema):
     status = fields.String(validate=validate.OneOf(["open", "resolved", "removed"]))
-    severity = SeverityField()
+    severity = SeverityField(metadata={"enum": list(reversed(SEVERITIES))})
     source = fields.String(validate=validate.Length(1, 64))
     key = fields.String(validate=validate.Length(1, 256))
 
@@ -399,7 +429,14 @@ class PatAuthSchema(Schema):
         unknown = RAISE
 
     type = fields.String(required=True, validate=validate.Equal("pat"))
-    token = fields.String(required=True, validate=validate.Length(1, 1024), load_only=True)
+    token = fields.String(
+        required=True,
+        validate=[
+            validate.Length(1, 1024),
+            FullMatch(PAT_PATTERN, "Must be printable ASCII without spaces."),
+        ],
+        load_only=True,
+    )
 
 
 class ServicePrincipalAuthSchema(Schema):
@@ -407,8 +444,20 @@ class ServicePrincipalAuthSchema(Schema):
         unknown = RAISE
 
     type = fields.String(required=True, validate=validate.Equal("service_principal"))
-    tenant_id = fields.String(required=True, validate=validate.Length(1, 128))
-    client_id = fields.String(required=True, validate=validate.Length(1, 128))
+    tenant_id = fields.String(
+        required=True,
+        validate=[
+            validate.Length(1, 128),
+            FullMatch(TENANT_PATTERN, "Must be the tenant GUID or domain name."),
+        ],
+    )
+    client_id = fields.String(
+        required=True,
+        validate=[
+            validate.Length(1, 128),
+            FullMatch(CLIENT_ID_PATTERN, "Must be the application (client) id GUID."),
+        ],
+    )
     client_secret = fields.String(required=True, validate=validate.Length(1, 1024), load_only=True)
 
 
@@ -436,7 +485,12 @@ AUTH_DOC = {
             "additionalProperties": False,
             "properties": {
                 "type": {"type": "string", "enum": ["pat"]},
-                "token": {"type": "string", "minLength": 1, "maxLength": 1024},
+                "token": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 1024,
+                    "pattern": f"^{PAT_PATTERN}$",
+                },
             },
         },
         {
@@ -445,8 +499,18 @@ AUTH_DOC = {
             "required": ["type", "tenant_id", "client_id", "client_secret"],
             "properties": {
                 "type": {"type": "string", "enum": ["service_principal"]},
-                "tenant_id": {"type": "string", "minLength": 1, "maxLength": 128},
-                "client_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                "tenant_id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 128,
+                    "pattern": f"^{TENANT_PATTERN}$",
+                },
+                "client_id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 128,
+                    "pattern": f"^{CLIENT_ID_PATTERN}$",
+                },
                 "client_secret": {"type": "string", "minLength": 1, "maxLength": 1024},
             },
         },
@@ -545,8 +609,10 @@ class TemplateBaseSchema(Schema):
 
     name = fields.String(validate=validate.Length(1, 100))
     connection_id = fields.Integer(strict=True, validate=ID_RANGE)
-    project = fields.String(validate=validate.Length(1, 256))
-    work_item_type = fields.String(validate=validate.Length(1, 128))
+    project = fields.String(validate=[validate.Length(1, 256), _not_blank], metadata=NOT_BLANK_DOC)
+    work_item_type = fields.String(
+        validate=[validate.Length(1, 128), _not_blank], metadata=NOT_BLANK_DOC
+    )
     auto_create = StrictBoolean()
     severity_threshold = SeverityField(metadata={"enum": list(reversed(SEVERITIES))})
     sources = fields.List(
@@ -570,8 +636,12 @@ class TemplateCreateSchema(TemplateBaseSchema):
 
     name = fields.String(required=True, validate=validate.Length(1, 100))
     connection_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
-    project = fields.String(required=True, validate=validate.Length(1, 256))
-    work_item_type = fields.String(required=True, validate=validate.Length(1, 128))
+    project = fields.String(
+        required=True, validate=[validate.Length(1, 256), _not_blank], metadata=NOT_BLANK_DOC
+    )
+    work_item_type = fields.String(
+        required=True, validate=[validate.Length(1, 128), _not_blank], metadata=NOT_BLANK_DOC
+    )
     auto_create = StrictBoolean(required=True)
     severity_threshold = SeverityField(required=True, metadata={"enum": list(reversed(SEVERITIES))})
 
@@ -620,7 +690,9 @@ class HookCreateSchema(Schema):
         unknown = RAISE
 
     connection_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
-    project = fields.String(required=True, validate=validate.Length(1, 256))
+    project = fields.String(
+        required=True, validate=[validate.Length(1, 256), _not_blank], metadata=NOT_BLANK_DOC
+    )
 
 
 class HookSchema(Schema):

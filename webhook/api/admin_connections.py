@@ -201,6 +201,8 @@ def list_work_item_types(connection_id: int, project: str) -> ResponseReturnValu
     """Types of a project with their states (name, category) and always-required fields."""
     q = load_query(PageQuerySchema())
     _connection(connection_id)
+    if not project.strip():
+        raise NotFound("project name is empty")
     gateway = _gateway()
     client = gateway.client(connection_id, respect_pause=False)
     with ado_errors(not_found=f"project {project!r}"):
