@@ -764,6 +764,14 @@ class Store:
             if used:
                 names = ", ".join(r["name"] for r in used)
                 raise InUse(f"connection {connection_id} is used by templates: {names}")
+            hooks = conn.execute(
+                "SELECT count(*) FROM hooks WHERE connection_id=?", (connection_id,)
+            ).fetchone()[0]
+            if hooks:
+                raise InUse(
+                    f"connection {connection_id} has {hooks} service hook subscription(s); "
+                    "remove them with DELETE /admin/hooks/<id> first"
+                )
             conn.execute("DELETE FROM connections WHERE id=?", (connection_id,))
 
     def list_connections(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
