@@ -134,7 +134,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_ts        REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(state, next_attempt_ts);
-CREATE INDEX IF NOT EXISTS jobs_lane ON jobs(lane, id);
+-- Only open jobs: claiming checks "no earlier open job in this lane"; done jobs must not be walked.
+CREATE INDEX IF NOT EXISTS jobs_lane_open ON jobs(lane, id) WHERE state IN ('pending','running');
 CREATE INDEX IF NOT EXISTS jobs_risk ON jobs(risk_id);
 
 -- Work item type facts (states with categories, fields) fetched from Azure DevOps.

@@ -175,3 +175,25 @@ def test_openapi_covers_every_route(client: FlaskClient, app) -> None:
             assert (path, method.lower()) in documented, (path, method)
     risk_schema = spec["components"]["schemas"]["Risk"]
     assert {"key", "name", "severity"} <= set(risk_schema["required"])
+
+
+def test_migration_brings_a_version_1_database_up_to_date(tmp_path) -> None:
+    from webhook.db import Database, schema_sql
+
+    old = sqlite3.connect(tmp_path / "old.db")
+    v1 = schema_sql().replace(
+        "CREATE INDEX IF NOT EXISTS jobs_lane_open ON jobs(lane, id) WHERE state IN "
+        "('pending','running');",
+        "CREATE INDEX IF NOT EXISTS jobs_lane ON jobs(lane, id);",
+    )
+    old.executescript(v1)
+    old.execute("INSERT INTO meta(key, value) VALUES ('installation_id', 'keep')")
+    old.execute("PRAGMA user_version=1")
+    old.commit()
+    old.close()
+    db = Database(tmp_path / "old.db")
+    assert db.migrate() == 2
+    names = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "jobs_lane_open" in names and "jobs_lane" not in names
+    assert db.conn.execute("SELECT value FROM meta").fetchone()[0] == "keep"
+    db.close()

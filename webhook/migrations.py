@@ -8,4 +8,11 @@ tables and indexes.
 from __future__ import annotations
 
 # Version 1 is schema.sql as first released; append lists of statements here for version 2, 3…
-MIGRATIONS: list[list[str]] = []
+MIGRATIONS: list[list[str]] = [
+    # 2: claims walked every finished job of a lane; index only the open ones.
+    [
+        "CREATE INDEX IF NOT EXISTS jobs_lane_open ON jobs(lane, id)"
+        " WHERE state IN ('pending','running')",
+        "DROP INDEX IF EXISTS jobs_lane",
+    ],
+]

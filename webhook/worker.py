@@ -91,6 +91,9 @@ class Worker:
 
     def run_once(self) -> bool:
         """Claim and perform one job; False when nothing was runnable."""
+        # A plain read first: idle threads must not queue for the writers' lock.
+        if not self.store.has_runnable_job():
+            return False
         job = self.store.claim_job(self.worker_id)
         if job is None:
             return False
