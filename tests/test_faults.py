@@ -60,7 +60,7 @@ def test_sigkill_web_and_worker_during_burst_with_slow_azure_devops(tmp_path) ->
     accepted: list[str] = []
     sent: list[str] = []
     lock = threading.Lock()
-    with Sandbox(latency=0.15) as sb:
+    with Sandbox(latency=0.08) as sb:
         port = free_port()
         env = service_env(
             tmp_path,
@@ -121,11 +121,24 @@ def test_sigkill_web_and_worker_during_burst_with_slow_azure_devops(tmp_path) ->
                 os.kill(int(pid), signal.SIGKILL)
             t.join(timeout=60)
 
-            def drained() -> bool:
-                jobs = requests.get(base + "/admin/jobs", headers=ADMIN, timeout=10).json()
-                return jobs["total"] == 0
+            def open_jobs() -> dict[str, int]:
+                return {
+                    state: requests.get(
+                        base + "/admin/jobs", headers=ADMIN, timeout=10, params={"state": state}
+                    ).json()["total"]
+                    for state in ("pending", "running", "failed")
+                }
 
-            wait_for(drained, timeout=180, interval=0.5)
+            def drained() -> bool:
+                return not any(open_jobs().values())
+
+            try:
+                wait_for(drained, timeout=300, interval=0.5)
+            except AssertionError:
+                failed = requests.get(
+                    base + "/admin/jobs", headers=ADMIN, timeout=10, params={"state": "failed"}
+                ).json()["items"][:3]
+                raise AssertionError(f"not drained: {open_jobs()}, e.g. {failed}") from None
             items = [w for w in sb.work_items() if not w["deleted"]]
     tags = Counter(
         t.strip()

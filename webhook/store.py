@@ -1351,13 +1351,19 @@ class Store:
         deleted: bool | None = None,
         check_rev: bool = True,
         origin: str = "hook",
+        finishing: Job | None = None,
     ) -> bool:
-        """Apply a state change seen in Azure DevOps; False when stale (rev already applied)."""
+        """Apply a state change seen in Azure DevOps; False when stale (rev already applied).
+
+        With `finishing`, that job is marked done in the same transaction (one fsync, not two).
+        """
         from webhook.domain.states import decide_ado_state_change
 
         now_ts = clock.now()
         now = clock.iso(now_ts)
         with self.db.write() as conn:
+            if finishing is not None:
+                self._finish_job(conn, finishing, "done", None, now_ts)
             wi = conn.execute("SELECT * FROM work_items WHERE risk_id=?", (risk_id,)).fetchone()
             risk = conn.execute(
                 "SELECT r.status, s.callback_url FROM risks r"

@@ -251,6 +251,7 @@ class SyncHandlers:
             at=p.get("at"),
             deleted=deleted,
             check_rev=p.get("event_type") == "workitem.updated",
+            finishing=job,
         )
 
     def reconcile(self) -> dict[str, Any]:
