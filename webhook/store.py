@@ -600,7 +600,12 @@ class Store:
         return cur.rowcount == 1
 
     def complete_job(self, job: Job) -> bool:
-        """Mark a job done (False if the lease was lost meanwhile)."""
+        """Mark a job done (False if the lease was lost meanwhile or it is already finished)."""
+        row = self.db.conn.execute(
+            "SELECT state, lease_owner FROM jobs WHERE id=?", (job.id,)
+        ).fetchone()
+        if row is None or row["state"] != "running" or row["lease_owner"] != job.lease_owner:
+            return False  # e.g. finished inside the handler's own transaction; no lock needed
         with self.db.write() as conn:
             return self._finish_job(conn, job, "done", None, clock.now())
 
