@@ -19,6 +19,7 @@ from cryptography.fernet import Fernet
 
 from bench.common import REPO, free_port, kill, load, python, spawn, wait_http
 from webhook.domain.signatures import sign
+from webhook.gunicorn_app import default_workers
 
 ADMIN = "bench-admin-token-0123456789abcdef"
 
@@ -57,7 +58,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="gunicorn workers for both apps (default: what `serve` uses)",
+    )
     parser.add_argument("--batch", type=int, default=1000)
     args = parser.parse_args()
     per_client_cap = 20000
