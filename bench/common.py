@@ -47,6 +47,28 @@ def spawn(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[by
     )
 
 
+def spawn_serve(
+    env: dict[str, str], cwd: Path, port: int, workers: int, *extra: str
+) -> subprocess.Popen[bytes]:
+    """`ado-webhook serve --no-worker` on 127.0.0.1:port."""
+    return spawn(
+        [
+            python(),
+            "-m",
+            "webhook.cli",
+            "serve",
+            "--no-worker",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            *extra,
+        ],
+        env,
+        cwd,
+    )
+
+
 def kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)

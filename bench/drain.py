@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import requests
 from cryptography.fernet import Fernet
 
-from bench.common import REPO, free_port, kill, python, spawn, wait_http
+from bench.common import REPO, free_port, kill, python, spawn, spawn_serve, wait_http
 from webhook.domain.signatures import sign
 
 ADMIN = "bench-admin-token-0123456789abcdef"
@@ -55,21 +55,7 @@ def main() -> None:
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         port = free_port()
-        svc = spawn(
-            [
-                python(),
-                "-m",
-                "webhook.cli",
-                "serve",
-                "--no-worker",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-            ],
-            env,
-            work,
-        )
+        svc = spawn_serve(env, work, port, 2)
         worker = None
         try:
             base = f"http://127.0.0.1:{port}"

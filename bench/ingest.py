@@ -17,7 +17,7 @@ from pathlib import Path
 import requests
 from cryptography.fernet import Fernet
 
-from bench.common import REPO, free_port, kill, load, python, spawn, wait_http
+from bench.common import REPO, free_port, kill, load, python, spawn, spawn_serve, wait_http
 from webhook.domain.signatures import sign
 from webhook.gunicorn_app import default_workers
 
@@ -100,21 +100,7 @@ def main() -> None:
             kill(hello)
 
         port = free_port()
-        svc = spawn(
-            [
-                python(),
-                "-m",
-                "webhook.cli",
-                "serve",
-                "--no-worker",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(args.workers),
-            ],
-            env,
-            work,
-        )
+        svc = spawn_serve(env, work, port, args.workers)
         try:
             base = f"http://127.0.0.1:{port}"
             wait_http(base + "/healthz")
