@@ -50,10 +50,6 @@ def doc(
     return decorate
 
 
-def _schema_name(schema: type[Schema] | Schema) -> type[Schema] | Schema:
-    return schema
-
-
 class _Plugin(MarshmallowPlugin):
     """MarshmallowPlugin plus the schema-level keywords a schema declares in `openapi_extra`
     (rules its `@validates_schema` enforces that no single field can express)."""

@@ -80,6 +80,15 @@ def _loads(value: str | None, default: Any) -> Any:
     return default if value is None else json.loads(value)
 
 
+def _periodic_due(row: sqlite3.Row | None, now: float, interval: float) -> bool:
+    """A periodic task is due when nobody holds its lease and its interval has passed."""
+    if row is None:
+        return True
+    if row["lease_owner"] and (row["lease_expires_ts"] or 0) > now:
+        return False
+    return not (row["last_started_ts"] and now - row["last_started_ts"] < interval)
+
+
 def _register_auth(auth: dict[str, Any]) -> None:
     """Let the log redaction filter know a credential's secret parts."""
     from webhook.logs import register_secret
@@ -1101,13 +1110,14 @@ class Store:
     def start_periodic(self, name: str, interval: float, owner: str, lease: float) -> bool:
         """Take the lease on a periodic task if it is due and nobody runs it."""
         now = clock.now()
+        # A plain read first: the worker asks every second, the lock is needed only when due.
+        peek = self.db.conn.execute("SELECT * FROM periodic_runs WHERE name=?", (name,)).fetchone()
+        if not _periodic_due(peek, now, interval):
+            return False
         with self.db.write() as conn:
             row = conn.execute("SELECT * FROM periodic_runs WHERE name=?", (name,)).fetchone()
-            if row is not None:
-                if row["lease_owner"] and (row["lease_expires_ts"] or 0) > now:
-                    return False
-                if row["last_started_ts"] and now - row["last_started_ts"] < interval:
-                    return False
+            if not _periodic_due(row, now, interval):
+                return False
             conn.execute(
                 "INSERT INTO periodic_runs(name, last_started_ts, lease_owner, lease_expires_ts)"
                 " VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE SET"
