@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import time
 
 # Multi-process Prometheus metrics: the directory must be known before any metric is
 # created (prometheus_client reads the variable at import), so it is set here, before
@@ -73,5 +74,13 @@ def child_exit(server, worker):
 
 def on_exit(server):
     """Remove the metrics directory this file created (never one given by the caller)."""
-    if _OWN_METRICS_DIR:
+    if not _OWN_METRICS_DIR:
+        return
+    # A worker killed at the end of the graceful timeout (gunicorn measures it on the wall
+    # clock, which can jump) may still be finishing a file it was creating in the directory
+    # while the first pass runs; a few bounded passes make sure it is gone.
+    for _ in range(20):
         shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
+        if not os.path.exists(_OWN_METRICS_DIR):
+            return
+        time.sleep(0.05)

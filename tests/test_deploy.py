@@ -401,4 +401,8 @@ def test_gunicorn_runs_with_config(tmp_path):
     assert any(line["logger"] == "tiny" and "[REDACTED]" in line["msg"] for line in lines)
     assert any(line["logger"] == "gunicorn.error" for line in lines)
     # the private metrics directory the config made (under TMPDIR) is removed on exit
-    assert not list((tmp_path / "tmp").glob("ado-webhook-metrics-*"))
+    leftover = {
+        str(d): sorted(p.name for p in d.iterdir())
+        for d in (tmp_path / "tmp").glob("ado-webhook-metrics-*")
+    }
+    assert not leftover, (leftover, proc.returncode, output.splitlines()[-5:])
