@@ -65,6 +65,13 @@ proc_name = "ado-webhook-web"
 control_socket_disable = True
 
 
+def post_fork(server, worker):
+    """Short GIL switch interval in each worker (see webhook.gunicorn_app)."""
+    from webhook.gunicorn_app import tune_thread_switching
+
+    tune_thread_switching()
+
+
 def child_exit(server, worker):
     """A worker died: drop its live gauges from the multi-process metrics directory."""
     from webhook.metrics import child_exit as _child_exit

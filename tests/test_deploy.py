@@ -310,6 +310,7 @@ def _listening_socket() -> socket.socket:
 
 TINY_APP = """
 import logging
+import sys
 from webhook.metrics import RISKS_RECEIVED, render_metrics
 
 def app(environ, start_response):
@@ -319,7 +320,9 @@ def app(environ, start_response):
         return [body]
     RISKS_RECEIVED.labels(action="created").inc()
     logging.getLogger("tiny").info("auth was %s", environ.get("HTTP_AUTHORIZATION"))
-    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Request-Id", "rid-1")])
+    headers = [("Content-Type", "text/plain"), ("X-Request-Id", "rid-1")]
+    headers.append(("X-Switch-Interval", repr(sys.getswitchinterval())))
+    start_response("200 OK", headers)
     return [b"ok"]
 """
 
@@ -375,7 +378,10 @@ def test_gunicorn_runs_with_config(tmp_path):
                     f"{base}/x?token=querysecret123",
                     headers={"Authorization": "Basic dXNlcjpodW50ZXIyMjIy"},
                 )
-                assert urllib.request.urlopen(request, timeout=5).read() == b"ok"
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    assert answer.read() == b"ok"
+                    # post_fork shortened the GIL switch interval in the worker
+                    assert float(answer.headers["X-Switch-Interval"]) == 0.0005
             body = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+
+# CPython hands the GIL to a waiting thread only every 5 ms by default. A request thread coming
+# back from fsync or the writers' lock then waits up to that long per step while a sibling
+# thread computes; at 0.5 ms the receiver's p99 under load fell from ~10-20 ms to ~4-8 ms.
+SWITCH_INTERVAL_SECONDS = 0.0005
+
+
+def tune_thread_switching() -> None:
+    """Shorten the GIL switch interval of this (forked) process; see SWITCH_INTERVAL_SECONDS."""
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
 
 def default_workers() -> int:
@@ -65,6 +76,7 @@ class GunicornApp(BaseApplication):  # type: ignore[misc]
             self.cfg.set("on_exit", lambda server: on_exit())
 
     def load(self) -> Any:
+        tune_thread_switching()
         if self._loader is not None:
             return self._loader()
         from webhook import create_app

@@ -59,6 +59,20 @@ class Job:
 
 
 @dataclass(frozen=True)
+class WorkItemChange:
+    """A state change of a linked work item seen in Azure DevOps (hook or reconciliation)."""
+
+    rev: int | None
+    state: str | None
+    category: str | None
+    by: str | None
+    at: str | None
+    deleted: bool | None = None
+    check_rev: bool = True  # stale revs are skipped; deletions carry no comparable rev
+    origin: str = "hook"
+
+
+@dataclass(frozen=True)
 class IngestOutcome:
     status: int
     body: dict[str, Any]
@@ -551,41 +565,85 @@ class Store:
             row = conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         return self._job_dict(row)
 
-    def claim_job(self, owner: str, *, lease_seconds: float = JOB_LEASE_SECONDS) -> Job | None:
-        """Lease the next runnable job (oldest first, one at a time per lane), or None."""
+    _RUNNABLE = (
+        "((j.state='pending' AND j.next_attempt_ts <= :now)"
+        " OR (j.state='running' AND j.lease_expires_ts < :now))"
+    )
+
+    @staticmethod
+    def _kind_filter(kinds: tuple[str, ...], *, skip: bool) -> tuple[str, dict[str, str]]:
+        if not kinds:
+            return "", {}
+        names = {f"k{i}": kind for i, kind in enumerate(kinds)}
+        placeholders = ",".join(f":{name}" for name in names)
+        return f" AND j.kind {'NOT IN' if skip else 'IN'} ({placeholders})", names
+
+    def claim_jobs(
+        self,
+        owner: str,
+        *,
+        limit: int = 1,
+        kinds: tuple[str, ...] = (),
+        skip_kinds: tuple[str, ...] = (),
+        lease_seconds: float = JOB_LEASE_SECONDS,
+    ) -> list[Job]:
+        """Lease up to `limit` runnable jobs, oldest first, only the head of each lane."""
         now = clock.now()
+        only, only_args = self._kind_filter(kinds, skip=False)
+        skip, skip_args = self._kind_filter(skip_kinds, skip=True)
         with self.db.write() as conn:
-            row = conn.execute(
-                "UPDATE jobs SET state='running', lease_owner=?, lease_expires_ts=?,"
-                " attempts=attempts+1, updated_ts=?"
-                " WHERE id = (SELECT j.id FROM jobs j"
-                "  WHERE ((j.state='pending' AND j.next_attempt_ts <= ?)"
-                "      OR (j.state='running' AND j.lease_expires_ts < ?))"
+            rows = conn.execute(
+                "UPDATE jobs SET state='running', lease_owner=:owner, lease_expires_ts=:lease,"
+                " attempts=attempts+1, updated_ts=:now"
+                " WHERE id IN (SELECT j.id FROM jobs j"
+                f"  WHERE {self._RUNNABLE}{only}{skip}"
                 "    AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.lane = j.lane AND e.id < j.id"
                 "                    AND e.state IN ('pending','running'))"
-                "  ORDER BY j.next_attempt_ts, j.id LIMIT 1)"
+                "  ORDER BY j.next_attempt_ts, j.id LIMIT :limit)"
                 " RETURNING *",
-                (owner, now + lease_seconds, now, now, now),
-            ).fetchone()
-        if row is None:
-            return None
-        return Job(
-            id=row["id"],
-            kind=row["kind"],
-            risk_id=row["risk_id"],
-            lane=row["lane"],
-            payload=json.loads(row["payload"]),
-            attempts=row["attempts"],
-            lease_owner=owner,
-        )
+                {
+                    "owner": owner,
+                    "lease": now + lease_seconds,
+                    "now": now,
+                    "limit": max(1, limit),
+                    **only_args,
+                    **skip_args,
+                },
+            ).fetchall()
+        jobs = [
+            Job(
+                id=row["id"],
+                kind=row["kind"],
+                risk_id=row["risk_id"],
+                lane=row["lane"],
+                payload=json.loads(row["payload"]),
+                attempts=row["attempts"],
+                lease_owner=owner,
+            )
+            for row in rows
+        ]
+        return sorted(jobs, key=lambda job: job.id)
 
-    def has_runnable_job(self) -> bool:
-        """Cheap check the worker uses between claims."""
-        now = clock.now()
+    def claim_job(
+        self,
+        owner: str,
+        *,
+        skip_kinds: tuple[str, ...] = (),
+        lease_seconds: float = JOB_LEASE_SECONDS,
+    ) -> Job | None:
+        """Lease the next runnable job (oldest first, one at a time per lane), or None."""
+        jobs = self.claim_jobs(owner, skip_kinds=skip_kinds, lease_seconds=lease_seconds)
+        return jobs[0] if jobs else None
+
+    def has_runnable_job(
+        self, *, kinds: tuple[str, ...] = (), skip_kinds: tuple[str, ...] = ()
+    ) -> bool:
+        """Cheap check the worker uses between claims (a plain read, no lock)."""
+        only, only_args = self._kind_filter(kinds, skip=False)
+        skip, skip_args = self._kind_filter(skip_kinds, skip=True)
         row = self.db.conn.execute(
-            "SELECT 1 FROM jobs WHERE (state='pending' AND next_attempt_ts <= ?)"
-            " OR (state='running' AND lease_expires_ts < ?) LIMIT 1",
-            (now, now),
+            f"SELECT 1 FROM jobs j WHERE {self._RUNNABLE}{only}{skip} LIMIT 1",
+            {"now": clock.now(), **only_args, **skip_args},
         ).fetchone()
         return row is not None
 
@@ -1372,67 +1430,94 @@ class Store:
 
         With `finishing`, that job is marked done in the same transaction (one fsync, not two).
         """
-        from webhook.domain.states import decide_ado_state_change
-
+        change = WorkItemChange(rev, state, category, by, at, deleted, check_rev, origin)
         now_ts = clock.now()
-        now = clock.iso(now_ts)
         with self.db.write() as conn:
             if finishing is not None:
                 self._finish_job(conn, finishing, "done", None, now_ts)
-            wi = conn.execute("SELECT * FROM work_items WHERE risk_id=?", (risk_id,)).fetchone()
-            risk = conn.execute(
-                "SELECT r.status, s.callback_url FROM risks r"
-                " LEFT JOIN sources s ON s.name = r.source WHERE r.id=?",
-                (risk_id,),
-            ).fetchone()
-            if wi is None or risk is None:
-                return False
-            if check_rev and rev is not None and rev <= wi["rev"]:
-                return False
-            history: list[tuple[str, dict[str, Any]]] = []
-            if deleted is not None and bool(deleted) != bool(wi["deleted"]):
-                history.append(
-                    (
-                        "work_item_deleted" if deleted else "work_item_restored",
-                        {"id": wi["ado_id"], "by": by},
-                    )
+            return self._apply_change(conn, risk_id, change, now_ts)
+
+    def apply_hook_changes(self, changes: list[tuple[Job, WorkItemChange | None]]) -> list[bool]:
+        """Apply several claimed hook-event jobs and mark them done, all in one transaction.
+
+        A job whose lease was lost meanwhile is left to its new owner (False); None as the
+        change just finishes the job (nothing to apply).
+        """
+        now_ts = clock.now()
+        applied: list[bool] = []
+        with self.db.write() as conn:
+            for job, change in changes:
+                finished = self._finish_job(conn, job, "done", None, now_ts)
+                applied.append(
+                    finished
+                    and change is not None
+                    and job.risk_id is not None
+                    and self._apply_change(conn, job.risk_id, change, now_ts)
                 )
-            conn.execute(
-                "UPDATE work_items SET rev=max(rev, coalesce(?, rev)),"
-                " state=coalesce(?, state), state_category=coalesce(?, state_category),"
-                " deleted=coalesce(?, deleted), changed_at=coalesce(?, changed_at), updated_at=?"
-                " WHERE risk_id=?",
-                (rev, state, category, None if deleted is None else int(deleted), at, now, risk_id),
+        return applied
+
+    def _apply_change(
+        self, conn: sqlite3.Connection, risk_id: int, change: WorkItemChange, now_ts: float
+    ) -> bool:
+        from webhook.domain.states import decide_ado_state_change
+
+        now = clock.iso(now_ts)
+        rev, state, category = change.rev, change.state, change.category
+        by, at, deleted = change.by, change.at, change.deleted
+        wi = conn.execute("SELECT * FROM work_items WHERE risk_id=?", (risk_id,)).fetchone()
+        risk = conn.execute(
+            "SELECT r.status, s.callback_url FROM risks r"
+            " LEFT JOIN sources s ON s.name = r.source WHERE r.id=?",
+            (risk_id,),
+        ).fetchone()
+        if wi is None or risk is None:
+            return False
+        if change.check_rev and rev is not None and rev <= wi["rev"]:
+            return False
+        history: list[tuple[str, dict[str, Any]]] = []
+        if deleted is not None and bool(deleted) != bool(wi["deleted"]):
+            history.append(
+                (
+                    "work_item_deleted" if deleted else "work_item_restored",
+                    {"id": wi["ado_id"], "by": by},
+                )
             )
-            new_status = decide_ado_state_change(risk["status"], category) if category else None
-            jobs: list[JobSpec] = []
-            if new_status is not None:
-                if new_status == "open":
-                    conn.execute(
-                        "UPDATE risks SET status='open', resolution_state=NULL, resolution_by=NULL,"
-                        " resolution_at=NULL, updated_at=? WHERE id=?",
-                        (now, risk_id),
-                    )
-                else:
-                    conn.execute(
-                        "UPDATE risks SET status=?, resolution_state=?, resolution_by=?,"
-                        " resolution_at=?, updated_at=? WHERE id=?",
-                        (new_status, state, by, at or now, now, risk_id),
-                    )
-                history.append(
-                    (
-                        "status_changed",
-                        {
-                            "from": risk["status"],
-                            "to": new_status,
-                            "state": state,
-                            "by": by,
-                            "via": origin,
-                        },
-                    )
+        conn.execute(
+            "UPDATE work_items SET rev=max(rev, coalesce(?, rev)),"
+            " state=coalesce(?, state), state_category=coalesce(?, state_category),"
+            " deleted=coalesce(?, deleted), changed_at=coalesce(?, changed_at), updated_at=?"
+            " WHERE risk_id=?",
+            (rev, state, category, None if deleted is None else int(deleted), at, now, risk_id),
+        )
+        new_status = decide_ado_state_change(risk["status"], category) if category else None
+        jobs: list[JobSpec] = []
+        if new_status is not None:
+            if new_status == "open":
+                conn.execute(
+                    "UPDATE risks SET status='open', resolution_state=NULL, resolution_by=NULL,"
+                    " resolution_at=NULL, updated_at=? WHERE id=?",
+                    (now, risk_id),
                 )
-                if risk["callback_url"]:
-                    jobs.append(JobSpec("callback", "callback", {"status": new_status}))
-            self._add_history(conn, risk_id, history, now)
-            self._add_jobs(conn, risk_id, jobs, now_ts)
+            else:
+                conn.execute(
+                    "UPDATE risks SET status=?, resolution_state=?, resolution_by=?,"
+                    " resolution_at=?, updated_at=? WHERE id=?",
+                    (new_status, state, by, at or now, now, risk_id),
+                )
+            history.append(
+                (
+                    "status_changed",
+                    {
+                        "from": risk["status"],
+                        "to": new_status,
+                        "state": state,
+                        "by": by,
+                        "via": change.origin,
+                    },
+                )
+            )
+            if risk["callback_url"]:
+                jobs.append(JobSpec("callback", "callback", {"status": new_status}))
+        self._add_history(conn, risk_id, history, now)
+        self._add_jobs(conn, risk_id, jobs, now_ts)
         return True

@@ -34,8 +34,8 @@ from webhook.domain.sync_plan import (
 from webhook.domain.templates import tracking_tag
 from webhook.gateway import AdoGateway
 from webhook.services import Services
-from webhook.store import Job
-from webhook.worker import PeriodicTask, PermanentFailure, RetryLater
+from webhook.store import Job, WorkItemChange
+from webhook.worker import BatchHandler, PeriodicTask, PermanentFailure, RetryLater
 
 log = logging.getLogger(__name__)
 HISTORY_FIELD = "System.History"
@@ -232,27 +232,42 @@ class SyncHandlers:
             raise RetryLater(f"state {state!r} of {wi['type']} has no known category yet")
         return category
 
-    def apply_hook_event(self, job: Job) -> None:
-        """Apply a recorded Azure DevOps event to the risk (classifying the state by category)."""
+    def _hook_change(self, job: Job) -> WorkItemChange | None:
+        """What a recorded Azure DevOps event changes (None: the risk has no work item now)."""
         assert job.risk_id is not None
         p = job.payload
         wi = self.store.work_item_for(job.risk_id)
         if wi is None:
-            return
+            return None
         deleted = p.get("deleted")
         state = None if deleted else p.get("state")
-        category = self._category(wi, state) if state else None
-        self.store.apply_work_item_change(
-            job.risk_id,
+        return WorkItemChange(
             rev=p.get("rev"),
             state=state,
-            category=category,
+            category=self._category(wi, state) if state else None,
             by=p.get("by"),
             at=p.get("at"),
             deleted=deleted,
             check_rev=p.get("event_type") == "workitem.updated",
-            finishing=job,
         )
+
+    def apply_hook_event(self, job: Job) -> None:
+        """Apply a recorded Azure DevOps event to the risk (classifying the state by category)."""
+        change = self._hook_change(job)
+        self.store.apply_hook_changes([(job, change)])
+
+    def apply_hook_events(self, jobs: list[Job]) -> dict[int, Exception]:
+        """apply_hook_event for many jobs: classified one by one, applied in one transaction."""
+        ready: list[tuple[Job, WorkItemChange | None]] = []
+        failures: dict[int, Exception] = {}
+        for job in jobs:
+            try:
+                ready.append((job, self._hook_change(job)))
+            except Exception as exc:  # e.g. a state whose category is not known yet
+                failures[job.id] = exc
+        if ready:
+            self.store.apply_hook_changes(ready)
+        return failures
 
     def reconcile(self) -> dict[str, Any]:
         """Periodic safety net: apply state changes the hooks missed (WIQL, then batch read)."""
@@ -304,6 +319,11 @@ class SyncHandlers:
 def build_handlers(services: Services) -> dict[str, Callable[[Job], None]]:
     """Every job handler the worker knows."""
     return SyncHandlers(services).handlers()
+
+
+def build_batch_handlers(services: Services) -> dict[str, BatchHandler]:
+    """Job kinds the worker performs many at a time (database-only work, one transaction)."""
+    return {APPLY_HOOK_EVENT: SyncHandlers(services).apply_hook_events}
 
 
 def build_periodic_tasks(services: Services) -> list[PeriodicTask]:

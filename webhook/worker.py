@@ -66,6 +66,9 @@ class RetryPolicy:
 
 
 Handler = Callable[[Job], None]
+# Performs several claimed jobs of one kind at once; returns the exceptions of those that did
+# not finish, by job id (the others are done).
+BatchHandler = Callable[[list[Job]], Mapping[int, Exception]]
 
 
 @dataclass
@@ -81,24 +84,58 @@ class Worker:
     store: Store
     handlers: Mapping[str, Handler]
     periodic: list[PeriodicTask] = field(default_factory=list)
+    batch_handlers: Mapping[str, BatchHandler] = field(default_factory=dict)
+    batch_size: int = 50
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     worker_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
     )
     idle_poll: float = 0.05
     heartbeat_every: float = 5.0
+    checkpoint_every: float = 0.5
     rng: random.Random = field(default_factory=random.Random)
+    _batch_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def run_once(self) -> bool:
-        """Claim and perform one job; False when nothing was runnable."""
+        """Perform one job, or one batch of a batchable kind; False when nothing was runnable."""
+        did_batch = False
+        # One thread at a time takes batches, so they grow instead of being split up.
+        if self.batch_handlers and self._batch_lock.acquire(blocking=False):
+            try:
+                did_batch = self._run_batches()
+            finally:
+                self._batch_lock.release()
+        skip = tuple(self.batch_handlers)
         # A plain read first: idle threads must not queue for the writers' lock.
-        if not self.store.has_runnable_job():
-            return False
-        job = self.store.claim_job(self.worker_id)
+        if not self.store.has_runnable_job(skip_kinds=skip):
+            return did_batch
+        job = self.store.claim_job(self.worker_id, skip_kinds=skip)
         if job is None:
-            return False
+            return did_batch
         self.perform(job)
         return True
+
+    def _run_batches(self) -> bool:
+        """Claim and perform up to `batch_size` jobs of each batchable kind at once."""
+        did = False
+        for kind, handler in self.batch_handlers.items():
+            if not self.store.has_runnable_job(kinds=(kind,)):
+                continue
+            jobs = self.store.claim_jobs(self.worker_id, kinds=(kind,), limit=self.batch_size)
+            if not jobs:
+                continue
+            did = True
+            try:
+                failures = handler(jobs)
+            except Exception as exc:  # the batch's own transaction failed: none was done
+                failures = {job.id: exc for job in jobs}
+            for job in jobs:
+                with request_context(job_id=job.id):
+                    if job.id in failures:
+                        self._settle_failure(job, failures[job.id])
+                    else:
+                        metrics.JOBS_COMPLETED.labels(job.kind, "done").inc()
+        return did
 
     def perform(self, job: Job) -> None:
         """Run a claimed job and record its outcome."""
@@ -109,46 +146,51 @@ class Worker:
                 return
             try:
                 handler(job)
-            except OrganizationPaused as exc:
-                self.store.retry_job_later(job, str(exc), exc.until_ts, count_attempt=False)
-            except AdoRateLimited as exc:
-                metrics.RATE_LIMIT_PAUSES.inc()
-                wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE
-                self.store.retry_job_later(
-                    job,
-                    f"rate limited by Azure DevOps: {exc.message}",
-                    clock.now() + wait,
-                    count_attempt=False,
-                )
-            except AdoTransient as exc:
-                self._later(job, f"Azure DevOps unavailable: {exc.message}")
-            except (AdoRuleError, AdoNotFound, AdoAuthError, AdoConflict) as exc:
-                self._fail(job, f"{exc.message}")
-            except AdoError as exc:
-                self._fail(job, f"Azure DevOps error: {exc.message}")
-            except RetryLater as exc:
-                if exc.delay is None:
-                    self._later(job, str(exc))
-                else:
-                    self.store.retry_job_later(
-                        job, str(exc), clock.now() + exc.delay, count_attempt=exc.count_attempt
-                    )
-            except PermanentFailure as exc:
-                self._fail(job, str(exc))
-            except DatabaseBusy as exc:
-                self.store.retry_job_later(
-                    job, f"database busy: {exc}", clock.now() + 1.0, count_attempt=False
-                )
             except Exception as exc:
-                log.exception("job %s (%s) raised", job.id, job.kind)
-                message = f"unexpected error: {type(exc).__name__}: {exc}"
-                if job.attempts >= MAX_UNEXPECTED_ATTEMPTS:
-                    self._fail(job, message)
-                else:
-                    self._later(job, message)
+                self._settle_failure(job, exc)
             else:
                 self.store.complete_job(job)
                 metrics.JOBS_COMPLETED.labels(job.kind, "done").inc()
+
+    def _settle_failure(self, job: Job, exc: Exception) -> None:
+        """Record what a job's exception means: wait for a pause, retry later, or fail."""
+        if isinstance(exc, OrganizationPaused):
+            self.store.retry_job_later(job, str(exc), exc.until_ts, count_attempt=False)
+        elif isinstance(exc, AdoRateLimited):
+            metrics.RATE_LIMIT_PAUSES.inc()
+            wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_PAUSE
+            self.store.retry_job_later(
+                job,
+                f"rate limited by Azure DevOps: {exc.message}",
+                clock.now() + wait,
+                count_attempt=False,
+            )
+        elif isinstance(exc, AdoTransient):
+            self._later(job, f"Azure DevOps unavailable: {exc.message}")
+        elif isinstance(exc, AdoRuleError | AdoNotFound | AdoAuthError | AdoConflict):
+            self._fail(job, f"{exc.message}")
+        elif isinstance(exc, AdoError):
+            self._fail(job, f"Azure DevOps error: {exc.message}")
+        elif isinstance(exc, RetryLater):
+            if exc.delay is None:
+                self._later(job, str(exc))
+            else:
+                self.store.retry_job_later(
+                    job, str(exc), clock.now() + exc.delay, count_attempt=exc.count_attempt
+                )
+        elif isinstance(exc, PermanentFailure):
+            self._fail(job, str(exc))
+        elif isinstance(exc, DatabaseBusy):
+            self.store.retry_job_later(
+                job, f"database busy: {exc}", clock.now() + 1.0, count_attempt=False
+            )
+        else:
+            log.error("job %s (%s) raised", job.id, job.kind, exc_info=exc)
+            message = f"unexpected error: {type(exc).__name__}: {exc}"
+            if job.attempts >= MAX_UNEXPECTED_ATTEMPTS:
+                self._fail(job, message)
+            else:
+                self._later(job, message)
 
     def _later(self, job: Job, message: str) -> None:
         delay = self.policy.delay(job.attempts, self.rng)
@@ -202,6 +244,14 @@ class Worker:
                 log.exception("housekeeping error")
             stop.wait(1.0)
 
+    def _checkpoint_loop(self, stop: threading.Event) -> None:
+        # Its own thread: periodic tasks may wait on Azure DevOps for a long time.
+        while not stop.wait(self.checkpoint_every):
+            try:
+                self.store.db.checkpoint()
+            except Exception:
+                log.exception("WAL checkpoint failed")
+
     def run(self, stop: threading.Event, threads: int = 8) -> None:
         """Run job threads and housekeeping until `stop` is set; bounded join on exit."""
         workers = [
@@ -211,27 +261,33 @@ class Worker:
         house = threading.Thread(
             target=self._housekeeping_loop, args=(stop,), name="housekeeping", daemon=True
         )
-        for t in (*workers, house):
+        checkpointer = threading.Thread(
+            target=self._checkpoint_loop, args=(stop,), name="checkpoint", daemon=True
+        )
+        for t in (*workers, house, checkpointer):
             t.start()
         log.info("worker %s started with %d threads", self.worker_id, len(workers))
         while not stop.is_set():
             stop.wait(0.5)
         deadline = time.monotonic() + 30
-        for t in (*workers, house):
+        for t in (*workers, house, checkpointer):
             t.join(timeout=max(0.0, deadline - time.monotonic()))
         log.info("worker %s stopped", self.worker_id)
 
 
 def run_worker(settings: Any, stop: threading.Event, *, threads: int = 8) -> None:
     """Build the worker from settings and run it."""
+    from webhook.gunicorn_app import tune_thread_switching
     from webhook.services import Services
-    from webhook.sync import build_handlers, build_periodic_tasks
+    from webhook.sync import build_batch_handlers, build_handlers, build_periodic_tasks
 
+    tune_thread_switching()
     services = Services.from_settings(settings)
     services.store.db.migrate()
     worker = Worker(
         store=services.store,
         handlers=build_handlers(services),
+        batch_handlers=build_batch_handlers(services),
         periodic=build_periodic_tasks(services),
         policy=RetryPolicy.from_env(),
     )
