@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,16 +49,16 @@ def spawn(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[by
 
 
 def spawn_serve(
-    env: dict[str, str], cwd: Path, port: int, workers: int, *extra: str
+    env: dict[str, str], cwd: Path, port: int, workers: int, *extra: str, worker: bool = False
 ) -> subprocess.Popen[bytes]:
-    """`ado-webhook serve --no-worker` on 127.0.0.1:port."""
+    """`ado-webhook serve` on 127.0.0.1:port; without its background worker unless `worker`."""
     return spawn(
         [
             python(),
             "-m",
             "webhook.cli",
             "serve",
-            "--no-worker",
+            *([] if worker else ["--no-worker"]),
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
@@ -79,12 +80,13 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def _client(
-    port: int, requests_: list[tuple[str, str, bytes, dict[str, str]]], duration: float, out: Any
-) -> None:
+Requests = list[tuple[str, str, bytes, dict[str, str]]]
+
+
+def _connection_loop(port: int, requests_: Requests, deadline: float, totals: list[int]) -> None:
+    """Send requests one after another on one keep-alive connection until the deadline."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     done = errors = 0
-    deadline = time.monotonic() + duration
     for method, path, body, headers in requests_:
         if time.monotonic() >= deadline:
             break
@@ -104,16 +106,37 @@ def _client(
             conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.close()
-    out.put((done, errors))
+    totals[0] += done
+    totals[1] += errors
+
+
+def _client(port: int, requests_: Requests, duration: float, connections: int, out: Any) -> None:
+    deadline = time.monotonic() + duration
+    totals = [0, 0]
+    threads = [
+        threading.Thread(
+            target=_connection_loop, args=(port, requests_[i::connections], deadline, totals)
+        )
+        for i in range(connections)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=duration + 60)
+    out.put((totals[0], totals[1]))
 
 
 def load(
-    port: int, per_client: list[list[tuple[str, str, bytes, dict[str, str]]]], duration: float
+    port: int, per_client: list[Requests], duration: float, connections: int = 1
 ) -> tuple[float, int, int]:
-    """Run one process per request list for `duration` s; return (elapsed, ok, errors)."""
+    """One process per request list, each with `connections` keep-alive connections (threads)
+    sending in a closed loop for `duration` s; return (elapsed, ok, errors)."""
     ctx = mp.get_context("fork")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_client, args=(port, reqs, duration, out)) for reqs in per_client]
+    procs = [
+        ctx.Process(target=_client, args=(port, reqs, duration, connections, out))
+        for reqs in per_client
+    ]
     start = time.monotonic()
     for p in procs:
         p.start()

@@ -2,7 +2,7 @@
 
 Prints single-risk req/s and batch risks/s next to the hello-world's req/s, and the ratio.
 Targets: single-risk at least 0.5x hello-world; batch at least 10,000 risks/s on a 2-core machine.
-Usage: python -m bench.ingest [--seconds 5] [--clients 4] [--workers N]
+Usage: python -m bench.ingest [--seconds 5] [--clients 4] [--connections 4] [--workers N]
 """
 
 from __future__ import annotations
@@ -57,7 +57,13 @@ def risk(key: str) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=4,
+        help="keep-alive connections (threads) per client process, for both apps",
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -93,14 +99,15 @@ def main() -> None:
                 [("POST", "/", body, {"Content-Type": "application/json"})] * per_client_cap
                 for _ in range(args.clients)
             ]
-            load(hello_port, reqs, 1.0)  # warm-up
-            elapsed, hello_ok, hello_err = load(hello_port, reqs, args.seconds)
+            load(hello_port, reqs, 1.0, args.connections)  # warm-up
+            elapsed, hello_ok, hello_err = load(hello_port, reqs, args.seconds, args.connections)
             hello_rps = hello_ok / elapsed
         finally:
             kill(hello)
 
         port = free_port()
-        svc = spawn_serve(env, work, port, args.workers)
+        # As deployed: with its worker, which also checkpoints the WAL (see webhook/db.py).
+        svc = spawn_serve(env, work, port, args.workers, worker=True)
         try:
             base = f"http://127.0.0.1:{port}"
             wait_http(base + "/healthz")
@@ -123,7 +130,7 @@ def main() -> None:
                 ]
                 for c in range(args.clients)
             ]
-            load(port, warm, 1.0)
+            load(port, warm, 1.0, args.connections)
             single = [
                 [
                     signed(
@@ -136,7 +143,7 @@ def main() -> None:
                 ]
                 for c in range(args.clients)
             ]
-            elapsed, single_ok, single_err = load(port, single, args.seconds)
+            elapsed, single_ok, single_err = load(port, single, args.seconds, args.connections)
             single_rps = single_ok / elapsed
 
             batches = [
@@ -153,12 +160,15 @@ def main() -> None:
                 ]
                 for c in range(args.clients)
             ]
-            elapsed, batch_ok, batch_err = load(port, batches, args.seconds)
+            elapsed, batch_ok, batch_err = load(port, batches, args.seconds, args.connections)
             batch_rps = batch_ok * args.batch / elapsed
         finally:
             kill(svc)
 
-    print(f"workers={args.workers} clients={args.clients} seconds={args.seconds}")
+    print(
+        f"workers={args.workers} clients={args.clients} x {args.connections} connections"
+        f" seconds={args.seconds}"
+    )
     print(f"hello-world      {hello_rps:10.0f} req/s   (errors {hello_err})")
     print(
         f"single risk      {single_rps:10.0f} req/s   (errors {single_err})"

@@ -6,14 +6,18 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any, TypeVar
 
 import sqlite_utils
 
 from webhook.migrations import MIGRATIONS
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_SECONDS = 5.0
 # SQLite's automatic checkpoint runs inside the COMMIT that crosses its threshold, while that
@@ -37,6 +41,27 @@ def schema_sql() -> str:
     return checkout.read_text(encoding="utf-8")
 
 
+@dataclass(eq=False)
+class _GroupedWrite:
+    """One caller's part of a shared transaction, and how it ended."""
+
+    work: Callable[[sqlite3.Connection], Any]
+    finished: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False  # handed the next transaction to run, instead of a result
+    result: Any = None
+    error: BaseException | None = None
+
+
+class _CommitGroup:
+    """Callers of one process waiting to write; the leader runs them in one transaction."""
+
+    def __init__(self) -> None:
+        self.mutex = threading.Lock()
+        self.waiting: list[_GroupedWrite] = []
+        self.leader_busy = False
+        self.pid = os.getpid()
+
+
 class Database:
     """Hands out one connection per (process, thread); never shares one across a fork."""
 
@@ -44,6 +69,7 @@ class Database:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self._local = threading.local()
+        self._group = _CommitGroup()
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +142,62 @@ class Database:
                 conn.execute("COMMIT")
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def write_grouped(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work(conn)` in a write transaction shared with this process's concurrent callers.
+
+        With synchronous=FULL every commit waits for an fsync while holding SQLite's single
+        write lock, which caps commits per second. Callers that arrive while a transaction is
+        being written queue up, and the next leader runs all of them in one transaction (one
+        fsync), each inside its own SAVEPOINT: a caller whose work raises is rolled back alone
+        and gets its exception; the others commit. Nobody returns before the commit holding
+        their work is durable. `work` may run on another thread's connection, so it must use
+        only the connection it is given.
+        """
+        group = self._group
+        if group.pid != os.getpid():  # forked: the parent's queue and leader are not ours
+            self._group = group = _CommitGroup()
+        mine = _GroupedWrite(work)
+        with group.mutex:
+            group.waiting.append(mine)
+            lead = not group.leader_busy
+            group.leader_busy = True
+        if not lead:
+            # A leader always wakes every caller it took, and then the next leader, even when
+            # its transaction fails; its own wait is the writers' lock, as for write().
+            mine.finished.wait()
+            lead = mine.lead
+        if lead:
+            self._lead_group(group)
+        if mine.error is not None:
+            raise mine.error
+        return mine.result  # type: ignore[no-any-return]
+
+    def _lead_group(self, group: _CommitGroup) -> None:
+        with group.mutex:
+            batch, group.waiting = group.waiting, []
+        try:
+            with self.write() as conn:
+                for item in batch:
+                    conn.execute("SAVEPOINT grouped")
+                    try:
+                        item.result = item.work(conn)
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO grouped")
+                        item.error = exc
+                    conn.execute("RELEASE grouped")
+        except BaseException as exc:  # BEGIN or COMMIT failed: none of the batch is stored
+            for item in batch:
+                item.result, item.error = None, item.error or exc
+        finally:
+            with group.mutex:
+                successor = group.waiting[0] if group.waiting else None
+                group.leader_busy = successor is not None
+            for item in batch:
+                item.finished.set()
+            if successor is not None:
+                successor.lead = True
+                successor.finished.set()
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

@@ -268,33 +268,41 @@ class Store:
     # ---- ingestion ----------------------------------------------------------------------
 
     def record_risks(self, source: SourceAuth, webhook_id: str, risks: list[Risk]) -> IngestOutcome:
-        """Store a scanner delivery and the work it implies in one transaction (or replay it)."""
+        """Store a scanner delivery and the work it implies in one transaction (or replay it).
+
+        The transaction may be shared with concurrent deliveries (group commit); this one's
+        part is all or nothing either way.
+        """
+        return self.db.write_grouped(
+            lambda conn: self._record_risks(conn, source, webhook_id, risks)
+        )
+
+    def _record_risks(
+        self, conn: sqlite3.Connection, source: SourceAuth, webhook_id: str, risks: list[Risk]
+    ) -> IngestOutcome:
         now_ts = clock.now()
         now = clock.iso(now_ts)
-        with self.db.write() as conn:
-            seen = conn.execute(
-                "SELECT status, response FROM deliveries WHERE source_id=? AND webhook_id=?",
-                (source.id, webhook_id),
-            ).fetchone()
-            if seen is not None:
-                return IngestOutcome(seen["status"], json.loads(seen["response"]), True, ())
-            templates = [template_from_row(r) for r in conn.execute("SELECT * FROM templates")]
-            existing = self._existing_risks(conn, source.name, [r.key for r in risks])
-            results: list[dict[str, Any]] = []
-            actions: list[str] = []
-            for risk in risks:
-                prev_row = existing.get(risk.key)
-                risk_id, action = self._apply_risk(
-                    conn, risk, prev_row, templates, source, now, now_ts
-                )
-                results.append({"key": risk.key, "id": risk_id, "action": action})
-                actions.append(action)
-            body = {"risks": results}
-            conn.execute(
-                "INSERT INTO deliveries(source_id, webhook_id, status, response, received_ts)"
-                " VALUES (?, ?, 202, ?, ?)",
-                (source.id, webhook_id, json.dumps(body, separators=(",", ":")), now_ts),
-            )
+        seen = conn.execute(
+            "SELECT status, response FROM deliveries WHERE source_id=? AND webhook_id=?",
+            (source.id, webhook_id),
+        ).fetchone()
+        if seen is not None:
+            return IngestOutcome(seen["status"], json.loads(seen["response"]), True, ())
+        templates = [template_from_row(r) for r in conn.execute("SELECT * FROM templates")]
+        existing = self._existing_risks(conn, source.name, [r.key for r in risks])
+        results: list[dict[str, Any]] = []
+        actions: list[str] = []
+        for risk in risks:
+            prev_row = existing.get(risk.key)
+            risk_id, action = self._apply_risk(conn, risk, prev_row, templates, source, now, now_ts)
+            results.append({"key": risk.key, "id": risk_id, "action": action})
+            actions.append(action)
+        body = {"risks": results}
+        conn.execute(
+            "INSERT INTO deliveries(source_id, webhook_id, status, response, received_ts)"
+            " VALUES (?, ?, 202, ?, ?)",
+            (source.id, webhook_id, json.dumps(body, separators=(",", ":")), now_ts),
+        )
         return IngestOutcome(202, body, False, tuple(actions))
 
     def _existing_risks(
@@ -1363,9 +1371,13 @@ class Store:
         rev: int | None,
         change: dict[str, Any],
     ) -> str:
-        """Record one delivery and the job that applies it: recorded | duplicate | not_ours."""
+        """Record one delivery and the job that applies it: recorded | duplicate | not_ours.
+
+        Shares its transaction with concurrent deliveries in this process (group commit).
+        """
         now = clock.now()
-        with self.db.write() as conn:
+
+        def record(conn: sqlite3.Connection) -> str:
             try:
                 conn.execute(
                     "INSERT INTO hook_events(event_id, hook_id, event_type, work_item_id, rev,"
@@ -1393,7 +1405,9 @@ class Store:
                 now,
                 lane_prefix=f"wi:{connection_id}:{work_item_id}",
             )
-        return "recorded"
+            return "recorded"
+
+        return self.db.write_grouped(record)
 
     def linked_work_items(self, connection_id: int, project: str) -> dict[int, sqlite3.Row]:
         """Work items linked to risks in one project, by Azure DevOps id."""
