@@ -117,10 +117,13 @@ class _WorkerSupervisor:
         self._thread.start()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "webhook.cli", "worker", "--threads", str(self.threads)],
-            env=os.environ.copy(),
-        )
+        from webhook.gunicorn_app import FORK_LOCK
+
+        with FORK_LOCK:  # see FORK_LOCK: gunicorn must not fork while this child starts
+            return subprocess.Popen(
+                [sys.executable, "-m", "webhook.cli", "worker", "--threads", str(self.threads)],
+                env=os.environ.copy(),
+            )
 
     def _run(self) -> None:
         backoff = 1.0

@@ -5,10 +5,18 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+
+# `serve` starts the worker child with subprocess from a thread of gunicorn's master while the
+# master forks web workers. A web worker forked while subprocess is between creating its
+# exec-status pipe and the child's exec inherits the pipe's write end, and subprocess then
+# waits for EOF as long as that web worker lives: no sync worker, ever. Both hold this lock.
+FORK_LOCK = threading.Lock()
 
 # CPython hands the GIL to a waiting thread only every 5 ms by default. A request thread coming
 # back from fsync or the writers' lock then waits up to that long per step while a sibling
@@ -19,6 +27,14 @@ SWITCH_INTERVAL_SECONDS = 0.0005
 def tune_thread_switching() -> None:
     """Shorten the GIL switch interval of this (forked) process; see SWITCH_INTERVAL_SECONDS."""
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+
+
+class _SerializedForkArbiter(Arbiter):  # type: ignore[misc]
+    """gunicorn's arbiter, forking web workers only while no subprocess is being started."""
+
+    def spawn_worker(self) -> Any:
+        with FORK_LOCK:
+            return super().spawn_worker()
 
 
 def default_workers() -> int:
@@ -74,6 +90,13 @@ class GunicornApp(BaseApplication):  # type: ignore[misc]
         if self._on_exit:
             on_exit = self._on_exit
             self.cfg.set("on_exit", lambda server: on_exit())
+
+    def run(self) -> None:
+        try:
+            _SerializedForkArbiter(self).run()
+        except RuntimeError as exc:  # as BaseApplication.run: gunicorn's own start-up errors
+            print(f"\nError: {exc}\n", file=sys.stderr, flush=True)
+            sys.exit(1)
 
     def load(self) -> Any:
         tune_thread_switching()

@@ -1438,17 +1438,11 @@ class Store:
         deleted: bool | None = None,
         check_rev: bool = True,
         origin: str = "hook",
-        finishing: Job | None = None,
     ) -> bool:
-        """Apply a state change seen in Azure DevOps; False when stale (rev already applied).
-
-        With `finishing`, that job is marked done in the same transaction (one fsync, not two).
-        """
+        """Apply a state change seen in Azure DevOps; False when stale (rev already applied)."""
         change = WorkItemChange(rev, state, category, by, at, deleted, check_rev, origin)
         now_ts = clock.now()
         with self.db.write() as conn:
-            if finishing is not None:
-                self._finish_job(conn, finishing, "done", None, now_ts)
             return self._apply_change(conn, risk_id, change, now_ts)
 
     def apply_hook_changes(self, changes: list[tuple[Job, WorkItemChange | None]]) -> list[bool]:
