@@ -1426,43 +1426,23 @@ class Store:
             )
         ]
 
-    def apply_work_item_change(
-        self,
-        risk_id: int,
-        *,
-        rev: int | None,
-        state: str | None,
-        category: str | None,
-        by: str | None,
-        at: str | None,
-        deleted: bool | None = None,
-        check_rev: bool = True,
-        origin: str = "hook",
-    ) -> bool:
+    def apply_work_item_change(self, risk_id: int, change: WorkItemChange) -> bool:
         """Apply a state change seen in Azure DevOps; False when stale (rev already applied)."""
-        change = WorkItemChange(rev, state, category, by, at, deleted, check_rev, origin)
-        now_ts = clock.now()
         with self.db.write() as conn:
-            return self._apply_change(conn, risk_id, change, now_ts)
+            return self._apply_change(conn, risk_id, change, clock.now())
 
-    def apply_hook_changes(self, changes: list[tuple[Job, WorkItemChange | None]]) -> list[bool]:
+    def apply_hook_changes(self, changes: list[tuple[Job, WorkItemChange | None]]) -> None:
         """Apply several claimed hook-event jobs and mark them done, all in one transaction.
 
-        A job whose lease was lost meanwhile is left to its new owner (False); None as the
-        change just finishes the job (nothing to apply).
+        A job whose lease was lost meanwhile is left to its new owner; None as the change
+        just finishes the job (nothing to apply).
         """
         now_ts = clock.now()
-        applied: list[bool] = []
         with self.db.write() as conn:
             for job, change in changes:
                 finished = self._finish_job(conn, job, "done", None, now_ts)
-                applied.append(
-                    finished
-                    and change is not None
-                    and job.risk_id is not None
-                    and self._apply_change(conn, job.risk_id, change, now_ts)
-                )
-        return applied
+                if finished and change is not None and job.risk_id is not None:
+                    self._apply_change(conn, job.risk_id, change, now_ts)
 
     def _apply_change(
         self, conn: sqlite3.Connection, risk_id: int, change: WorkItemChange, now_ts: float

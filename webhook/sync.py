@@ -288,15 +288,15 @@ class SyncHandlers:
                 if row is None or rev <= row["rev"]:
                     continue
                 state = fields.get("System.State")
-                if self.store.apply_work_item_change(
-                    row["risk_id"],
+                change = WorkItemChange(
                     rev=rev,
                     state=state,
                     category=self._category(row, state) if state else None,
                     by=identity_name(fields.get("System.ChangedBy")),
                     at=fields.get("System.ChangedDate"),
                     origin="reconcile",
-                ):
+                )
+                if self.store.apply_work_item_change(row["risk_id"], change):
                     changes += 1
         metrics.RECONCILE_CHANGES.inc(changes)
         return {"watermark": started, "checked": checked, "changes": changes}
