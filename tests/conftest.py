@@ -18,6 +18,19 @@ from webhook.domain.signatures import sign
 from webhook.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+# The environment variables of SPEC section 2.
+SPEC_VARIABLES = [
+    "WEBHOOK_DB",
+    "WEBHOOK_ADMIN_TOKEN",
+    "WEBHOOK_SECRET_KEY",
+    "WEBHOOK_PUBLIC_URL",
+    "WEBHOOK_ALLOWED_ORG_HOSTS",
+    "WEBHOOK_MAX_BODY_BYTES",
+    "WEBHOOK_ENTRA_AUTHORITY",
+    "WEBHOOK_HOOK_CHECK_SECONDS",
+    "WEBHOOK_RECONCILE_SECONDS",
+    "WEBHOOK_LOG_LEVEL",
+]
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SPEC_VARIABLES
+
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
 
@@ -32,21 +34,7 @@ def test_every_route_is_documented(app) -> None:
         assert path in README, f"README does not mention {path}"
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "WEBHOOK_DB",
-        "WEBHOOK_ADMIN_TOKEN",
-        "WEBHOOK_SECRET_KEY",
-        "WEBHOOK_PUBLIC_URL",
-        "WEBHOOK_ALLOWED_ORG_HOSTS",
-        "WEBHOOK_MAX_BODY_BYTES",
-        "WEBHOOK_ENTRA_AUTHORITY",
-        "WEBHOOK_HOOK_CHECK_SECONDS",
-        "WEBHOOK_RECONCILE_SECONDS",
-        "WEBHOOK_LOG_LEVEL",
-    ],
-)
+@pytest.mark.parametrize("name", SPEC_VARIABLES)
 def test_every_variable_is_documented(name: str) -> None:
     assert f"`{name}`" in README
 
