@@ -83,7 +83,9 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
 Requests = list[tuple[str, str, bytes, dict[str, str]]]
 
 
-def _connection_loop(port: int, requests_: Requests, deadline: float, totals: list[int]) -> None:
+def _connection_loop(
+    port: int, requests_: Requests, deadline: float, totals: list[int], lock: threading.Lock
+) -> None:
     """Send requests one after another on one keep-alive connection until the deadline."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     done = errors = 0
@@ -106,16 +108,19 @@ def _connection_loop(port: int, requests_: Requests, deadline: float, totals: li
             conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.close()
-    totals[0] += done
-    totals[1] += errors
+    with lock:
+        totals[0] += done
+        totals[1] += errors
 
 
 def _client(port: int, requests_: Requests, duration: float, connections: int, out: Any) -> None:
     deadline = time.monotonic() + duration
     totals = [0, 0]
+    lock = threading.Lock()
     threads = [
         threading.Thread(
-            target=_connection_loop, args=(port, requests_[i::connections], deadline, totals)
+            target=_connection_loop,
+            args=(port, requests_[i::connections], deadline, totals, lock),
         )
         for i in range(connections)
     ]
