@@ -178,15 +178,20 @@ class Database:
             batch, group.waiting = group.waiting, []
         try:
             with self.write() as conn:
-                for item in batch:
-                    conn.execute("SAVEPOINT grouped")
-                    try:
-                        item.result = item.work(conn)
-                    except Exception as exc:
-                        conn.execute("ROLLBACK TO grouped")
-                        item.error = exc
-                    conn.execute("RELEASE grouped")
-        except BaseException as exc:  # BEGIN or COMMIT failed: none of the batch is stored
+                if len(batch) == 1:
+                    # Alone in its transaction, a caller needs no savepoint: its error rolls
+                    # back the whole transaction, which holds nothing else.
+                    batch[0].result = batch[0].work(conn)
+                else:
+                    for item in batch:
+                        conn.execute("SAVEPOINT grouped")
+                        try:
+                            item.result = item.work(conn)
+                        except Exception as exc:
+                            conn.execute("ROLLBACK TO grouped")
+                            item.error = exc
+                        conn.execute("RELEASE grouped")
+        except BaseException as exc:  # the work of a lone caller, BEGIN or COMMIT failed
             for item in batch:
                 item.result, item.error = None, item.error or exc
         finally:

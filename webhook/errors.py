@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Flask, jsonify
@@ -95,6 +96,11 @@ _HTTP_CODES = {
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the SPEC 3 error envelope."""
     return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def json_text(value: Any) -> str:
+    """JSON text exactly as Flask's jsonify sends it: compact, sorted keys, ASCII, newline."""
+    return json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":")) + "\n"
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -75,7 +75,7 @@ class WorkItemChange:
 @dataclass(frozen=True)
 class IngestOutcome:
     status: int
-    body: dict[str, Any]
+    response: str  # the JSON answer, exactly as stored for replays of this webhook-id
     replayed: bool
     actions: tuple[str, ...]
 
@@ -287,7 +287,7 @@ class Store:
             (source.id, webhook_id),
         ).fetchone()
         if seen is not None:
-            return IngestOutcome(seen["status"], json.loads(seen["response"]), True, ())
+            return IngestOutcome(seen["status"], seen["response"], True, ())
         templates = [template_from_row(r) for r in conn.execute("SELECT * FROM templates")]
         existing = self._existing_risks(conn, source.name, [r.key for r in risks])
         results: list[dict[str, Any]] = []
@@ -297,13 +297,14 @@ class Store:
             risk_id, action = self._apply_risk(conn, risk, prev_row, templates, source, now, now_ts)
             results.append({"key": risk.key, "id": risk_id, "action": action})
             actions.append(action)
-        body = {"risks": results}
+        # Compact with sorted keys: the same text Flask's jsonify would send.
+        response = json.dumps({"risks": results}, separators=(",", ":"), sort_keys=True)
         conn.execute(
             "INSERT INTO deliveries(source_id, webhook_id, status, response, received_ts)"
             " VALUES (?, ?, 202, ?, ?)",
-            (source.id, webhook_id, json.dumps(body, separators=(",", ":")), now_ts),
+            (source.id, webhook_id, response, now_ts),
         )
-        return IngestOutcome(202, body, False, tuple(actions))
+        return IngestOutcome(202, response, False, tuple(actions))
 
     def _existing_risks(
         self, conn: sqlite3.Connection, source: str, keys: list[str]
@@ -412,10 +413,11 @@ class Store:
         events: Iterable[tuple[str, dict[str, Any]]],
         now: str,
     ) -> None:
-        conn.executemany(
-            "INSERT INTO risk_history(risk_id, at, event, detail) VALUES (?, ?, ?, ?)",
-            [(risk_id, now, event, json.dumps(detail)) for event, detail in events],
-        )
+        rows = [(risk_id, now, event, json.dumps(detail)) for event, detail in events]
+        if rows:
+            conn.executemany(
+                "INSERT INTO risk_history(risk_id, at, event, detail) VALUES (?, ?, ?, ?)", rows
+            )
 
     def _add_jobs(
         self,
@@ -426,22 +428,16 @@ class Store:
         lane_prefix: str | None = None,
     ) -> None:
         prefix = lane_prefix or f"risk:{risk_id}"
-        conn.executemany(
-            "INSERT INTO jobs(kind, risk_id, lane, payload, next_attempt_ts, created_ts,"
-            " updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    j.kind,
-                    risk_id,
-                    f"{prefix}:{j.lane}",
-                    json.dumps(j.payload),
-                    now_ts,
-                    now_ts,
-                    now_ts,
-                )
-                for j in jobs
-            ],
-        )
+        rows = [
+            (j.kind, risk_id, f"{prefix}:{j.lane}", json.dumps(j.payload), now_ts, now_ts, now_ts)
+            for j in jobs
+        ]
+        if rows:
+            conn.executemany(
+                "INSERT INTO jobs(kind, risk_id, lane, payload, next_attempt_ts, created_ts,"
+                " updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
 
     # ---- risks --------------------------------------------------------------------------
 
