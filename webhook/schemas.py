@@ -205,7 +205,13 @@ class RiskSchema(Schema):
 
 
 class RiskEnvelopeSchema(Schema):
-    """`{"risk": RISK}` or `{"risks": [RISK, ...]}` (1-1000)."""
+    """`{"risk": RISK}` or `{"risks": [RISK, ...]}` (1-1000).
+
+    `load` first tries `quick_envelope`, which accepts only plainly valid bodies and returns
+    exactly what marshmallow would; marshmallow itself decides every other body (and writes
+    its error messages). For a single risk, marshmallow's field machinery cost more CPU than
+    storing the risk; tests/test_schemas.py compares the two on thousands of bodies.
+    """
 
     # Schema-level keywords for /openapi.json (webhook.openapi): `_one_of` below enforces it.
     openapi_extra = {"oneOf": [{"required": ["risk"]}, {"required": ["risks"]}]}
@@ -227,6 +233,125 @@ class RiskEnvelopeSchema(Schema):
             raise ValidationError(
                 f"Duplicate keys in one request: {', '.join(dupes[:10])}", "risks"
             )
+
+
+    def load(  # type: ignore[override]
+        self,
+        data: Any,
+        *,
+        many: bool | None = None,
+        partial: Any = None,
+        unknown: Any = None,
+    ) -> Any:
+        if many is None and partial is None and unknown is None:
+            quick = quick_envelope(data)
+            if quick is not None:
+                return quick
+        return super().load(data, many=many, partial=partial, unknown=unknown)
+
+
+_RISK_FIELDS = frozenset(RiskSchema().fields)
+_TEXT_FIELDS = ("definition", "evidence", "proof", "remediation")
+_ASSET_FIELDS = frozenset({"group", "identifier"})
+_SEVERITY_NAMES = frozenset(SEVERITIES)
+_STATUSES = ("open", "resolved")
+
+
+def _plain_text(value: Any, low: int, high: int) -> bool:
+    return type(value) is str and low <= len(value) <= high
+
+
+def _quick_assets(value: Any) -> list[Asset] | None:
+    if type(value) is not list or len(value) > MAX_ASSETS:
+        return None
+    assets = []
+    for item in value:
+        if type(item) is not dict or item.keys() != _ASSET_FIELDS:
+            return None
+        group, identifier = item["group"], item["identifier"]
+        if not (_plain_text(group, 1, 1024) and _plain_text(identifier, 1, 1024)):
+            return None
+        assets.append(Asset(group=group, identifier=identifier))
+    return assets
+
+
+def _quick_risk(item: Any) -> dict[str, Any] | None:
+    """RiskSchema().load(item) when `item` is plainly valid, else None."""
+    if type(item) is not dict or not item.keys() <= _RISK_FIELDS:
+        return None
+    severity = item.get("severity")
+    if not (
+        _plain_text(item.get("key"), 1, 256)
+        and _plain_text(item.get("name"), 1, 1000)
+        and type(severity) is str
+        and severity.lower() in _SEVERITY_NAMES
+        and item.get("status", "open") in _STATUSES
+        and type(item.get("status", "open")) is str
+    ):
+        return None
+    out = dict(item)
+    out["severity"] = severity.lower()
+    out.setdefault("status", "open")
+    url = item.get("url")
+    if url is not None:
+        if type(url) is not str:
+            return None
+        try:
+            check_http_url(url)
+        except ValidationError:
+            return None
+    for name in _TEXT_FIELDS:
+        text = item.get(name)
+        if text is not None:
+            if type(text) is not str:
+                return None
+            try:
+                _max_bytes(text)
+            except ValidationError:
+                return None
+    project = item.get("project")
+    if project is not None and not _plain_text(project, 1, 256):
+        return None
+    tags = item.get("tags")
+    if tags is not None:
+        if type(tags) is not list or len(tags) > 100:
+            return None
+        if not all(_plain_text(tag, 1, 100) for tag in tags):
+            return None
+        out["tags"] = list(tags)
+    if item.get("assets") is not None:
+        assets = _quick_assets(item["assets"])
+        if assets is None:
+            return None
+        out["assets"] = assets
+    return out
+
+
+def quick_envelope(data: Any) -> dict[str, Any] | None:
+    """RiskEnvelopeSchema's result for a plainly valid body, without marshmallow; else None.
+
+    Conservative by design: any doubt (a type, a length, a duplicate key) returns None and
+    marshmallow decides, so the two never disagree on a body this accepts.
+    """
+    if type(data) is not dict:
+        return None
+    if data.keys() == {"risk"}:
+        one = _quick_risk(data["risk"])
+        return None if one is None else {"risk": one}
+    if data.keys() != {"risks"}:
+        return None
+    items = data["risks"]
+    if type(items) is not list or not 1 <= len(items) <= MAX_RISKS:
+        return None
+    risks = []
+    keys: set[str] = set()
+    for item in items:
+        one = _quick_risk(item)
+        if one is None or one["key"] in keys:
+            return None
+        keys.add(one["key"])
+        risks.append(one)
+    return {"risks": risks}
 
 
 def risks_from_payload(data: dict[str, Any], source: str) -> list[Risk]:
