@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import sqlite3
 import time
@@ -227,3 +228,136 @@ def test_rotated_secret_old_one_valid_for_grace_period(client, admin, scanner: S
     for secret in (old, new):
         headers = signed_headers(secret, body)
         assert client.post("/webhooks/risks/sast", data=body, headers=headers).status_code == 202
+
+
+# ---- the two front doors (webhook.api.scanner): same answers ---------------------------
+
+
+def _chunked(client: FlaskClient, path: str, body: bytes, headers: dict[str, str]) -> Any:
+    """A request without Content-Length, as gunicorn passes a chunked body on: Flask's door."""
+    return client.post(
+        path,
+        input_stream=io.BytesIO(body),
+        headers={**headers, "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def _refusals(secret: str) -> list[tuple[str, str, bytes, dict[str, str]]]:
+    body = json.dumps({"risk": risk("R-7")}).encode()
+    good = signed_headers(secret, body, msg_id="msg_fixed")
+    bad_sig = {**good, "webhook-signature": "v1," + base64.b64encode(b"x" * 32).decode()}
+    invalid = json.dumps({"risk": risk("R-8", severity="severe", url="ftp://x")}).encode()
+    return [
+        ("unknown source", "/webhooks/risks/nope", body, good),
+        ("unknown source, non-ascii", "/webhooks/risks/%C3%BCber", body, good),
+        ("bad signature", "/webhooks/risks/sast", body, bad_sig),
+        ("no headers", "/webhooks/risks/sast", body, {}),
+        ("invalid body", "/webhooks/risks/sast", invalid, signed_headers(secret, invalid)),
+        ("not json", "/webhooks/risks/sast", b"{nope", signed_headers(secret, b"{nope")),
+        ("empty", "/webhooks/risks/sast", b"", signed_headers(secret, b"")),
+        ("array", "/webhooks/risks/sast", b"[1]", signed_headers(secret, b"[1]")),
+    ]
+
+
+def test_both_doors_refuse_alike_byte_for_byte(client: FlaskClient, scanner: Scanner) -> None:
+    for label, path, body, headers in _refusals(scanner.secret):
+        fast = client.post(path, data=body, headers=headers)
+        flask_door = _chunked(client, path, body, headers)
+        assert fast.status_code == flask_door.status_code, label
+        assert fast.status_code in (400, 401, 404, 422), label
+        assert fast.data == flask_door.data, label
+        assert fast.content_type == flask_door.content_type == "application/json", label
+        assert fast.headers["X-Request-Id"] and flask_door.headers["X-Request-Id"]
+
+
+def test_both_doors_store_and_replay_alike(client: FlaskClient, scanner: Scanner, settings) -> None:
+    first = json.dumps({"risk": risk("R-1")}).encode()
+    second = json.dumps({"risk": risk("R-2")}).encode()
+    h1 = signed_headers(scanner.secret, first, msg_id="msg_one")
+    h2 = signed_headers(scanner.secret, second, msg_id="msg_two")
+    fast = client.post("/webhooks/risks/sast", data=first, headers=h1)
+    flask_door = _chunked(client, "/webhooks/risks/sast", second, h2)
+    assert fast.status_code == flask_door.status_code == 202
+    assert fast.get_json()["risks"][0]["action"] == "created"
+    assert flask_door.get_json()["risks"][0]["action"] == "created"
+    # Each door replays what the other stored, unchanged, marked as a replay.
+    again_fast = client.post("/webhooks/risks/sast", data=second, headers=h2)
+    again_flask = _chunked(client, "/webhooks/risks/sast", first, h1)
+    assert again_fast.data == flask_door.data and again_fast.headers["X-Replayed"] == "true"
+    assert again_flask.data == fast.data and again_flask.headers["X-Replayed"] == "true"
+    assert "X-Replayed" not in fast.headers
+    assert [r[1] for r in stored_risks(settings.db_path)] == ["R-1", "R-2"]
+
+
+def test_fast_door_echoes_request_id_and_logs_with_it(
+    client: FlaskClient, scanner: Scanner, caplog
+) -> None:
+    body = json.dumps({"risk": risk()}).encode()
+    headers = {**signed_headers(scanner.secret, body), "webhook-signature": "v1,AAAA"}
+    with caplog.at_level("WARNING"):
+        resp = client.post(
+            "/webhooks/risks/sast", data=body, headers={**headers, "X-Request-Id": "req-42"}
+        )
+    assert resp.status_code == 401
+    assert resp.headers["X-Request-Id"] == "req-42"
+    rejected = [r for r in caplog.records if r.getMessage() == "scanner signature rejected"]
+    assert rejected and rejected[-1]._adowh_ctx.get("request_id") == "req-42"
+
+
+@pytest.mark.parametrize("door", ["fast", "flask"])
+def test_busy_database_is_503_and_a_bug_is_a_logged_500(
+    app, client: FlaskClient, scanner: Scanner, monkeypatch, caplog, door: str
+) -> None:
+    from webhook.db import DatabaseBusy
+
+    store = app.extensions["adowh"].store
+
+    def send(key: str) -> Any:
+        body = json.dumps({"risk": risk(key)}).encode()
+        headers = signed_headers(scanner.secret, body)
+        if door == "fast":
+            return client.post("/webhooks/risks/sast", data=body, headers=headers)
+        return _chunked(client, "/webhooks/risks/sast", body, headers)
+
+    monkeypatch.setattr(store, "record_risks", lambda *a: (_ for _ in ()).throw(DatabaseBusy("x")))
+    busy = send("R-1")
+    assert busy.status_code == 503
+    assert busy.headers["Retry-After"] == "1"
+    assert busy.get_json()["error"]["code"] == "unavailable"
+
+    monkeypatch.setattr(store, "record_risks", lambda *a: 1 / 0)
+    with caplog.at_level("ERROR"):
+        bug = send("R-2")
+    assert bug.status_code == 500
+    assert bug.get_json() == {
+        "error": {"code": "internal_error", "message": "internal server error", "details": {}}
+    }
+    assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
+
+
+def test_body_shorter_than_content_length_is_400_and_nothing_stored(
+    client: FlaskClient, scanner: Scanner, settings
+) -> None:
+    body = json.dumps({"risk": risk()}).encode()
+    resp = client.post(
+        "/webhooks/risks/sast",
+        input_stream=io.BytesIO(body[:10]),
+        headers=signed_headers(scanner.secret, body),
+        environ_overrides={"CONTENT_LENGTH": str(len(body))},  # the client promised more
+    )
+    assert resp.status_code == 400
+    assert stored_risks(settings.db_path) == []
+
+
+def test_content_length_requests_never_reach_flask(app, client: FlaskClient, scanner) -> None:
+    """The fast door is wired in front of Flask (a regression would only show in bench.ingest)."""
+
+    def flask_view(source: str) -> Any:
+        raise AssertionError("the Flask view answered")
+
+    app.view_functions["scanner.receive_risks"] = flask_view
+    body = json.dumps({"risk": risk()}).encode()
+    assert scanner.send({"risk": risk()}).status_code == 202
+    chunked = _chunked(client, "/webhooks/risks/sast", body, signed_headers(scanner.secret, body))
+    assert chunked.status_code == 500
