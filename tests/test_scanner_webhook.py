@@ -361,3 +361,27 @@ def test_content_length_requests_never_reach_flask(app, client: FlaskClient, sca
     assert scanner.send({"risk": risk()}).status_code == 202
     chunked = _chunked(client, "/webhooks/risks/sast", body, signed_headers(scanner.secret, body))
     assert chunked.status_code == 500
+
+
+def test_new_secret_works_at_once_while_the_old_one_is_remembered(
+    app, client: FlaskClient, admin, scanner: Scanner, monkeypatch
+) -> None:
+    """Sources are kept in process memory; a rotation still takes effect immediately."""
+    import webhook.clock
+
+    old = scanner.secret
+    assert scanner.send({"risk": risk("R-1")}).status_code == 202  # the source is now cached
+    rotated = client.post(f"/admin/sources/{scanner.source['id']}/rotate-secret", headers=admin)
+    new = rotated.get_json()["secret"]
+    for key, secret in (("R-2", new), ("R-3", old)):
+        body = json.dumps({"risk": risk(key)}).encode()
+        headers = signed_headers(secret, body)
+        assert client.post("/webhooks/risks/sast", data=body, headers=headers).status_code == 202
+    # Past the 24 h grace the old secret fails, even from the cached row.
+    later = time.time() + 24 * 3600 + 60
+    monkeypatch.setattr(webhook.clock, "now", lambda: later)
+    for secret, expected in ((old, 401), (new, 202)):
+        body = json.dumps({"risk": risk(f"R-{expected}")}).encode()
+        headers = signed_headers(secret, body, timestamp=int(later))
+        status = client.post("/webhooks/risks/sast", data=body, headers=headers).status_code
+        assert status == expected

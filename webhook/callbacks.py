@@ -32,7 +32,7 @@ class CallbackSender:
         risk = self.store.get_risk_summary(job.risk_id)
         if risk is None:
             return None
-        source = self.store.find_source(risk["source"])
+        source = self.store.find_source(risk["source"], fresh=True)  # sign with the newest
         if source is None or not source.callback_url:
             return None
         event = {

@@ -234,7 +234,6 @@ class RiskEnvelopeSchema(Schema):
                 f"Duplicate keys in one request: {', '.join(dupes[:10])}", "risks"
             )
 
-
     def load(  # type: ignore[override]
         self,
         data: Any,

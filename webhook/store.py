@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets as pysecrets
 import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ from webhook.domain.models import Asset, Risk, Template
 from webhook.domain.sync_plan import JobSpec, PreviousRisk, content_hash, plan_risk_change
 
 ROTATION_GRACE_SECONDS = 24 * 3600
+# How long a process may answer from its copy of a source row (see Store.find_source).
+SOURCE_CACHE_SECONDS = 5.0
 JOB_LEASE_SECONDS = 50.0
 
 
@@ -160,6 +163,7 @@ class Store:
         self.db = db
         self.box = box
         self._secret_cache: dict[str, str] = {}
+        self._source_rows: dict[str, tuple[float, tuple[Any, ...]]] = {}
 
     # ---- meta ---------------------------------------------------------------------------
 
@@ -240,19 +244,35 @@ class Store:
             row = conn.execute("SELECT * FROM sources WHERE id=?", (source_id,)).fetchone()
         return self._source_dict(row), secret
 
-    def find_source(self, name: str) -> SourceAuth | None:
-        """The source with its currently valid secrets, or None."""
-        row = self.db.conn.execute(
-            "SELECT id, name, callback_url, secret_enc, previous_secret_enc, previous_expires_ts"
-            " FROM sources WHERE name=?",
-            (name,),
-        ).fetchone()
-        if row is None:
-            return None
-        valid = [self._decrypt_cached(row["secret_enc"])]
-        if row["previous_secret_enc"] and (row["previous_expires_ts"] or 0) > clock.now():
-            valid.append(self._decrypt_cached(row["previous_secret_enc"]))
-        return SourceAuth(row["id"], row["name"], row["callback_url"], tuple(valid))
+    def find_source(self, name: str, *, fresh: bool = False) -> SourceAuth | None:
+        """The source with its currently valid secrets, or None.
+
+        Every scanner request looks its source up, so rows are kept in process memory for
+        SOURCE_CACHE_SECONDS. Sources are only ever created or rotated: a caller whose
+        signature check fails asks again with `fresh=True`, so a new secret works at once;
+        the old one's 24 h grace is checked against the clock on every call.
+        """
+        cached = self._source_rows.get(name)
+        if cached is not None and not fresh and time.monotonic() - cached[0] < SOURCE_CACHE_SECONDS:
+            row = cached[1]
+        else:
+            found = self.db.conn.execute(
+                "SELECT id, name, callback_url, secret_enc, previous_secret_enc,"
+                " previous_expires_ts FROM sources WHERE name=?",
+                (name,),
+            ).fetchone()
+            if found is None:
+                self._source_rows.pop(name, None)
+                return None
+            row = tuple(found)
+            if len(self._source_rows) > 1024:
+                self._source_rows.clear()
+            self._source_rows[name] = (time.monotonic(), row)
+        source_id, source_name, callback_url, secret_enc, previous_enc, previous_expires = row
+        valid = [self._decrypt_cached(secret_enc)]
+        if previous_enc and (previous_expires or 0) > clock.now():
+            valid.append(self._decrypt_cached(previous_enc))
+        return SourceAuth(source_id, source_name, callback_url, tuple(valid))
 
     def _decrypt_cached(self, token: str) -> str:
         # Every scanner request needs its source's secret; Fernet decryption is the costly part,

@@ -68,7 +68,16 @@ def ingest(
         headers = parse_headers(
             header("webhook-id"), header("webhook-timestamp"), header("webhook-signature")
         )
-        verify(headers, raw, found.secrets, now=clock.now())
+        try:
+            verify(headers, raw, found.secrets, now=clock.now())
+        except SignatureError as exc:
+            # The secret may have been rotated since this process last read the source.
+            stale = exc.reason == "mismatch"
+            renewed = services.store.find_source(source, fresh=True) if stale else None
+            if renewed is None or renewed.secrets == found.secrets:
+                raise
+            found = renewed
+            verify(headers, raw, found.secrets, now=clock.now())
     except SignatureError as exc:
         metrics.SIGNATURE_FAILURES.labels(exc.reason).inc()
         metrics.WEBHOOK_REQUESTS.labels("401").inc()
