@@ -72,12 +72,22 @@ def spawn_serve(
 
 def kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGCONT)  # in case it was paused
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def pause(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a spawned process group (SIGSTOP): an idle server then takes no CPU at all."""
+    os.killpg(proc.pid, signal.SIGSTOP)
+
+
+def resume(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGCONT)
 
 
 Requests = list[tuple[str, str, bytes, dict[str, str]]]
