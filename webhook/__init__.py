@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from flask import Flask, g, request
@@ -25,6 +24,7 @@ def create_app(settings: Any = None) -> Flask:
         health,
         scanner,
     )
+    from webhook.api.requests import request_id
     from webhook.errors import register_error_handlers
     from webhook.logs import bind, configure_logging, unbind
     from webhook.services import Services
@@ -54,7 +54,7 @@ def create_app(settings: Any = None) -> Flask:
 
     @app.before_request
     def _start() -> None:
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+        g.request_id = request_id(request.headers.get("X-Request-Id"))
         g.log_token = bind(request_id=g.request_id)
         if request.path == "/hooks/ado":
             request.max_content_length = settings.hook_max_body_bytes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -103,14 +103,20 @@ def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":")) + "\n"
 
 
+def api_error_json(exc: ApiError) -> str:
+    """The SPEC error envelope of an ApiError, as JSON text."""
+    return json_text(error_body(exc.code, exc.message, exc.details))
+
+
+INTERNAL_ERROR_JSON = json_text(error_body("internal_error", "internal server error"))
+
+
 def register_error_handlers(app: Flask) -> None:
     """Render ApiError, Flask's own HTTP errors and unexpected exceptions as JSON."""
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> ResponseReturnValue:
-        resp = jsonify(error_body(exc.code, exc.message, exc.details))
-        resp.headers.update(exc.headers)
-        return resp, exc.status
+        return Response(api_error_json(exc), exc.status, exc.headers, mimetype="application/json")
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
@@ -131,4 +137,4 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> ResponseReturnValue:
         app.logger.exception("unhandled error")
-        return jsonify(error_body("internal_error", "internal server error")), 500
+        return Response(INTERNAL_ERROR_JSON, 500, mimetype="application/json")

@@ -279,18 +279,19 @@ def _quick_risk(item: Any) -> dict[str, Any] | None:
     if type(item) is not dict or not item.keys() <= _RISK_FIELDS:
         return None
     severity = item.get("severity")
+    status = item.get("status", "open")
     if not (
         _plain_text(item.get("key"), 1, 256)
         and _plain_text(item.get("name"), 1, 1000)
         and type(severity) is str
         and severity.lower() in _SEVERITY_NAMES
-        and item.get("status", "open") in _STATUSES
-        and type(item.get("status", "open")) is str
+        and type(status) is str
+        and status in _STATUSES
     ):
         return None
     out = dict(item)
     out["severity"] = severity.lower()
-    out.setdefault("status", "open")
+    out["status"] = status
     url = item.get("url")
     if url is not None:
         if type(url) is not str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from flask import request
@@ -10,6 +11,11 @@ from marshmallow import Schema, ValidationError
 
 from webhook.errors import ApiError, ValidationFailed
 from webhook.schemas import flatten_errors
+
+
+def request_id(incoming: str | None) -> str:
+    """The caller's X-Request-Id (cut to 64 characters), or a new random one."""
+    return (incoming or "")[:64] or secrets.token_hex(8)
 
 
 def parse_json_body(raw: bytes | None = None) -> Any:

@@ -14,7 +14,6 @@ byte for byte, both calling `ingest`:
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -22,12 +21,20 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import EnvironHeaders
 
 from webhook import clock, metrics
-from webhook.api.requests import load_body
+from webhook.api.requests import load_body, request_id
 from webhook.db import DatabaseBusy
 from webhook.domain.signatures import SignatureError, parse_headers, verify
-from webhook.errors import ApiError, NotFound, Unauthorized, Unavailable, error_body, json_text
+from webhook.errors import (
+    INTERNAL_ERROR_JSON,
+    ApiError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    api_error_json,
+)
 from webhook.logs import bind, unbind
 from webhook.openapi import doc
 from webhook.schemas import IngestResponseSchema, RiskEnvelopeSchema, risks_from_payload
@@ -164,22 +171,20 @@ class FastScannerRoute:
     def _answer(
         self, environ: dict[str, Any], start_response: StartResponse, source: str, length: int
     ) -> Iterable[bytes]:
-        request_id = environ.get("HTTP_X_REQUEST_ID", "")[:64] or secrets.token_hex(8)
-        token = bind(request_id=request_id)
+        rid = request_id(environ.get("HTTP_X_REQUEST_ID"))
+        token = bind(request_id=rid)
         try:
             reply = ingest(
                 self.services,
                 source,
-                _header_reader(environ),
+                EnvironHeaders(environ).get,
                 lambda: _read_exactly(environ["wsgi.input"], length),
             )
         except ApiError as exc:
-            body = json_text(error_body(exc.code, exc.message, exc.details)).encode()
-            reply = Reply(exc.status, body, tuple(exc.headers.items()))
+            reply = Reply(exc.status, api_error_json(exc).encode(), tuple(exc.headers.items()))
         except Exception:
             log.exception("unhandled error")
-            body = json_text(error_body("internal_error", "internal server error")).encode()
-            reply = Reply(500, body)
+            reply = Reply(500, INTERNAL_ERROR_JSON.encode())
         finally:
             unbind(token)
         status = HTTPStatus(reply.status)
@@ -189,18 +194,10 @@ class FastScannerRoute:
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(reply.body))),
                 *reply.headers,
-                ("X-Request-Id", request_id),
+                ("X-Request-Id", rid),
             ],
         )
         return [reply.body]
-
-
-def _header_reader(environ: dict[str, Any]) -> Callable[[str], str | None]:
-    def header(name: str) -> str | None:
-        value = environ.get("HTTP_" + name.upper().replace("-", "_"))
-        return None if value is None else str(value)
-
-    return header
 
 
 def _read_exactly(stream: Any, length: int) -> bytes:
