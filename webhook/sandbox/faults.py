@@ -48,6 +48,8 @@ _API_LITERALS = frozenset(
         "updates",
         "revisions",
         "versions",
+        "resourceareas",
+        "connectiondata",
     }
 )
 
