@@ -44,7 +44,8 @@ from bench.common import REPO, free_port, kill, python
 from webhook.domain.signatures import sign
 from webhook.sandbox import Sandbox
 
-SAMPLE = Path("/work/shared/azure-devops-samples/workitem.updated.json")
+SAMPLE = REPO.parent / "shared" / "azure-devops-samples" / "workitem.updated.json"
+"""The recorded `workitem.updated` delivery, in the `shared/` folder beside the checkout."""
 PROJECT = "AppSec"
 RESOLVED_STATE, OPEN_STATE = "Closed", "Active"
 
@@ -640,6 +641,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.rate <= 0 or args.seconds <= 0 or args.procs < 1 or args.threads < 1:
         parser.error("rate, seconds, procs and threads must be positive")
+    if not args.sample.is_file():
+        parser.error(
+            f"the sample delivery {args.sample} is missing: put the shared folder (with "
+            "azure-devops-samples/workitem.updated.json) beside the repository, or pass --sample"
+        )
     sample = json.loads(args.sample.read_text())
 
     with tempfile.TemporaryDirectory() as tmp, Sandbox(latency=0.0) as sb:
