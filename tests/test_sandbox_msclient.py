@@ -23,6 +23,7 @@ import requests
 os.environ.setdefault("AZURE_DEVOPS_CACHE_DIR", tempfile.gettempdir())
 
 from azure.devops import _file_cache
+from azure.devops.client import Client
 from azure.devops.connection import Connection
 from azure.devops.exceptions import AzureDevOpsServiceError
 from azure.devops.v7_1.core.core_client import CoreClient
@@ -152,6 +153,53 @@ def test_options_lists_the_locations_of_every_product_resource(sb: Sandbox) -> N
 
     refused = requests.options(f"{sb.org_url}/_apis", timeout=10)
     assert refused.status_code == 401
+    session.close()
+
+
+def test_every_advertised_route_template_leads_to_a_served_path(
+    sb: Sandbox, wit: WorkItemTrackingClient, hooks: ServiceHooksClient
+) -> None:
+    item = new_bug(wit, "Routed")
+    binned = new_bug(wit, "Binned")
+    wit.delete_work_item(binned.id, "AppSec")
+    comment = wit.add_comment(CommentCreate(text="c"), "AppSec", item.id)
+    sub = hooks.create_subscription(
+        Subscription(
+            publisher_id="tfs",
+            event_type="workitem.created",
+            consumer_id="webHooks",
+            consumer_action_id="httpRequest",
+            publisher_inputs={"projectId": APPSEC_ID},
+            consumer_inputs={"url": "http://127.0.0.1:9/hooks/ado"},
+        )
+    )
+    values = {
+        "project": "AppSec",
+        "projectId": "AppSec",
+        "type": "Bug",
+        "field": "System.Title",
+        "id": str(item.id),
+        "workItemId": str(item.id),
+        "commentId": str(comment.id),
+        "updateNumber": "1",
+        "revisionNumber": "1",
+        "subscriptionId": sub.id,
+        "areaId": "5264459e-e5e0-4bd8-b118-0985e68a4ec5",
+    }
+    session = requests.Session()
+    session.auth = ("", sb.pat)
+    locations = session.options(f"{sb.org_url}/_apis").json()["value"]
+    for loc in locations:
+        # Exactly what Microsoft's client does with a template (azure/devops/client.py).
+        route = dict(values, area=loc["area"], resource=loc["resourceName"])
+        if loc["resourceName"] == "recyclebin":
+            route["id"] = str(binned.id)
+        template = Client._remove_optional_route_parameters(loc["routeTemplate"], route)
+        path = template.format(**route)
+        version = f"7.1-preview.{loc['resourceVersion']}"
+        resp = session.get(f"{sb.org_url}{path}", params={"api-version": version})
+        # 405 (a POST-only resource) still proves the route exists; 404 would not.
+        assert resp.status_code in (200, 405), (loc["resourceName"], path, resp.text[:200])
     session.close()
 
 
