@@ -41,7 +41,10 @@ from webhook.worker import BatchHandler, PeriodicTask, PermanentFailure, RetryLa
 log = logging.getLogger(__name__)
 HISTORY_FIELD = "System.History"
 ADOPTION_FIELDS = ["System.Tags", "System.TeamProject", "System.WorkItemType"]
-MAX_ADOPTION_CANDIDATES = 200  # one workitemsbatch call; an item we made has a low id anyway
+# One workitemsbatch call. More candidates means a flood of forged legacy tags from before
+# reserved tags were refused; the lowest ids are checked and, failing those, the risk gets a new
+# item: a possible duplicate is better than adopting someone else's.
+MAX_ADOPTION_CANDIDATES = 200
 RECONCILE_OVERLAP_SECONDS = 300.0
 RECONCILE_FIELDS = ["System.State", "System.Rev", "System.ChangedBy", "System.ChangedDate"]
 

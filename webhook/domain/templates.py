@@ -194,10 +194,10 @@ def tracking_tag(installation_id: str, risk_id: int, key: bytes) -> str:
 def tag_key(tag: str) -> str:
     """Return the form under which Azure DevOps compares tags, plus compatibility folding.
 
-    Azure DevOps trims tags and compares them case-insensitively (the stand-in does the same,
-    `webhook/sandbox/workitems.py normalize_tags`); ';' separates tags (AZURE_DEVOPS.md 3.2) and
-    control characters never reach it (`clean_tag`). NFKC folding on top is deliberately wider
-    than Azure DevOps, so look-alikes such as full-width letters count as reserved too.
+    ';' separates tags (AZURE_DEVOPS.md 3.2) and control characters never reach Azure DevOps
+    (`clean_tag`). Whether it trims and folds case is not confirmed there; the stand-in does
+    both (`webhook/sandbox/workitems.py normalize_tags`), so we assume it does. NFKC folding on
+    top is deliberately wider still, so look-alikes such as full-width letters count as well.
     """
     return unicodedata.normalize("NFKC", clean_tag(tag)).casefold()
 
@@ -205,7 +205,8 @@ def tag_key(tag: str) -> str:
 def is_reserved_tag(tag: str) -> bool:
     """Return True when a tag lies in the service's reserved namespace (TRACKING_PREFIX).
 
-    e.g. "adowh-1a2b-7", " ADOWH-x", "\x00adowh-x" are reserved; "adowh" and "my-adowh-x" are not.
+    e.g. "adowh-1a2b-7", " ADOWH-x" and "adowh-x" after a NUL are reserved; "adowh" and
+    "my-adowh-x" are not.
     """
     return tag_key(tag).startswith(TRACKING_PREFIX)
 
