@@ -7,12 +7,15 @@ import pytest
 from webhook.domain.models import Risk, Template, WorkItemState, WorkItemTypeInfo
 from webhook.domain.templates import (
     MAX_TAGS,
+    adoption_problems,
     build_tags,
     choose_template,
     clean_tag,
     fields_set_by_service,
     format_title,
     has_tag,
+    is_reserved_tag,
+    legacy_tracking_tag,
     missing_required_fields,
     split_tags,
     tracking_tag,
@@ -293,21 +296,69 @@ def test_required_priority_on_a_bug_is_not_set_by_the_service():
 # --- tags --------------------------------------------------------------------------------
 
 
-def test_tracking_tag():
-    assert tracking_tag("inst-01_a", 42) == "adowh-inst-01_a-42"
-    assert tracking_tag("x", 0) == "adowh-x-0"
+KEY = bytes(range(32))
+
+
+def test_tracking_tag_carries_a_mac_of_installation_and_risk_id():
+    tag = tracking_tag("inst-01_a", 42, KEY)
+    assert re.fullmatch(r"adowh-inst-01_a-42-[0-9a-f]{16}", tag), tag
+    # Stable: the same inputs always give the same tag (it is looked up on retries).
+    assert tracking_tag("inst-01_a", 42, KEY) == tag
+    # Each input changes the MAC: a scanner knowing the shape still cannot write the tag.
+    others = {
+        tracking_tag("inst-01_a", 43, KEY),
+        tracking_tag("inst-01_b", 42, KEY),
+        tracking_tag("inst-01_a", 42, bytes(32)),
+    }
+    assert len({t.rsplit("-", 1)[1] for t in others | {tag}}) == 4
+    assert tracking_tag("x", 0, KEY).startswith("adowh-x-0-")
+
+
+def test_legacy_tracking_tag_keeps_the_old_shape():
+    assert legacy_tracking_tag("inst-01_a", 42) == "adowh-inst-01_a-42"
+    assert legacy_tracking_tag("x", 0) == "adowh-x-0"
 
 
 @pytest.mark.parametrize("installation_id", ["", "a;b", "a'b", 'a"b', "a b", "a" * 65, None, "é"])
 def test_tracking_tag_rejects_unsafe_installation_ids(installation_id):
     with pytest.raises(ValueError):
-        tracking_tag(installation_id, 1)
+        tracking_tag(installation_id, 1, KEY)
+    with pytest.raises(ValueError):
+        legacy_tracking_tag(installation_id, 1)
 
 
 @pytest.mark.parametrize("risk_id", [-1, True, "1", 1.0, None])
 def test_tracking_tag_rejects_bad_risk_ids(risk_id):
     with pytest.raises(ValueError):
-        tracking_tag("inst", risk_id)
+        tracking_tag("inst", risk_id, KEY)
+
+
+@pytest.mark.parametrize("key", [b"", b"short", "a" * 32, None])
+def test_tracking_tag_rejects_short_or_missing_keys(key):
+    with pytest.raises(ValueError):
+        tracking_tag("inst", 1, key)
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "adowh-1a2b3c4d-7",  # the issue's forged tag: a victim's legacy tracking tag
+        "adowh-1a2b3c4d-7-0123456789abcdef",
+        "ADOWH-x",
+        "  AdOwH-x",
+        "\x00adowh-x",  # control characters never reach Azure DevOps
+        "\tadowh-x",
+        "\uff41\uff44\uff4f\uff57\uff48-x",  # full-width look-alike (NFKC)
+        "adowh-",
+    ],
+)
+def test_reserved_tags(tag):
+    assert is_reserved_tag(tag)
+
+
+@pytest.mark.parametrize("tag", ["adowh", "adowh x", "my-adowh-x", "Security", "a dowh-x", ""])
+def test_tags_outside_the_reserved_namespace(tag):
+    assert not is_reserved_tag(tag)
 
 
 def test_build_tags_order_dedup_and_cleaning():
@@ -327,6 +378,18 @@ def test_build_tags_keeps_severity_and_tracking_tag_within_the_limit():
     assert tags[-2:] == ["info", "adowh-i-9"]
 
 
+def test_build_tags_never_writes_a_reserved_tag_but_the_tracking_tag():
+    # Templates and risks stored before reserved tags were refused must not smuggle one in.
+    tracking = "adowh-i-9-0123456789abcdef"
+    tags = build_tags(
+        ["Security", "ADOWH-i-8", " adowh-i-7 "],
+        ["adowh-i-10", "PCI", "\uff41\uff44\uff4f\uff57\uff48-i-11", "adowh-i-9-0123456789ABCDEF"],
+        severity="high",
+        tracking=tracking,
+    )
+    assert tags == ["Security", "PCI", "high", tracking]
+
+
 def test_clean_tag():
     assert clean_tag(" a;b\n c\x00 ") == "a b c"
 
@@ -338,3 +401,40 @@ def test_split_and_has_tag():
     assert has_tag(value, "ADOWH-I-12")
     assert not has_tag(value, "adowh-i-1")  # no substring match
     assert not has_tag(None, "adowh-i-1")
+
+
+def adoption_fields(tags: str, project: str = "AppSec", type_name: str = "Bug") -> dict:
+    return {"System.Tags": tags, "System.TeamProject": project, "System.WorkItemType": type_name}
+
+
+ADOPT = {"installation_id": "i1", "project": "AppSec", "work_item_type": "Bug"}
+
+
+def test_adoption_accepts_the_item_an_earlier_attempt_made():
+    tag = "adowh-i1-7-0123456789abcdef"
+    assert adoption_problems(adoption_fields(f"high; {tag}"), tag=tag, **ADOPT) == []
+    # Names and tags compare as Azure DevOps compares them: case-insensitively.
+    fields = adoption_fields(f"High; {tag.upper()}", "appsec", "bug")
+    assert adoption_problems(fields, tag=tag, **ADOPT) == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        # An attacker's item: its own tracking tag plus the victim's forged legacy tag.
+        (adoption_fields("adowh-i1-6; adowh-i1-7; high"), "other tracking tags: adowh-i1-6"),
+        # Found by a looser CONTAINS, but the tag itself is not on it.
+        (adoption_fields("adowh-i1-70; high"), "does not carry the tag adowh-i1-7"),
+        (adoption_fields(None), "does not carry"),
+        (adoption_fields("adowh-i1-7", project="Other"), "is in project 'Other'"),
+        (adoption_fields("adowh-i1-7", type_name="Task"), "is a 'Task', not a 'Bug'"),
+    ],
+)
+def test_adoption_refuses_items_of_doubtful_provenance(fields, reason):
+    problems = adoption_problems(fields, tag="adowh-i1-7", **ADOPT)
+    assert any(reason in p for p in problems), problems
+
+
+def test_adoption_ignores_tracking_tags_of_other_installations():
+    fields = adoption_fields("adowh-i2-7; adowh-i1-7")
+    assert adoption_problems(fields, tag="adowh-i1-7", **ADOPT) == []

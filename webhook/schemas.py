@@ -18,6 +18,7 @@ from marshmallow import (
 
 from webhook.domain.models import Asset, Risk
 from webhook.domain.severity import SEVERITIES, normalize_severity
+from webhook.domain.templates import TRACKING_PREFIX, is_reserved_tag
 
 MAX_TEXT_BYTES = 256 * 1024
 MAX_ASSETS = 10_000
@@ -103,6 +104,26 @@ def check_http_url(value: str, *, allow_userinfo: bool = False) -> None:
         raise ValidationError("URL must not contain user info.")
     if port == 0:
         raise ValidationError("Not a valid port.")
+
+
+def _not_reserved_tag(value: str) -> None:
+    """Tracking tags find a risk's work item again; nobody else may write one."""
+    if is_reserved_tag(value):
+        raise ValidationError(
+            f"Tags starting with {TRACKING_PREFIX!r} (any case) are reserved for ado-webhook."
+        )
+
+
+TAG_DOC = {"description": f"1-100 characters; must not start with {TRACKING_PREFIX!r} (reserved)"}
+
+
+def tag_list(max_tags: int, **kwargs: Any) -> fields.List:
+    """A list of at most max_tags tags of 1-100 characters, none in the reserved namespace."""
+    return fields.List(
+        fields.String(validate=[validate.Length(1, 100), _not_reserved_tag], metadata=TAG_DOC),
+        validate=validate.Length(max=max_tags),
+        **kwargs,
+    )
 
 
 class HttpUrl(fields.String):
@@ -197,11 +218,7 @@ class RiskSchema(Schema):
         },
     )
     project = fields.String(allow_none=True, validate=validate.Length(1, 256))
-    tags = fields.List(
-        fields.String(validate=validate.Length(1, 100)),
-        allow_none=True,
-        validate=validate.Length(max=100),
-    )
+    tags = tag_list(100, allow_none=True)
 
 
 class RiskEnvelopeSchema(Schema):
@@ -316,7 +333,7 @@ def _quick_risk(item: Any) -> dict[str, Any] | None:
     if tags is not None:
         if type(tags) is not list or len(tags) > 100:
             return None
-        if not all(_plain_text(tag, 1, 100) for tag in tags):
+        if not all(_plain_text(tag, 1, 100) and not is_reserved_tag(tag) for tag in tags):
             return None
         out["tags"] = list(tags)
     if item.get("assets") is not None:
@@ -482,7 +499,15 @@ class RiskOutSchema(Schema):
     resolution = fields.Nested(ResolutionSchema, allow_none=True, required=True)
     url = fields.String(allow_none=True, required=True)
     project = fields.String(allow_none=True, required=True)
-    assets = fields.List(fields.Nested(AssetSchema), required=True)
+    assets = fields.List(
+        fields.Nested(AssetSchema),
+        required=True,
+        metadata={
+            "description": "in lists, the first 20 assets (assets_total counts them all); "
+            "GET /admin/risks/<id> shows every asset"
+        },
+    )
+    assets_total = fields.Integer(required=True, metadata={"description": "number of assets"})
     tags = fields.List(fields.String(), required=True)
     created_at = fields.String(required=True)
     updated_at = fields.String(required=True)
@@ -746,9 +771,7 @@ class TemplateBaseSchema(Schema):
         validate=validate.Length(max=100),
     )
     title_format = fields.String(validate=validate.Length(1, 1000))
-    tags = fields.List(
-        fields.String(validate=validate.Length(1, 100)), validate=validate.Length(max=50)
-    )
+    tags = tag_list(50)
     area_path = fields.String(allow_none=True, validate=validate.Length(1, 4000))
     iteration_path = fields.String(allow_none=True, validate=validate.Length(1, 4000))
     close_on_resolve = StrictBoolean()

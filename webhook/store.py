@@ -24,6 +24,8 @@ ROTATION_GRACE_SECONDS = 24 * 3600
 # How long a process may answer from its copy of a source row (see Store.find_source).
 SOURCE_CACHE_SECONDS = 5.0
 JOB_LEASE_SECONDS = 50.0
+ASSETS_IN_LIST = 20
+"""Assets a risk shows in lists (`assets_total` counts them all; GET /admin/risks/<id> has all)."""
 
 
 class StoreError(Exception):
@@ -91,6 +93,11 @@ def _page(
         f"{sql} ORDER BY {order} LIMIT ? OFFSET ?", [*params, per_page, (page - 1) * per_page]
     ).fetchall()
     return rows, total
+
+
+def _asset_dicts(assets_json: str | None) -> list[dict[str, str]]:
+    """`[[group, identifier], ...]` as stored → `[{"group", "identifier"}, ...]`."""
+    return [{"group": g, "identifier": i} for g, i in json.loads(assets_json or "[]")]
 
 
 def _loads(value: str | None, default: Any) -> Any:
@@ -164,6 +171,7 @@ class Store:
         self.box = box
         self._secret_cache: dict[str, str] = {}
         self._source_rows: dict[str, tuple[float, tuple[Any, ...]]] = {}
+        self._tracking_key: bytes | None = None
 
     # ---- meta ---------------------------------------------------------------------------
 
@@ -180,6 +188,27 @@ class Store:
             return str(
                 conn.execute("SELECT value FROM meta WHERE key='installation_id'").fetchone()[0]
             )
+
+    def tracking_key(self) -> bytes:
+        """The installation's random key for tracking tag MACs (32 bytes), made once.
+
+        Kept in meta as `tracking_key_enc`, encrypted with the SecretBox (never in clear). It is
+        generated at random, not derived from WEBHOOK_SECRET_KEY: those keys rotate, a tracking
+        tag must not. Race-safe across processes: INSERT OR IGNORE, then read what won.
+        Raises ValueError when no configured WEBHOOK_SECRET_KEY decrypts it.
+        """
+        if self._tracking_key is None:
+            sql = "SELECT value FROM meta WHERE key='tracking_key_enc'"
+            row = self.db.conn.execute(sql).fetchone()
+            if row is None:
+                with self.db.write() as conn:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO meta(key, value) VALUES ('tracking_key_enc', ?)",
+                        (self.box.encrypt(pysecrets.token_hex(32)),),
+                    )
+                    row = conn.execute(sql).fetchone()
+            self._tracking_key = bytes.fromhex(self.box.decrypt(str(row[0])))
+        return self._tracking_key
 
     def check_writable(self) -> None:
         """Raise unless a write transaction can be opened now."""
@@ -461,14 +490,23 @@ class Store:
 
     # ---- risks --------------------------------------------------------------------------
 
+    # The list shows a bounded head of the assets and their count, computed by SQLite: the large
+    # columns (assets up to 10,000, four texts up to 256 KiB each) never reach Python for a list.
     _RISK_SELECT = (
-        "SELECT r.*, w.ado_id AS wi_id, w.url AS wi_url, w.project AS wi_project,"
+        "SELECT r.id, r.source, r.key, r.name, r.severity, r.status, r.url, r.project, r.tags,"
+        " r.resolution_state, r.resolution_by, r.resolution_at, r.created_at, r.updated_at,"
+        " json_array_length(r.assets) AS assets_total,"
+        " (SELECT json_group_array(json(a.value)) FROM"
+        f"   (SELECT value FROM json_each(r.assets) LIMIT {ASSETS_IN_LIST}) a) AS assets_head,"
+        " w.ado_id AS wi_id, w.url AS wi_url, w.project AS wi_project,"
         " w.type AS wi_type, w.state AS wi_state, w.deleted AS wi_deleted"
         " FROM risks r LEFT JOIN work_items w ON w.risk_id = r.id"
     )
 
     @staticmethod
     def _risk_dict(row: sqlite3.Row) -> dict[str, Any]:
+        """A risk as lists show it (SPEC 3.3): `assets` holds the first ASSETS_IN_LIST assets
+        and `assets_total` counts them all."""
         resolution = None
         if row["resolution_state"] is not None:
             resolution = {
@@ -496,7 +534,8 @@ class Store:
             "resolution": resolution,
             "url": row["url"],
             "project": row["project"],
-            "assets": [{"group": g, "identifier": i} for g, i in json.loads(row["assets"])],
+            "assets": _asset_dicts(row["assets_head"]),
+            "assets_total": row["assets_total"],
             "tags": json.loads(row["tags"]),
             "created_at": row["created_at"],
             "updated_at": row["updated_at"],
@@ -506,7 +545,7 @@ class Store:
     def list_risks(
         self, filters: dict[str, str], page: int, per_page: int
     ) -> tuple[list[dict[str, Any]], int]:
-        """Risks matching the filters, newest first, with their work item."""
+        """Risks matching the filters, newest first, with their work item (bounded assets)."""
         clauses, params = [], []
         for name in ("status", "severity", "source", "key"):
             if filters.get(name):
@@ -518,18 +557,23 @@ class Store:
         return [self._risk_dict(r) for r in rows], total
 
     def get_risk(self, risk_id: int) -> dict[str, Any]:
-        """One risk with its full text and sync history."""
+        """One risk with all its assets, its full text and sync history."""
         with self.db.read() as conn:
             row = conn.execute(self._RISK_SELECT + " WHERE r.id=?", (risk_id,)).fetchone()
             if row is None:
                 raise Missing(f"risk {risk_id} does not exist")
+            full = conn.execute(
+                "SELECT assets, definition, evidence, proof, remediation FROM risks WHERE id=?",
+                (risk_id,),
+            ).fetchone()
             history = conn.execute(
                 "SELECT at, event, detail FROM risk_history WHERE risk_id=? ORDER BY id",
                 (risk_id,),
             ).fetchall()
         out = self._risk_dict(row)
+        out["assets"] = _asset_dicts(full["assets"])
         for name in ("definition", "evidence", "proof", "remediation"):
-            out[name] = row[name]
+            out[name] = full[name]
         out["history"] = [
             {"at": h["at"], "event": h["event"], "detail": json.loads(h["detail"])} for h in history
         ]
@@ -689,6 +733,17 @@ class Store:
             (state, error, next_ts, clock.now(), job.id, job.lease_owner),
         )
         return cur.rowcount == 1
+
+    def record_job_payload(self, job: Job, payload: dict[str, Any]) -> bool:
+        """Replace the payload of a job this worker holds, e.g. to note what a call is about to
+        send so that a retry looks for exactly that. False when the lease was lost meanwhile."""
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET payload=?, updated_ts=? WHERE id=? AND lease_owner=?"
+                " AND state='running'",
+                (json.dumps(payload), clock.now(), job.id, job.lease_owner),
+            )
+            return cur.rowcount == 1
 
     def complete_job(self, job: Job) -> bool:
         """Mark a job done (False if the lease was lost meanwhile or it is already finished)."""
@@ -1004,6 +1059,14 @@ class Store:
         return self.db.conn.execute(  # type: ignore[no-any-return]
             "SELECT * FROM work_items WHERE risk_id=?", (risk_id,)
         ).fetchone()
+
+    def work_item_owner(self, connection_id: int, ado_id: int) -> int | None:
+        """The risk an Azure DevOps work item is linked to, if any."""
+        row = self.db.conn.execute(
+            "SELECT risk_id FROM work_items WHERE connection_id=? AND ado_id=?",
+            (connection_id, ado_id),
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def request_work_item(self, risk_id: int, template_id: int) -> dict[str, Any]:
         """Manual export: record a create job unless the risk already has (or awaits) an item."""

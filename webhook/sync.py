@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from webhook import metrics
+from webhook.ado import AdoClient
 from webhook.domain.hook_events import identity_name
-from webhook.domain.models import Risk, WorkItemTypeInfo
+from webhook.domain.models import Risk, Template, WorkItemTypeInfo
 from webhook.domain.rendering import (
     build_create_patch,
     build_severity_change,
@@ -31,7 +32,7 @@ from webhook.domain.sync_plan import (
     SCANNER_RESOLVED,
     SEVERITY_CHANGED,
 )
-from webhook.domain.templates import tracking_tag
+from webhook.domain.templates import adoption_problems, legacy_tracking_tag, tracking_tag
 from webhook.gateway import AdoGateway
 from webhook.services import Services
 from webhook.store import Job, WorkItemChange
@@ -39,6 +40,11 @@ from webhook.worker import BatchHandler, PeriodicTask, PermanentFailure, RetryLa
 
 log = logging.getLogger(__name__)
 HISTORY_FIELD = "System.History"
+ADOPTION_FIELDS = ["System.Tags", "System.TeamProject", "System.WorkItemType"]
+# One workitemsbatch call. More candidates means a flood of forged legacy tags from before
+# reserved tags were refused; the lowest ids are checked and, failing those, the risk gets a new
+# item: a possible duplicate is better than adopting someone else's.
+MAX_ADOPTION_CANDIDATES = 200
 RECONCILE_OVERLAP_SECONDS = 300.0
 RECONCILE_FIELDS = ["System.State", "System.Rev", "System.ChangedBy", "System.ChangedDate"]
 
@@ -81,16 +87,21 @@ class SyncHandlers:
         info = self.gateway.type_info(
             template.connection_id, template.project, template.work_item_type
         )
-        tag = tracking_tag(self.store.installation_id(), job.risk_id)
+        installation = self.store.installation_id()
+        # The tag an earlier attempt sent is recorded in the payload before it is sent; a job
+        # without one either never reached the create call or predates MAC'd tags (legacy).
+        sent: str | None = job.payload.get("tag")
         item: dict[str, Any] | None = None
         adopted = False
         if job.attempts > 1:
             # An earlier attempt may have created the item before its outcome got lost.
-            ids = client.find_by_tag(template.project, tag)
-            if ids:
-                item = client.get_work_item(template.project, min(ids))
-                adopted = True
+            tag = sent or legacy_tracking_tag(installation, job.risk_id)
+            item = self._adoptable(job, client, template, tag, installation)
+            adopted = item is not None
         if item is None:
+            tag = sent or tracking_tag(installation, job.risk_id, self.store.tracking_key())
+            if sent is None and not self.store.record_job_payload(job, {**job.payload, "tag": tag}):
+                raise RetryLater("lost the lease on this job")
             patch = build_create_patch(
                 risk, template, info, tracking_tag=tag, risk_link=self.risk_link(risk)
             )
@@ -110,6 +121,51 @@ class SyncHandlers:
         )
         if linked:
             metrics.WORK_ITEMS_CREATED.labels("true" if adopted else "false").inc()
+
+    def _adoptable(
+        self, job: Job, client: AdoClient, template: Template, tag: str, installation: str
+    ) -> dict[str, Any] | None:
+        """The lowest-id item an earlier attempt made for this risk, or None.
+
+        Finds candidates with WIQL, then checks provenance on each (`adoption_problems`: exact
+        tag, the template's project and type, no other tracking tag of ours) and that no other
+        risk is linked to it. Refused candidates are logged and recorded in the risk's history.
+        """
+        assert job.risk_id is not None
+        ids = sorted(client.find_by_tag(template.project, tag))[:MAX_ADOPTION_CANDIDATES]
+        if not ids:
+            return None
+        found = client.get_work_items_batch(template.project, ids, fields=ADOPTION_FIELDS)
+        refused: list[dict[str, Any]] = []
+        chosen: int | None = None
+        for candidate in sorted(found, key=lambda c: int(c["id"])):
+            problems = adoption_problems(
+                candidate.get("fields") or {},
+                tag=tag,
+                installation_id=installation,
+                project=template.project,
+                work_item_type=template.work_item_type,
+            )
+            owner = self.store.work_item_owner(template.connection_id, int(candidate["id"]))
+            if owner is not None and owner != job.risk_id:
+                problems.append(f"is linked to risk {owner}")
+            if problems:
+                refused.append({"id": int(candidate["id"]), "reasons": problems})
+            elif chosen is None:
+                chosen = int(candidate["id"])
+        if refused:
+            log.warning(
+                "risk %s: refused to adopt work items found by tag %s: %s",
+                job.risk_id,
+                tag,
+                refused[:20],
+            )
+            self.store.add_history(
+                job.risk_id, "work_item_adoption_refused", {"tag": tag, "items": refused[:20]}
+            )
+        if chosen is None:
+            return None
+        return client.get_work_item(template.project, chosen)
 
     # ---- updates to an existing item ----------------------------------------------------
 

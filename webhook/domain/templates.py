@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from webhook.domain.models import Risk, Template, WorkItemTypeInfo
 from webhook.domain.severity import meets_threshold, severity_label, severity_rank
@@ -31,6 +35,16 @@ _ANY_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 # C0/C1 controls and code points XML 1.0 forbids; Azure DevOps stores fields as XML-safe text.
 _UNSAFE_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _INSTALLATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+TRACKING_PREFIX = "adowh-"
+"""Tags whose normal form starts with this belong to the service (tracking tags): scanners and
+templates may not send them, and rendering never writes one except the risk's tracking tag."""
+
+TRACKING_MAC_HEX = 16
+"""Hex digits of HMAC-SHA256 kept in a tracking tag (64 bits): unguessable without the key."""
+
+MIN_TRACKING_KEY_BYTES = 16
+_MAC_CONTEXT = b"ado-webhook tracking tag v1\x00"
 
 
 def choose_template(
@@ -140,13 +154,96 @@ def missing_required_fields(template: Template, type_info: WorkItemTypeInfo) -> 
     return sorted(name for name in type_info.required_fields if name.casefold() not in given)
 
 
-def tracking_tag(installation_id: str, risk_id: int) -> str:
-    """Return the unique tag that finds a risk's work item again with WIQL."""
+def _check_tag_parts(installation_id: str, risk_id: int) -> None:
     if not isinstance(installation_id, str) or not _INSTALLATION_ID.fullmatch(installation_id):
         raise ValueError("installation id must be 1-64 letters, digits, '-' or '_'")
     if isinstance(risk_id, bool) or not isinstance(risk_id, int) or risk_id < 0:
         raise ValueError(f"risk id must be a non-negative integer, not {risk_id!r}")
-    return f"adowh-{installation_id}-{risk_id}"
+
+
+def legacy_tracking_tag(installation_id: str, risk_id: int) -> str:
+    """Return the tracking tag items created before tags carried a MAC have:
+    `adowh-<installation>-<risk id>`.
+
+    Anyone who knows the installation id (it is on every work item) and a risk id (returned in
+    the 202) can write it, so it is only ever looked up for a create job whose earlier attempt
+    predates `tracking_tag`, and an item carrying it is adopted only after `adoption_problems`.
+    """
+    _check_tag_parts(installation_id, risk_id)
+    return f"{TRACKING_PREFIX}{installation_id}-{risk_id}"
+
+
+def tracking_tag(installation_id: str, risk_id: int, key: bytes) -> str:
+    """Return the unique, unforgeable tag that finds a risk's work item again with WIQL.
+
+    Shape `adowh-<installation>-<risk id>-<mac>`, mac = the first TRACKING_MAC_HEX hex digits of
+    HMAC-SHA256(key, context + installation + risk id). `key` is the installation's random
+    tracking key (at least MIN_TRACKING_KEY_BYTES bytes), which scanners never see, so nobody can
+    put the tag of a future risk on an item. ASCII letters, digits and '-' only: nothing Azure
+    DevOps would trim, split (';', AZURE_DEVOPS.md 3.2) or fold differently.
+    Raises ValueError on an unsafe installation id, a negative risk id or a short key.
+    """
+    base = legacy_tracking_tag(installation_id, risk_id)
+    if not isinstance(key, bytes) or len(key) < MIN_TRACKING_KEY_BYTES:
+        raise ValueError(f"tracking key must be at least {MIN_TRACKING_KEY_BYTES} bytes")
+    message = _MAC_CONTEXT + f"{installation_id}\x00{risk_id}".encode()
+    mac = hmac.new(key, message, hashlib.sha256).hexdigest()[:TRACKING_MAC_HEX]
+    return f"{base}-{mac}"
+
+
+def tag_key(tag: str) -> str:
+    """Return the form under which Azure DevOps compares tags, plus compatibility folding.
+
+    ';' separates tags (AZURE_DEVOPS.md 3.2) and control characters never reach Azure DevOps
+    (`clean_tag`). Whether it trims and folds case is not confirmed there; the stand-in does
+    both (`webhook/sandbox/workitems.py normalize_tags`), so we assume it does. NFKC folding on
+    top is deliberately wider still, so look-alikes such as full-width letters count as well.
+    """
+    return unicodedata.normalize("NFKC", clean_tag(tag)).casefold()
+
+
+def is_reserved_tag(tag: str) -> bool:
+    """Return True when a tag lies in the service's reserved namespace (TRACKING_PREFIX).
+
+    e.g. "adowh-1a2b-7", " ADOWH-x" and "adowh-x" after a NUL are reserved; "adowh" and
+    "my-adowh-x" are not.
+    """
+    return tag_key(tag).startswith(TRACKING_PREFIX)
+
+
+def adoption_problems(
+    fields: Mapping[str, Any],
+    *,
+    tag: str,
+    installation_id: str,
+    project: str,
+    work_item_type: str,
+) -> list[str]:
+    """Return why a work item found by its tracking tag must not be adopted ([] = adoptable).
+
+    `fields` are the item's fields (System.Tags, System.TeamProject, System.WorkItemType). The
+    item must carry exactly `tag` as a whole tag (WIQL `CONTAINS` on tags is not confirmed to
+    match whole tags, AZURE_DEVOPS.md 6.4), be of the template's project and type (compared
+    case-insensitively, as Azure DevOps names are), and carry no other tracking tag of this
+    installation: an item the service created carries exactly one.
+    """
+    problems: list[str] = []
+    tags = split_tags(fields.get(TAGS_FIELD))
+    if not has_tag(fields.get(TAGS_FIELD), tag):
+        problems.append(f"does not carry the tag {tag}")
+    own = f"{TRACKING_PREFIX}{installation_id}-".casefold()
+    others = sorted(
+        t for t in tags if tag_key(t).startswith(own) and t.casefold() != tag.casefold()
+    )
+    if others:
+        problems.append(f"carries other tracking tags: {', '.join(others[:5])}")
+    item_project = str(fields.get("System.TeamProject") or "")
+    if item_project.casefold() != project.casefold():
+        problems.append(f"is in project {item_project!r}, not {project!r}")
+    item_type = str(fields.get("System.WorkItemType") or "")
+    if item_type.casefold() != work_item_type.casefold():
+        problems.append(f"is a {item_type!r}, not a {work_item_type!r}")
+    return problems
 
 
 def clean_tag(tag: str) -> str:
@@ -157,14 +254,19 @@ def clean_tag(tag: str) -> str:
 def build_tags(
     template_tags: Iterable[str], risk_tags: Iterable[str], *, severity: str, tracking: str
 ) -> list[str]:
-    """Return the work item tags: template's, risk's, severity, tracking tag; deduplicated."""
+    """Return the work item tags: template's, risk's, severity, tracking tag; deduplicated.
+
+    Tags in the reserved namespace (`is_reserved_tag`) other than `tracking` are dropped, so no
+    stored template or risk can put a tracking tag on an item (defence in depth: the API
+    refuses them with 422).
+    """
     required = [severity_label(severity).lower(), clean_tag(tracking)]
     required_keys = {tag.casefold() for tag in required}
     extra: list[str] = []
     seen = set(required_keys)
     for raw in (*template_tags, *risk_tags):
         tag = clean_tag(raw)
-        if tag and tag.casefold() not in seen:
+        if tag and tag.casefold() not in seen and not is_reserved_tag(tag):
             seen.add(tag.casefold())
             extra.append(tag)
     # The severity and tracking tags always fit: the tracking tag is what prevents duplicates.
