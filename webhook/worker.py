@@ -95,6 +95,7 @@ class Worker:
     checkpoint_every: float = 0.5
     rng: random.Random = field(default_factory=random.Random)
     _batch_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _last_beat: float = field(default=float("-inf"), init=False, repr=False)
 
     def run_once(self) -> bool:
         """Perform one job, or one batch of a batchable kind; False when nothing was runnable."""
@@ -227,18 +228,25 @@ class Worker:
                 log.exception("worker loop error")
                 stop.wait(1.0)
 
-    def _housekeeping_loop(self, stop: threading.Event) -> None:
-        host = socket.gethostname()
-        last_beat = 0.0
+    def beat(self) -> None:
+        """One round of the lease thread: heartbeat and lease renewal when due."""
+        if clock.monotonic() - self._last_beat >= self.heartbeat_every:
+            self.store.heartbeat(self.worker_id, os.getpid(), socket.gethostname())
+            self.store.renew_leases(self.worker_id)
+            self._last_beat = clock.monotonic()
+
+    def _lease_loop(self, stop: threading.Event) -> None:
+        # Its own thread: periodic tasks may wait on Azure DevOps for longer than a lease.
         while not stop.is_set():
             try:
-                # Heartbeat and lease renewal are fsync'd writes: every few seconds is enough
-                # (readiness allows 30 s, leases last 50 s); periodic tasks are checked each
-                # second with a plain read.
-                if time.monotonic() - last_beat >= self.heartbeat_every:
-                    self.store.heartbeat(self.worker_id, os.getpid(), host)
-                    self.store.renew_leases(self.worker_id)
-                    last_beat = time.monotonic()
+                self.beat()
+            except Exception:
+                log.exception("lease renewal error")
+            stop.wait(1.0)
+
+    def _housekeeping_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
                 self.run_periodic_once()
             except Exception:
                 log.exception("housekeeping error")
@@ -264,13 +272,14 @@ class Worker:
         checkpointer = threading.Thread(
             target=self._checkpoint_loop, args=(stop,), name="checkpoint", daemon=True
         )
-        for t in (*workers, house, checkpointer):
+        leases = threading.Thread(target=self._lease_loop, args=(stop,), name="leases", daemon=True)
+        for t in (*workers, house, checkpointer, leases):
             t.start()
         log.info("worker %s started with %d threads", self.worker_id, len(workers))
         while not stop.is_set():
             stop.wait(0.5)
         deadline = time.monotonic() + 30
-        for t in (*workers, house, checkpointer):
+        for t in (*workers, house, checkpointer, leases):
             t.join(timeout=max(0.0, deadline - time.monotonic()))
         log.info("worker %s stopped", self.worker_id)
 
