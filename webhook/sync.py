@@ -84,8 +84,9 @@ class SyncHandlers:
         tag = tracking_tag(self.store.installation_id(), job.risk_id)
         item: dict[str, Any] | None = None
         adopted = False
-        if job.attempts > 1:
-            # An earlier attempt may have created the item before its outcome got lost.
+        if job.outcome_unknown:
+            # An earlier claim (a retry, a pause, a worker whose lease ran out) may have created
+            # the item before its outcome got lost.
             ids = client.find_by_tag(template.project, tag)
             if ids:
                 item = client.get_work_item(template.project, min(ids))
@@ -107,6 +108,7 @@ class SyncHandlers:
             adopted=adopted,
             state_category=classify_state(state, info) if state else None,
             rendered_severity=risk.severity,
+            job=job,
         )
         if linked:
             metrics.WORK_ITEMS_CREATED.labels("true" if adopted else "false").inc()
