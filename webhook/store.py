@@ -855,7 +855,8 @@ class Store:
             "SELECT state, count(*) AS n, min(created_ts) AS oldest FROM jobs"
             " WHERE state != 'done' GROUP BY state"
         ):
-            out[row["state"]] = {"count": row["n"], "oldest_age_seconds": now - row["oldest"]}
+            age = max(0.0, now - row["oldest"])  # never negative after a backward clock step
+            out[row["state"]] = {"count": row["n"], "oldest_age_seconds": age}
         return out
 
     # ---- workers ------------------------------------------------------------------------

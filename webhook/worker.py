@@ -206,28 +206,49 @@ class Worker:
         return self._watch.stale(clock.monotonic(), self.lease_seconds, exclude=mine)
 
     def beat(self) -> None:
-        """One round of the lease thread (each second).
+        """One round of the lease thread (each second); never raises.
 
-        Repairs due times after a backward wall-clock step; every `heartbeat_every` seconds
-        writes the heartbeat and renews the leases of the jobs being worked on; reads the
-        running jobs' leases so that one left unrenewed for a whole lease can be taken over.
+        Renews the leases of the jobs being worked on and writes the heartbeat every
+        `heartbeat_every` seconds (each second again after a failed renewal); repairs due times
+        after a backward wall-clock step; reads the running jobs' leases so that one left
+        unrenewed for a whole lease can be taken over. A failing step does not skip the others.
         """
+        if clock.monotonic() - self._last_beat >= self.heartbeat_every:
+            if self._beat_step("lease renewal", self._renew):
+                self._last_beat = clock.monotonic()
+            self._beat_step(
+                "heartbeat",
+                lambda: self.store.heartbeat(self.worker_id, os.getpid(), socket.gethostname()),
+            )
+        self._beat_step("clock step check", self._check_clock)
+        self._beat_step(
+            "lease watch",
+            lambda: self._watch.observe(self.store.running_leases(), clock.monotonic()),
+        )
+
+    @staticmethod
+    def _beat_step(name: str, step: Callable[[], None]) -> bool:
+        try:
+            step()
+        except Exception:
+            log.exception("%s failed", name)
+            return False
+        return True
+
+    def _renew(self) -> None:
+        held = self.held()
+        if not held:
+            return
+        lost = self.store.renew_leases(self.worker_id, held, lease_seconds=self.lease_seconds)
+        for job in held:
+            if job.id in lost:
+                log.warning("job %s (%s): lease lost to another claim", job.id, job.kind)
+
+    def _check_clock(self) -> None:
         current = clock.current()
         step = self.store.note_clock_offset(current.boot, current.now() - current.monotonic())
         if step:
             log.warning("wall clock went back %.1fs; pending due times moved back as much", step)
-        if clock.monotonic() - self._last_beat >= self.heartbeat_every:
-            self.store.heartbeat(self.worker_id, os.getpid(), socket.gethostname())
-            held = self.held()
-            if held:
-                lost = self.store.renew_leases(
-                    self.worker_id, held, lease_seconds=self.lease_seconds
-                )
-                for job in held:
-                    if job.id in lost:
-                        log.warning("job %s (%s): lease lost to another claim", job.id, job.kind)
-            self._last_beat = clock.monotonic()
-        self._watch.observe(self.store.running_leases(), clock.monotonic())
 
     # ---- jobs ----------------------------------------------------------------------------
 
@@ -426,10 +447,7 @@ class Worker:
     def _lease_loop(self, stop: threading.Event) -> None:
         # Its own thread: periodic tasks may wait on Azure DevOps for longer than a lease.
         while not stop.is_set():
-            try:
-                self.beat()
-            except Exception:
-                log.exception("lease renewal error")
+            self.beat()
             stop.wait(1.0)
 
     def _housekeeping_loop(self, stop: threading.Event) -> None:
