@@ -10,10 +10,11 @@ wall clock never makes a live lease look expired. The outcome of a claim that wa
 refused by the store (the token no longer matches) and discarded here; the new holder's job
 says `outcome_unknown`, so a create looks its tracking tag up before creating.
 
-Residual assumptions: a holder's Azure DevOps call ends (HTTP timeouts) well within a lease, so
-a create cannot land after the lease ran out and the new holder looked for its tag; and a
-holder that cannot renew for a whole lease (database locked for 40 s, process stopped) is
-treated as gone. Due times stay on the wall clock, since several processes compare them: a
+Residual assumptions: a holder that cannot renew for a whole lease (process stopped, database
+unwritable for 40 s) is treated as gone; if one of its creates was still in flight and lands
+after the new holder looked for the tag, two items exist (the late holder's link is refused and
+logged). Observers must run for a lease before they take a job over: a worker restarted after
+its predecessor died takes that one's jobs over one lease after it starts. Due times stay on the wall clock, since several processes compare them: a
 forward step makes waiting jobs run early (harmless), a backward step is repaired by moving
 pending due times back by the step (Store.note_clock_offset).
 
