@@ -14,9 +14,10 @@ Residual assumptions: a holder that cannot renew for a whole lease (process stop
 unwritable for 40 s) is treated as gone; if one of its creates was still in flight and lands
 after the new holder looked for the tag, two items exist (the late holder's link is refused and
 logged). Observers must run for a lease before they take a job over: a worker restarted after
-its predecessor died takes that one's jobs over one lease after it starts. Due times stay on the wall clock, since several processes compare them: a
-forward step makes waiting jobs run early (harmless), a backward step is repaired by moving
-pending due times back by the step (Store.note_clock_offset).
+its predecessor died takes that one's jobs over one lease after it starts. Due times stay on
+the wall clock, since several processes compare them: a forward step makes waiting jobs run
+early (harmless), a backward step is repaired by moving pending due times back by the step
+(Store.note_clock_offset).
 
 Bounded retries. Every retry that is about the job itself counts as an attempt: a job still
 failing after MAX_ATTEMPTS attempts (Azure DevOps unavailable: MAX_ATTEMPTS_WHILE_UNAVAILABLE;
