@@ -129,13 +129,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_error        TEXT,
     next_attempt_ts   REAL NOT NULL,
     lease_owner       TEXT,
-    lease_expires_ts  REAL,
+    lease_expires_ts  REAL,                              -- informational: expiry is observed
+    claim_token       INTEGER NOT NULL DEFAULT 0,        -- fencing token, +1 at each claim
+    lease_renewals    INTEGER NOT NULL DEFAULT 0,        -- +1 at each renewal by the holder
     created_ts        REAL NOT NULL,
     updated_ts        REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(state, next_attempt_ts);
--- Only open jobs: claiming checks "no earlier open job in this lane"; done jobs must not be walked.
-CREATE INDEX IF NOT EXISTS jobs_lane_open ON jobs(lane, id) WHERE state IN ('pending','running');
+-- Only jobs that hold their lane: claiming checks "no earlier pending, running or failed job in
+-- this lane"; done jobs must not be walked.
+CREATE INDEX IF NOT EXISTS jobs_lane_held ON jobs(lane, id)
+    WHERE state IN ('pending','running','failed');
 CREATE INDEX IF NOT EXISTS jobs_risk ON jobs(risk_id);
 
 -- Work item type facts (states with categories, fields) fetched from Azure DevOps.

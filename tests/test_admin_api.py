@@ -181,10 +181,15 @@ def test_migration_brings_a_version_1_database_up_to_date(tmp_path) -> None:
     from webhook.db import Database, schema_sql
 
     old = sqlite3.connect(tmp_path / "old.db")
-    v1 = schema_sql().replace(
-        "CREATE INDEX IF NOT EXISTS jobs_lane_open ON jobs(lane, id) WHERE state IN "
-        "('pending','running');",
-        "CREATE INDEX IF NOT EXISTS jobs_lane ON jobs(lane, id);",
+    v1 = (
+        schema_sql()
+        .replace(
+            "CREATE INDEX IF NOT EXISTS jobs_lane_held ON jobs(lane, id)\n"
+            "    WHERE state IN ('pending','running','failed');",
+            "CREATE INDEX IF NOT EXISTS jobs_lane ON jobs(lane, id);",
+        )
+        .replace("    claim_token       INTEGER NOT NULL DEFAULT 0,", "")
+        .replace("    lease_renewals    INTEGER NOT NULL DEFAULT 0,", "")
     )
     old.executescript(v1)
     old.execute("INSERT INTO meta(key, value) VALUES ('installation_id', 'keep')")
@@ -192,8 +197,8 @@ def test_migration_brings_a_version_1_database_up_to_date(tmp_path) -> None:
     old.commit()
     old.close()
     db = Database(tmp_path / "old.db")
-    assert db.migrate() == 2
+    assert db.migrate() == 3
     names = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert "jobs_lane_open" in names and "jobs_lane" not in names
+    assert "jobs_lane_held" in names and not {"jobs_lane", "jobs_lane_open"} & names
     assert db.conn.execute("SELECT value FROM meta").fetchone()[0] == "keep"
     db.close()

@@ -15,4 +15,14 @@ MIGRATIONS: list[list[str]] = [
         " WHERE state IN ('pending','running')",
         "DROP INDEX IF EXISTS jobs_lane",
     ],
+    # 3: fencing tokens and observed lease renewals; a failed job holds its lane.
+    [
+        "ALTER TABLE jobs ADD COLUMN claim_token INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN lease_renewals INTEGER NOT NULL DEFAULT 0",
+        # Earlier claims may have acted without recording it: their count is the token so far.
+        "UPDATE jobs SET claim_token = attempts",
+        "CREATE INDEX IF NOT EXISTS jobs_lane_held ON jobs(lane, id)"
+        " WHERE state IN ('pending','running','failed')",
+        "DROP INDEX IF EXISTS jobs_lane_open",
+    ],
 ]

@@ -23,7 +23,13 @@ from webhook.domain.sync_plan import JobSpec, PreviousRisk, content_hash, plan_r
 ROTATION_GRACE_SECONDS = 24 * 3600
 # How long a process may answer from its copy of a source row (see Store.find_source).
 SOURCE_CACHE_SECONDS = 5.0
-JOB_LEASE_SECONDS = 50.0
+# A running job's holder renews its lease every few seconds (Worker.heartbeat_every). Another
+# worker takes the job over once it has seen the lease unchanged for this long by its own
+# monotonic clock, so a step of the wall clock never makes a live lease look expired.
+JOB_LEASE_SECONDS = 40.0
+# A wall clock that went back by more than this (against the monotonic clock) moves pending due
+# times back by the same step (Store.note_clock_offset).
+CLOCK_STEP_TOLERANCE = 2.0
 ASSETS_IN_LIST = 20
 """Assets a risk shows in lists (`assets_total` counts them all; GET /admin/risks/<id> has all)."""
 
@@ -54,6 +60,13 @@ class SourceAuth:
 
 @dataclass(frozen=True)
 class Job:
+    """One claim of a recorded job, as its holder sees it.
+
+    `token` is the fencing token of this claim: every claim of the job increments it, and the
+    holder's outcome (complete, fail, retry later, linking a work item) is recorded only while
+    the job still carries that token, i.e. nobody took it over meanwhile.
+    """
+
     id: int
     kind: str
     risk_id: int | None
@@ -61,6 +74,22 @@ class Job:
     payload: dict[str, Any]
     attempts: int  # including the current claim
     lease_owner: str | None
+    token: int = 0
+    taken_over: bool = False  # claimed from a holder whose lease ran out without an outcome
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """An earlier claim may have done (part of) the work without recording it."""
+        return self.taken_over or self.token > 1 or self.attempts > 1
+
+
+@dataclass(frozen=True)
+class Lease:
+    """What an observer saw of a running job's lease: renewals move `renewals` on."""
+
+    id: int
+    token: int
+    renewals: int
 
 
 @dataclass(frozen=True)
@@ -617,7 +646,7 @@ class Store:
         return [self._job_dict(r) for r in rows], total
 
     def retry_job(self, job_id: int) -> dict[str, Any]:
-        """Requeue a failed job now."""
+        """Requeue a failed job now, with a fresh budget of attempts (Missing, InUse)."""
         now = clock.now()
         with self.db.write() as conn:
             row = conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
@@ -627,16 +656,35 @@ class Store:
                 raise InUse(f"job {job_id} is {row['state']}, only failed jobs can be retried")
             conn.execute(
                 "UPDATE jobs SET state='pending', next_attempt_ts=?, lease_owner=NULL,"
-                " updated_ts=? WHERE id=?",
+                " attempts=0, updated_ts=? WHERE id=?",
                 (now, now, job_id),
             )
             row = conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         return self._job_dict(row)
 
-    _RUNNABLE = (
-        "((j.state='pending' AND j.next_attempt_ts <= :now)"
-        " OR (j.state='running' AND j.lease_expires_ts < :now))"
+    # Lanes keep a risk's work in order: a job waits while an earlier job of its lane is
+    # pending, running or failed. A failed job holds its lane until someone retries it, because
+    # the later jobs assume it happened (a callback's statuses, a close before a reopen); other
+    # lanes, and so other risks, are not held.
+    _LANE_FREE = (
+        "NOT EXISTS (SELECT 1 FROM jobs e WHERE e.lane = j.lane AND e.id < j.id"
+        " AND e.state IN ('pending','running','failed'))"
     )
+
+    @staticmethod
+    def _runnable(stale: tuple[Lease, ...]) -> tuple[str, dict[str, Any]]:
+        """Due pending jobs, plus running jobs whose lease was seen unchanged (`stale`)."""
+        due = "(j.state='pending' AND j.next_attempt_ts <= :now)"
+        if not stale:
+            return due, {}
+        taken = (
+            "(j.state='running' AND EXISTS (SELECT 1 FROM json_each(:stale) s"
+            " WHERE json_extract(s.value, '$[0]') = j.id"
+            " AND json_extract(s.value, '$[1]') = j.claim_token"
+            " AND json_extract(s.value, '$[2]') = j.lease_renewals))"
+        )
+        stale_json = json.dumps([[x.id, x.token, x.renewals] for x in stale])
+        return f"({due} OR {taken})", {"stale": stale_json}
 
     @staticmethod
     def _kind_filter(kinds: tuple[str, ...], *, skip: bool) -> tuple[str, dict[str, str]]:
@@ -654,28 +702,37 @@ class Store:
         kinds: tuple[str, ...] = (),
         skip_kinds: tuple[str, ...] = (),
         lease_seconds: float = JOB_LEASE_SECONDS,
+        stale: tuple[Lease, ...] = (),
     ) -> list[Job]:
-        """Lease up to `limit` runnable jobs, oldest first, only the head of each lane."""
+        """Lease up to `limit` runnable jobs, oldest first, only the head of each lane.
+
+        Runnable: pending and due by the wall clock, or running under a lease in `stale` (the
+        caller saw that lease, with that token and renewal count, unchanged for a whole lease:
+        its holder died or stopped working on it). Each claim increments the job's fencing
+        token; a job taken from a running holder comes back with `taken_over` set.
+        """
         now = clock.now()
+        runnable, stale_args = self._runnable(stale)
         only, only_args = self._kind_filter(kinds, skip=False)
         skip, skip_args = self._kind_filter(skip_kinds, skip=True)
         with self.db.write() as conn:
+            picked = conn.execute(
+                f"SELECT j.id, j.state FROM jobs j WHERE {runnable}{only}{skip}"
+                f" AND {self._LANE_FREE} ORDER BY j.next_attempt_ts, j.id LIMIT :limit",
+                {"now": now, "limit": max(1, limit), **stale_args, **only_args, **skip_args},
+            ).fetchall()
+            if not picked:
+                return []
+            was_running = {row["id"] for row in picked if row["state"] == "running"}
             rows = conn.execute(
                 "UPDATE jobs SET state='running', lease_owner=:owner, lease_expires_ts=:lease,"
-                " attempts=attempts+1, updated_ts=:now"
-                " WHERE id IN (SELECT j.id FROM jobs j"
-                f"  WHERE {self._RUNNABLE}{only}{skip}"
-                "    AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.lane = j.lane AND e.id < j.id"
-                "                    AND e.state IN ('pending','running'))"
-                "  ORDER BY j.next_attempt_ts, j.id LIMIT :limit)"
-                " RETURNING *",
+                " attempts=attempts+1, claim_token=claim_token+1, lease_renewals=0,"
+                " updated_ts=:now WHERE id IN (SELECT value FROM json_each(:ids)) RETURNING *",
                 {
                     "owner": owner,
                     "lease": now + lease_seconds,
                     "now": now,
-                    "limit": max(1, limit),
-                    **only_args,
-                    **skip_args,
+                    "ids": json.dumps([row["id"] for row in picked]),
                 },
             ).fetchall()
         jobs = [
@@ -687,6 +744,8 @@ class Store:
                 payload=json.loads(row["payload"]),
                 attempts=row["attempts"],
                 lease_owner=owner,
+                token=row["claim_token"],
+                taken_over=row["id"] in was_running,
             )
             for row in rows
         ]
@@ -698,39 +757,75 @@ class Store:
         *,
         skip_kinds: tuple[str, ...] = (),
         lease_seconds: float = JOB_LEASE_SECONDS,
+        stale: tuple[Lease, ...] = (),
     ) -> Job | None:
         """Lease the next runnable job (oldest first, one at a time per lane), or None."""
-        jobs = self.claim_jobs(owner, skip_kinds=skip_kinds, lease_seconds=lease_seconds)
+        jobs = self.claim_jobs(
+            owner, skip_kinds=skip_kinds, lease_seconds=lease_seconds, stale=stale
+        )
         return jobs[0] if jobs else None
 
     def has_runnable_job(
-        self, *, kinds: tuple[str, ...] = (), skip_kinds: tuple[str, ...] = ()
+        self,
+        *,
+        kinds: tuple[str, ...] = (),
+        skip_kinds: tuple[str, ...] = (),
+        stale: tuple[Lease, ...] = (),
     ) -> bool:
         """Cheap check the worker uses between claims (a plain read, no lock)."""
+        runnable, stale_args = self._runnable(stale)
         only, only_args = self._kind_filter(kinds, skip=False)
         skip, skip_args = self._kind_filter(skip_kinds, skip=True)
         row = self.db.conn.execute(
-            f"SELECT 1 FROM jobs j WHERE {self._RUNNABLE}{only}{skip} LIMIT 1",
-            {"now": clock.now(), **only_args, **skip_args},
+            f"SELECT 1 FROM jobs j WHERE {runnable}{only}{skip} LIMIT 1",
+            {"now": clock.now(), **stale_args, **only_args, **skip_args},
         ).fetchone()
         return row is not None
 
-    def renew_leases(self, owner: str, *, lease_seconds: float = JOB_LEASE_SECONDS) -> None:
-        """Extend the leases of jobs this worker is running."""
+    def running_leases(self) -> list[Lease]:
+        """The lease of every running job (a plain read), for observers of lease renewals."""
+        rows = self.db.conn.execute(
+            "SELECT id, claim_token, lease_renewals FROM jobs WHERE state='running'"
+        ).fetchall()
+        return [Lease(r["id"], r["claim_token"], r["lease_renewals"]) for r in rows]
+
+    def renew_leases(
+        self, owner: str, held: Iterable[Job], *, lease_seconds: float = JOB_LEASE_SECONDS
+    ) -> set[int]:
+        """Renew the leases of the jobs in `held` (those the caller's threads still work on).
+
+        A renewal moves the job's renewal count on, which observers watch. Returns the ids of
+        the jobs in `held` that are no longer this claim's (taken over or finished).
+        """
         now = clock.now()
+        lost: set[int] = set()
         with self.db.write() as conn:
-            conn.execute(
-                "UPDATE jobs SET lease_expires_ts=? WHERE lease_owner=? AND state='running'",
-                (now + lease_seconds, owner),
-            )
+            for job in held:
+                cur = conn.execute(
+                    "UPDATE jobs SET lease_renewals=lease_renewals+1, lease_expires_ts=?"
+                    " WHERE id=? AND claim_token=? AND lease_owner=? AND state='running'",
+                    (now + lease_seconds, job.id, job.token, owner),
+                )
+                if cur.rowcount != 1:
+                    lost.add(job.id)
+        return lost
+
+    @staticmethod
+    def _holds(conn: sqlite3.Connection, job: Job) -> bool:
+        """Whether `job`'s claim is still the job's current one (same fencing token)."""
+        row = conn.execute(
+            "SELECT 1 FROM jobs WHERE id=? AND claim_token=? AND state='running'",
+            (job.id, job.token),
+        ).fetchone()
+        return row is not None
 
     def _finish_job(
         self, conn: sqlite3.Connection, job: Job, state: str, error: str | None, next_ts: float
     ) -> bool:
         cur = conn.execute(
             "UPDATE jobs SET state=?, last_error=?, next_attempt_ts=?, lease_owner=NULL,"
-            " lease_expires_ts=NULL, updated_ts=? WHERE id=? AND lease_owner=? AND state='running'",
-            (state, error, next_ts, clock.now(), job.id, job.lease_owner),
+            " lease_expires_ts=NULL, updated_ts=? WHERE id=? AND claim_token=? AND state='running'",
+            (state, error, next_ts, clock.now(), job.id, job.token),
         )
         return cur.rowcount == 1
 
@@ -739,36 +834,73 @@ class Store:
         send so that a retry looks for exactly that. False when the lease was lost meanwhile."""
         with self.db.write() as conn:
             cur = conn.execute(
-                "UPDATE jobs SET payload=?, updated_ts=? WHERE id=? AND lease_owner=?"
+                "UPDATE jobs SET payload=?, updated_ts=? WHERE id=? AND claim_token=?"
                 " AND state='running'",
-                (json.dumps(payload), clock.now(), job.id, job.lease_owner),
+                (json.dumps(payload), clock.now(), job.id, job.token),
             )
             return cur.rowcount == 1
 
     def complete_job(self, job: Job) -> bool:
-        """Mark a job done (False if the lease was lost meanwhile or it is already finished)."""
-        row = self.db.conn.execute(
-            "SELECT state, lease_owner FROM jobs WHERE id=?", (job.id,)
-        ).fetchone()
-        if row is None or row["state"] != "running" or row["lease_owner"] != job.lease_owner:
+        """Mark a job done (False if it was taken over meanwhile or is already finished)."""
+        if not self._holds(self.db.conn, job):
             return False  # e.g. finished inside the handler's own transaction; no lock needed
         with self.db.write() as conn:
             return self._finish_job(conn, job, "done", None, clock.now())
 
     def fail_job(self, job: Job, error: str) -> bool:
-        """Mark a job failed; it waits for a manual retry."""
+        """Mark a job failed; it waits for a manual retry (False: the claim was lost)."""
         with self.db.write() as conn:
             return self._finish_job(conn, job, "failed", error[:2000], clock.now())
 
     def retry_job_later(
         self, job: Job, error: str | None, at_ts: float, *, count_attempt: bool = True
     ) -> bool:
-        """Put a job back to pending until `at_ts`."""
+        """Put a job back to pending until wall time `at_ts` (False: the claim was lost).
+
+        With count_attempt=False the claim does not count as an attempt (a pause).
+        """
         with self.db.write() as conn:
             ok = self._finish_job(conn, job, "pending", error[:2000] if error else None, at_ts)
             if ok and not count_attempt:
-                conn.execute("UPDATE jobs SET attempts=attempts-1 WHERE id=?", (job.id,))
+                conn.execute("UPDATE jobs SET attempts=max(attempts-1, 0) WHERE id=?", (job.id,))
             return ok
+
+    def note_clock_offset(self, boot: str, offset: float) -> float:
+        """Repair pending due times after the wall clock stepped back.
+
+        `offset` is wall minus monotonic time now, `boot` names the monotonic clock's run (see
+        webhook.clock). The last offset is kept in `meta`; when it has fallen by more than
+        CLOCK_STEP_TOLERANCE on the same boot, the wall clock went back by that much, and every
+        pending job still due in the future is moved back by the same step (a job due in 5 s
+        before a -600 s step is then due in 5 s again, not 605 s). Idempotent across processes:
+        whoever records the new offset first repairs, the others find nothing to do. Returns
+        the step repaired in seconds (0.0 when none).
+        """
+        row = self.db.conn.execute("SELECT value FROM meta WHERE key='clock_offset'").fetchone()
+        if row is not None:
+            seen = json.loads(row[0])
+            if seen["boot"] == boot and abs(seen["offset"] - offset) <= CLOCK_STEP_TOLERANCE:
+                return 0.0  # the common case: a plain read, no write
+        step = 0.0
+        with self.db.write() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key='clock_offset'").fetchone()
+            seen = json.loads(row[0]) if row is not None else None
+            if seen is not None and seen["boot"] == boot:
+                if abs(seen["offset"] - offset) <= CLOCK_STEP_TOLERANCE:
+                    return 0.0  # another process recorded it meanwhile
+                if seen["offset"] - offset > CLOCK_STEP_TOLERANCE:
+                    step = seen["offset"] - offset
+                    conn.execute(
+                        "UPDATE jobs SET next_attempt_ts=next_attempt_ts-:step"
+                        " WHERE state='pending' AND next_attempt_ts > :now",
+                        {"step": step, "now": clock.now()},
+                    )
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('clock_offset', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (json.dumps({"boot": boot, "offset": offset}),),
+            )
+        return step
 
     def job_counts(self) -> dict[str, dict[str, float]]:
         """Count and oldest age of jobs by state (for /metrics)."""
@@ -778,7 +910,8 @@ class Store:
             "SELECT state, count(*) AS n, min(created_ts) AS oldest FROM jobs"
             " WHERE state != 'done' GROUP BY state"
         ):
-            out[row["state"]] = {"count": row["n"], "oldest_age_seconds": now - row["oldest"]}
+            age = max(0.0, now - row["oldest"])  # never negative after a backward clock step
+            out[row["state"]] = {"count": row["n"], "oldest_age_seconds": age}
         return out
 
     # ---- workers ------------------------------------------------------------------------
@@ -1083,10 +1216,14 @@ class Store:
                 raise InUse(f"risk {risk_id} already has a work item")
             if conn.execute(
                 "SELECT 1 FROM jobs WHERE risk_id=? AND kind='create_work_item'"
-                " AND state IN ('pending','running')",
+                " AND state IN ('pending','running','failed')",
                 (risk_id,),
             ).fetchone():
-                raise InUse(f"a work item for risk {risk_id} is already being created")
+                # A failed create holds the risk's lane: retrying it is the way on.
+                raise InUse(
+                    f"a work item for risk {risk_id} is already being created"
+                    " (or its creation failed: retry that job)"
+                )
             self._add_jobs(
                 conn,
                 risk_id,
@@ -1114,16 +1251,20 @@ class Store:
         adopted: bool,
         state_category: str | None,
         rendered_severity: str,
+        job: Job | None = None,
     ) -> bool:
         """Record the work item created (or adopted) for a risk, plus catch-up work.
 
-        Returns False when the risk already had one (nothing changed).
+        Returns False when the risk already had one, or when `job` (the claim that made the
+        item) was taken over meanwhile: nothing changed.
         """
         now_ts = clock.now()
         now = clock.iso(now_ts)
         fields = item.get("fields", {})
         html = (item.get("_links", {}).get("html") or {}).get("href")
         with self.db.write() as conn:
+            if job is not None and not self._holds(conn, job):
+                return False
             if conn.execute("SELECT 1 FROM work_items WHERE risk_id=?", (risk_id,)).fetchone():
                 return False
             risk = conn.execute(

@@ -93,8 +93,9 @@ class SyncHandlers:
         sent: str | None = job.payload.get("tag")
         item: dict[str, Any] | None = None
         adopted = False
-        if job.attempts > 1:
-            # An earlier attempt may have created the item before its outcome got lost.
+        if job.outcome_unknown:
+            # An earlier claim (a retry, a pause, a worker whose lease ran out) may have created
+            # the item before its outcome got lost.
             tag = sent or legacy_tracking_tag(installation, job.risk_id)
             item = self._adoptable(job, client, template, tag, installation)
             adopted = item is not None
@@ -118,6 +119,7 @@ class SyncHandlers:
             adopted=adopted,
             state_category=classify_state(state, info) if state else None,
             rendered_severity=risk.severity,
+            job=job,
         )
         if linked:
             metrics.WORK_ITEMS_CREATED.labels("true" if adopted else "false").inc()

@@ -1,4 +1,8 @@
-"""Admin: pending/failed sync work and manual retry."""
+"""Admin: pending/failed sync work and manual retry.
+
+A job becomes failed on an Azure DevOps refusal (4xx) or after its bounded number of attempts
+(webhook.worker.MAX_ATTEMPTS), with its last reason in `last_error`.
+"""
 
 from __future__ import annotations
 
@@ -32,9 +36,13 @@ def list_jobs() -> ResponseReturnValue:
 
 
 @bp.post("/<int:job_id>/retry")
-@doc(summary="Requeue a failed job", tag="jobs", responses={200: JobSchema})
+@doc(
+    summary="Requeue a failed job now, with a fresh budget of attempts (409 unless failed)",
+    tag="jobs",
+    responses={200: JobSchema},
+)
 def retry_job(job_id: int) -> ResponseReturnValue:
-    """Requeue a failed job now."""
+    """Requeue a failed job now; until then it holds its own risk's lane (later work waits)."""
     try:
         return jsonify(get_services().store.retry_job(job_id))
     except Missing as exc:
