@@ -70,7 +70,9 @@ class FakeAdo:
             for op in patch
             if op["path"].startswith("/fields/")
         }
-        fields["System.State"] = "New"
+        # What Azure DevOps sets on every new item (AZURE_DEVOPS.md: create work item).
+        fields.update({"System.State": "New", "System.TeamProject": project})
+        fields["System.WorkItemType"] = type_name
         with self.lock:
             item_id = len(self.items) + 1
             item = {
@@ -93,6 +95,10 @@ class FakeAdo:
 
     def get_work_item(self, project: str, work_item_id: int, **_: Any) -> dict[str, Any]:
         return self.items[work_item_id]
+
+    def get_work_items_batch(self, project: str, ids: list[int], **_: Any) -> list[dict[str, Any]]:
+        with self.lock:
+            return [self.items[i] for i in ids if i in self.items]
 
 
 class FakeGateway:
