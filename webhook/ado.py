@@ -371,8 +371,9 @@ class EntraTokenProvider:
     """Client-credentials access tokens for Azure DevOps, cached and renewed before expiry.
 
     Each token request is bounded (:mod:`webhook.outbound`): ``timeout`` (connect, read)
-    seconds, at most ``deadline`` seconds in all and ``max_bytes`` of answer; beyond them it
-    fails as :class:`AdoTransient`.
+    seconds, at most ``deadline`` seconds in all (default :data:`TOKEN_DEADLINE`) and
+    ``max_bytes`` of answer (default :data:`MAX_TOKEN_RESPONSE_BYTES`); beyond them it fails as
+    :class:`AdoTransient`.
     """
 
     # facts §8.2: tokens last about an hour and there is no refresh token; renew early.
@@ -387,14 +388,19 @@ class EntraTokenProvider:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-        deadline: float = TOKEN_DEADLINE,
-        max_bytes: int = MAX_TOKEN_RESPONSE_BYTES,
+        deadline: float | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.authority = validate_authority(authority)
         self.auth = auth
         self._session = session or outbound.new_session()
         self._clock = clock
-        self._bounds = outbound.Bounds(timeout[0], timeout[1], deadline, max_bytes)
+        self._bounds = outbound.Bounds(
+            timeout[0],
+            timeout[1],
+            TOKEN_DEADLINE if deadline is None else deadline,
+            MAX_TOKEN_RESPONSE_BYTES if max_bytes is None else max_bytes,
+        )
         self._lock = threading.Lock()
         self._token: str | None = None
         self._renew_at = 0.0
@@ -593,8 +599,9 @@ class AdoClient:
     """Talks to one Azure DevOps organization with one credential.
 
     Every call is bounded (:mod:`webhook.outbound`): ``timeout`` (connect, read) seconds, at
-    most ``deadline`` seconds in all and ``max_bytes`` of answer, redirects never followed;
-    beyond them it fails as :class:`AdoTransient`. ``guard`` wraps each request (see
+    most ``deadline`` seconds in all (default :data:`DEFAULT_DEADLINE`) and ``max_bytes`` of
+    answer (default :data:`MAX_RESPONSE_BYTES`), redirects never followed; beyond them it fails
+    as :class:`AdoTransient`. ``guard`` wraps each request (see
     :data:`RequestGuard`); ``on_retry_after(seconds)`` hears every ``Retry-After``.
     """
 
@@ -606,8 +613,8 @@ class AdoClient:
         entra_authority: str = DEFAULT_AUTHORITY,
         session: requests.Session | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-        deadline: float = DEFAULT_DEADLINE,
-        max_bytes: int = MAX_RESPONSE_BYTES,
+        deadline: float | None = None,
+        max_bytes: int | None = None,
         guard: RequestGuard | None = None,
         on_retry_after: Callable[[float], None] | None = None,
         on_response: Callable[[str, int | str], None] | None = None,
@@ -618,7 +625,12 @@ class AdoClient:
         self._auth = auth
         self._own_session = session is None
         self._session = session or outbound.new_session()
-        self._bounds = outbound.Bounds(timeout[0], timeout[1], deadline, max_bytes)
+        self._bounds = outbound.Bounds(
+            timeout[0],
+            timeout[1],
+            DEFAULT_DEADLINE if deadline is None else deadline,
+            MAX_RESPONSE_BYTES if max_bytes is None else max_bytes,
+        )
         self._guard = guard
         self._on_retry_after = on_retry_after
         self._on_response = on_response

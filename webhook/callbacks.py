@@ -49,11 +49,11 @@ class CallbackSender:
         self,
         store: Store,
         session: requests.Session | None = None,
-        bounds: outbound.Bounds = BOUNDS,
+        bounds: outbound.Bounds | None = None,
     ) -> None:
         self.store = store
         self.session = session or outbound.new_session()
-        self.bounds = bounds
+        self.bounds = bounds or BOUNDS
 
     def payload(self, job: Job) -> tuple[dict[str, Any], str, str] | None:
         """(event, callback URL, current secret), or None when there is nowhere to send it."""
