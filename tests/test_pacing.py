@@ -5,6 +5,7 @@ hook check, reconciliation, the next call of a multi-call job; an admin request 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -183,29 +184,26 @@ def test_reconciliation_skips_a_paused_organization(
 def test_a_job_stops_between_its_calls_when_an_answer_pauses_the_organization(
     linked: Scanner, services: Services, sb: Sandbox
 ) -> None:
-    item = sb.work_items()[0]
-    # The scanner resolves the risk: read the item, then one PATCH (comment + close).
-    assert linked.send({"risk": risk("R-1", status="resolved")}).status_code == 202
+    # A create that lost its answer is retried: the retry looks the item up by its tag (WIQL),
+    # then creates it — two calls on one client. The WIQL answer asks to wait 4 s.
     sb.clear_requests_log()
-    sb.add_fault(
-        kind="retry_after_on_200",
-        retry_after="4",
-        method="GET",
-        path_contains=f"/_apis/wit/workitems/{item['id']}",
-        times=1,
-    )
+    sb.add_fault(kind="status", status=503, method="POST", path_contains="/workitems/$", times=1)
+    sb.add_fault(kind="retry_after_on_200", retry_after="4", method="POST", path_contains="/wiql")
     before = clock.now()
+    assert linked.send({"risk": risk("R-2")}).status_code == 202
+    drain(services)
+    time.sleep(0.05)  # the retry's backoff (RetryPolicy base 0.01 s)
     drain(services)
 
-    calls = rest_calls(sb)
-    assert [(m, s) for m, _, s in calls] == [("GET", 200)]  # no PATCH during the pause
-    assert sb.work_item(item["id"])["fields"]["System.State"] == item["fields"]["System.State"]
+    calls = [(m, p.rsplit("/", 1)[-1], s) for m, p, s in rest_calls(sb)]
+    assert calls == [("POST", "$Bug", 503), ("POST", "wiql", 200)]  # then no create
+    assert len(sb.work_items()) == 1
     job = services.store.db.conn.execute(
         "SELECT state, attempts, last_error, next_attempt_ts FROM jobs"
-        " WHERE kind='scanner_resolved'"
+        " WHERE kind='create_work_item' AND state != 'done'"
     ).fetchone()
     assert job["state"] == "pending"
-    assert job["attempts"] == 0  # waiting out a pause is not a failed attempt
+    assert job["attempts"] == 1  # the 503 counted; waiting out the pause does not
     assert sb.org_url in job["last_error"] and "paused until" in job["last_error"]
     assert before + 3 <= job["next_attempt_ts"] <= clock.now() + 4
 
