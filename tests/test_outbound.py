@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from webhook import ado, callbacks
+from webhook import ado, callbacks, outbound
 from webhook.ado import AdoClient, AdoTransient, EntraTokenProvider, PatAuth, ServicePrincipalAuth
 from webhook.callbacks import CallbackSender
 from webhook.domain.orgurl import OrgUrl, parse_organization_url
 from webhook.domain.sync_plan import JobSpec
+from webhook.gateway import AdoGateway
 from webhook.outbound import Bounds, DestinationBusy, Shares
 from webhook.services import Services
 from webhook.store import Job, Store
@@ -253,3 +254,46 @@ def test_shares_cap_each_destination_and_let_others_through() -> None:
 )
 def test_callback_destination_is_host_and_port(url: str, key: str) -> None:
     assert callbacks.destination(url) == key
+
+
+def test_a_slow_organization_leaves_threads_for_other_work(
+    tmp_path: Path, servers: list[RawServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbound, "_worker_threads", 4, raising=False)
+    release = threading.Event()
+    slow = serve(servers, hold(release))
+    host = f"127.0.0.1:{slow.port}"
+    services = Services.from_settings(make_settings(tmp_path, WEBHOOK_ALLOWED_ORG_HOSTS=host))
+    store = services.store
+    store.db.migrate()
+    connection = store.create_connection(
+        "slow", f"http://{host}/org", {"type": "pat", "token": PAT}
+    )["id"]
+    ado_gateway = AdoGateway(services.settings, store)
+    other = threading.Event()
+
+    def read_project(job: Job) -> None:
+        ado_gateway.client(connection).get_project("AppSec")
+
+    add_jobs(store, [("read_project", f"p{i}") for i in range(6)] + [("other", "o")])
+    worker = Worker(
+        store=store,
+        handlers={"read_project": read_project, "other": lambda job: other.set()},
+        policy=RetryPolicy(base=0.01, cap=0.01),
+        idle_poll=0.02,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), kwargs={"threads": 4})
+    thread.start()
+    try:
+        assert other.wait(10), "every worker thread waited on one slow organization"
+        assert slow.max_concurrent <= 3  # max(1, 4 - 4 // 4) threads for one organization
+        bounced = store.db.conn.execute(
+            "SELECT attempts FROM jobs WHERE kind='read_project' AND last_error LIKE '%share%'"
+        ).fetchall()
+        assert bounced and all(row["attempts"] == 0 for row in bounced)
+    finally:
+        release.set()
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive()
