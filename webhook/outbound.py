@@ -100,11 +100,6 @@ class Bounds:
     max_bytes: int
     truncate: bool = False
 
-    @property
-    def timeout(self) -> tuple[float, float]:
-        """Return ``(connect, read)`` as ``requests`` takes it."""
-        return (self.connect, self.read)
-
 
 # --------------------------------------------------------------------------- the watchdog
 
@@ -129,6 +124,7 @@ class _Watchdog:
         self._arms: set[_Arm] = set()
         self._local = threading.local()
         self._thread: threading.Thread | None = None
+        self._wake: float | None = None  # when the watchdog thread looks next (None: idle)
 
     @contextlib.contextmanager
     def armed(self, due: float) -> Iterator[_Arm]:
@@ -138,7 +134,8 @@ class _Watchdog:
         with self._cond:
             self._arms.add(arm)
             self._start()
-            self._cond.notify()
+            if self._wake is None or due < self._wake:
+                self._cond.notify()  # otherwise it wakes early enough anyway
         self._local.arm = arm
         try:
             yield arm
@@ -159,7 +156,8 @@ class _Watchdog:
             conn._adowh_arm = arm
             if conn not in arm.conns:
                 arm.conns.append(conn)
-            self._cond.notify()
+            if arm.due <= time.monotonic():
+                self._cond.notify()
 
     @staticmethod
     def release(conn: Any) -> None:
@@ -183,6 +181,7 @@ class _Watchdog:
                         due = now + _RECHECK_SECONDS if self._cut(arm) else None
                     if due is not None:
                         wake = due if wake is None else min(wake, due)
+                self._wake = wake
                 self._cond.wait(None if wake is None else max(0.0, wake - now))
 
     @staticmethod
