@@ -161,9 +161,7 @@ class Subscriptions:
         for hook in self.store.all_hooks():
             try:
                 client = self.gateway.client(hook["connection_id"])
-                until = self.gateway.organization_paused_until(client.org.canonical)
-                if until is not None:
-                    raise OrganizationPaused(until, client.org.canonical)
+                self.gateway.check_pause(client.org.canonical)  # skip without a call
                 checked += 1
                 status = self._live_status(client, hook)
                 if status == HEALTHY:
