@@ -165,7 +165,7 @@ def test_every_request_sends_fixed_headers(rsps: responses.RequestsMock, client:
     assert ado.USER_AGENT.startswith("ado-webhook/")
 
 
-def test_session_is_called_with_timeout_and_no_redirects() -> None:
+def test_session_is_called_streaming_with_timeout_and_no_redirects() -> None:
     captured: dict[str, Any] = {}
 
     class FakeSession(requests.Session):
@@ -175,12 +175,14 @@ def test_session_is_called_with_timeout_and_no_redirects() -> None:
             resp.status_code = 200
             resp.headers["Content-Type"] = "application/json"
             resp._content = b'{"id": "p1"}'
+            resp._content_consumed = True
             return resp
 
     client = AdoClient(ORG, PatAuth(PAT), session=FakeSession(), timeout=(1.5, 9.0))
     assert client.get_project("p1") == {"id": "p1"}
     assert captured["timeout"] == (1.5, 9.0)
     assert captured["allow_redirects"] is False
+    assert captured["stream"] is True  # the body is read in bounded chunks
 
 
 API_CALLS: list[tuple[str, str, str, Callable[[AdoClient], Any], Any]] = [

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -33,6 +34,7 @@ import requests
 import urllib3.exceptions
 from requests.auth import AuthBase
 
+from webhook import outbound
 from webhook.domain.orgurl import OrgUrl
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "AdoTransient",
     "EntraTokenProvider",
     "PatAuth",
+    "RequestGuard",
     "ServicePrincipalAuth",
     "classify_response",
     "clear_token_cache",
@@ -76,6 +79,15 @@ COMMENTS_API_VERSION = "7.1-preview.4"  # facts §4: comments are still preview 
 ENTRA_SCOPE = "499b84ac-1321-427f-aa17-267ca6975798/.default"  # facts §8.2
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
+# The most one call may take in all (connect, send, headers, body), whatever each read takes.
+DEFAULT_DEADLINE = 60.0
+# The largest JSON answer read from Azure DevOps. Long-text fields hold up to 1M characters
+# (facts [LIMITS]), so one work item with a few of them is a few MB once JSON-escaped; 32 MiB
+# leaves room for that and for 200-item batches, comment pages and 20,000-id WIQL answers.
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+# Entra ID token answers are a JSON object with one JWT (a few KB).
+TOKEN_DEADLINE = 30.0
+MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
 MAX_PAGES = 100
 BATCH_SIZE = 200  # facts §5.2: workitemsbatch takes at most 200 ids
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -356,7 +368,13 @@ def validate_authority(url: str) -> str:
 
 
 class EntraTokenProvider:
-    """Client-credentials access tokens for Azure DevOps, cached and renewed before expiry."""
+    """Client-credentials access tokens for Azure DevOps, cached and renewed before expiry.
+
+    Each token request is bounded (:mod:`webhook.outbound`): ``timeout`` (connect, read)
+    seconds, at most ``deadline`` seconds in all (default :data:`TOKEN_DEADLINE`) and
+    ``max_bytes`` of answer (default :data:`MAX_TOKEN_RESPONSE_BYTES`); beyond them it fails as
+    :class:`AdoTransient`.
+    """
 
     # facts §8.2: tokens last about an hour and there is no refresh token; renew early.
     RENEW_BEFORE = 300.0
@@ -370,12 +388,19 @@ class EntraTokenProvider:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        deadline: float | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.authority = validate_authority(authority)
         self.auth = auth
-        self._session = session or requests.Session()
+        self._session = session or outbound.new_session()
         self._clock = clock
-        self._timeout = timeout
+        self._bounds = outbound.Bounds(
+            timeout[0],
+            timeout[1],
+            TOKEN_DEADLINE if deadline is None else deadline,
+            MAX_TOKEN_RESPONSE_BYTES if max_bytes is None else max_bytes,
+        )
         self._lock = threading.Lock()
         self._token: str | None = None
         self._renew_at = 0.0
@@ -404,8 +429,11 @@ class EntraTokenProvider:
         secrets = (self.auth.client_secret,)
         error: AdoError | None = None
         try:
-            resp = self._session.post(
+            resp = outbound.send(
+                self._session,
+                "POST",
                 self.token_url,
+                bounds=self._bounds,
                 data={
                     "grant_type": "client_credentials",
                     "client_id": self.auth.client_id,
@@ -413,8 +441,6 @@ class EntraTokenProvider:
                     "scope": ENTRA_SCOPE,
                 },
                 headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-                timeout=self._timeout,
-                allow_redirects=False,
             )
         except requests.RequestException as exc:
             # Raised outside the except block so the original (unscrubbed) text is not chained.
@@ -563,8 +589,21 @@ def _wiql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# Wraps every request of a client, called with (method, path): entered before anything is sent
+# (not even a token is fetched), left once the answer is read. Raising on entry stops the call,
+# e.g. while the organization is paused (SPEC 4 "Pacing").
+RequestGuard = Callable[[str, str], AbstractContextManager[object]]
+
+
 class AdoClient:
-    """Talks to one Azure DevOps organization with one credential."""
+    """Talks to one Azure DevOps organization with one credential.
+
+    Every call is bounded (:mod:`webhook.outbound`): ``timeout`` (connect, read) seconds, at
+    most ``deadline`` seconds in all (default :data:`DEFAULT_DEADLINE`) and ``max_bytes`` of
+    answer (default :data:`MAX_RESPONSE_BYTES`), redirects never followed; beyond them it fails
+    as :class:`AdoTransient`. ``guard`` wraps each request (see
+    :data:`RequestGuard`); ``on_retry_after(seconds)`` hears every ``Retry-After``.
+    """
 
     def __init__(
         self,
@@ -574,6 +613,9 @@ class AdoClient:
         entra_authority: str = DEFAULT_AUTHORITY,
         session: requests.Session | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        deadline: float | None = None,
+        max_bytes: int | None = None,
+        guard: RequestGuard | None = None,
         on_retry_after: Callable[[float], None] | None = None,
         on_response: Callable[[str, int | str], None] | None = None,
         token_provider: EntraTokenProvider | None = None,
@@ -582,8 +624,14 @@ class AdoClient:
         self.org = org
         self._auth = auth
         self._own_session = session is None
-        self._session = session or requests.Session()
-        self._timeout = timeout
+        self._session = session or outbound.new_session()
+        self._bounds = outbound.Bounds(
+            timeout[0],
+            timeout[1],
+            DEFAULT_DEADLINE if deadline is None else deadline,
+            MAX_RESPONSE_BYTES if max_bytes is None else max_bytes,
+        )
+        self._guard = guard
         self._on_retry_after = on_retry_after
         self._on_response = on_response
         self._clock = clock
@@ -615,6 +663,28 @@ class AdoClient:
         read_only: bool | None = None,
     ) -> tuple[Any, Mapping[str, str]]:
         """Send one request and return (classified JSON, response headers)."""
+        with self._guard(method, path) if self._guard else nullcontext():
+            return self._send(
+                method,
+                path,
+                params=params,
+                body=body,
+                content_type=content_type,
+                api_version=api_version,
+                read_only=read_only,
+            )
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Sequence[tuple[str, str | int]],
+        body: Any,
+        content_type: str,
+        api_version: str,
+        read_only: bool | None,
+    ) -> tuple[Any, Mapping[str, str]]:
         query = urlencode([*params, ("api-version", api_version)], quote_via=quote, safe="$,")
         url = f"{self.org.api_base}{path}?{query}"
         headers = {
@@ -642,14 +712,14 @@ class AdoClient:
 
         error: AdoError | None = None
         try:
-            resp = self._session.request(
+            resp = outbound.send(
+                self._session,
                 method,
                 url,
+                bounds=self._bounds,
                 data=data,
                 headers=headers,
                 auth=_HeaderAuth(auth_value),
-                timeout=self._timeout,
-                allow_redirects=False,
             )
         except requests.RequestException as exc:
             never_sent = _never_sent(exc)

@@ -1,4 +1,12 @@
-"""Outbound `risk.resolution_changed` callbacks to scanners, Standard-Webhooks signed."""
+"""Outbound `risk.resolution_changed` callbacks to scanners, Standard-Webhooks signed.
+
+Each delivery is bounded (:mod:`webhook.outbound`): :data:`BOUNDS` — 5 s to connect, 15 s
+per read, :data:`DEADLINE` seconds in all, and at most :data:`MAX_BODY_BYTES` of the answer
+read (only its status matters; a longer body is cut and the connection dropped). One callback
+host holds at most ``outbound.callback_host_share()`` worker threads and all callbacks together
+``outbound.callbacks_share()``; a delivery over its share is tried again a few seconds later
+without counting an attempt, so a slow scanner never holds up Azure DevOps work.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +14,46 @@ import json
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
-from webhook import __version__, metrics
+from webhook import __version__, metrics, outbound
 from webhook.domain.signatures import sign
 from webhook.store import Job, Store
 from webhook.worker import RetryLater
 
 log = logging.getLogger(__name__)
 TIMEOUT = (5.0, 15.0)
+DEADLINE = 20.0
+MAX_BODY_BYTES = 4 * 1024
+BOUNDS = outbound.Bounds(TIMEOUT[0], TIMEOUT[1], DEADLINE, MAX_BODY_BYTES, truncate=True)
 USER_AGENT = f"ado-webhook/{__version__} (callback)"
+
+
+def destination(url: str) -> str:
+    """The share key of a callback URL: ``callback host:port`` (default port by scheme)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    port = port or (443 if parts.scheme.lower() == "https" else 80)
+    return f"callback {(parts.hostname or '').lower()}:{port}"
 
 
 class CallbackSender:
     """POSTs a risk's new status to its source's callback URL until a 2xx acknowledges it."""
 
-    def __init__(self, store: Store, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        session: requests.Session | None = None,
+        bounds: outbound.Bounds | None = None,
+    ) -> None:
         self.store = store
-        self.session = session or requests.Session()
+        self.session = session or outbound.new_session()
+        self.bounds = bounds or BOUNDS
 
     def payload(self, job: Job) -> tuple[dict[str, Any], str, str] | None:
         """(event, callback URL, current secret), or None when there is nowhere to send it."""
@@ -61,18 +90,36 @@ class CallbackSender:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
+            "Accept-Encoding": "identity",  # the answer's body is not used
             "webhook-id": webhook_id,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(secret, webhook_id, timestamp, body),
         }
         try:
-            resp = self.session.post(
-                url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False
+            release = outbound.SHARES.acquire(
+                [
+                    ("callbacks", outbound.callbacks_share()),
+                    (destination(url), outbound.callback_host_share()),
+                ]
+            )
+        except outbound.DestinationBusy as exc:
+            raise RetryLater(str(exc), delay=exc.delay, count_attempt=False) from None
+        try:
+            resp = outbound.send(
+                self.session, "POST", url, bounds=self.bounds, data=body, headers=headers
             )
         except requests.RequestException as exc:
             metrics.CALLBACKS.labels("error").inc()
-            raise RetryLater(f"callback to scanner failed: {type(exc).__name__}") from None
+            raise RetryLater(f"callback to scanner failed: {_describe(exc)}") from None
+        finally:
+            release()
         if not 200 <= resp.status_code < 300:
             metrics.CALLBACKS.labels(str(resp.status_code)).inc()
             raise RetryLater(f"callback answered HTTP {resp.status_code}")
         metrics.CALLBACKS.labels("ok").inc()
+
+
+def _describe(exc: requests.RequestException) -> str:
+    if isinstance(exc, outbound.DeadlineExceeded | outbound.ResponseTooLarge):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__

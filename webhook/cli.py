@@ -90,9 +90,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
     from webhook.logs import configure_logging
+    from webhook.outbound import set_worker_threads
     from webhook.worker import run_worker
 
     configure_logging(settings.log_level)
+    set_worker_threads(args.threads)  # each destination's share of the worker's threads
     stop = threading.Event()
 
     def _stop(*_: Any) -> None:

@@ -1,11 +1,26 @@
-"""Azure DevOps clients for stored connections, organization pauses and cached type facts."""
+"""Azure DevOps clients for stored connections, organization pauses and cached type facts.
+
+Pauses (SPEC 4 "Pacing"): a ``Retry-After`` from Azure DevOps, on any status, pauses the whole
+organization in the store (every process sees it). Every client the gateway builds checks the
+pause before *each* request — not only when it is built — so a job stops between two of its
+calls, and periodic checks and admin requests make no call while it lasts: the request raises
+:class:`OrganizationPaused` instead (the worker retries the job after the pause without
+counting an attempt; admin routes answer 503 ``ado_paused``).
+
+Shares: while a worker job runs, each request also holds one of the organization's slots in
+:data:`webhook.outbound.SHARES`, so one slow organization cannot take every worker thread.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from webhook import clock, metrics
+from webhook import clock, logs, metrics, outbound
 from webhook.ado import AdoClient, PatAuth, ServicePrincipalAuth
 from webhook.domain.models import WorkItemState, WorkItemTypeInfo
 from webhook.domain.orgurl import OrgUrl, parse_organization_url
@@ -13,16 +28,61 @@ from webhook.settings import Settings
 from webhook.store import Store
 
 TYPE_CACHE_SECONDS = 3600.0
+# How long a process trusts what it last read of an organization's pause. A pause this process
+# records is seen at once; one recorded by another process within this many seconds.
+PAUSE_CACHE_SECONDS = 1.0
 
 
 class OrganizationPaused(Exception):
-    """Azure DevOps asked us to wait (Retry-After); the whole organization is paused."""
+    """Azure DevOps asked us to wait (Retry-After); the whole organization is paused.
 
-    def __init__(self, until_ts: float) -> None:
+    ``until_ts``: unix time the pause ends; ``organization``: its canonical URL. Raised before
+    a request is sent, so nothing reached Azure DevOps.
+    """
+
+    def __init__(self, until_ts: float, organization: str | None = None) -> None:
+        where = f"organization {organization}" if organization else "the organization"
         super().__init__(
-            f"Azure DevOps asked to wait; organization paused until {clock.iso(until_ts)}"
+            f"Azure DevOps asked to wait: {where} is paused until {clock.iso(until_ts)}"
         )
         self.until_ts = until_ts
+        self.organization = organization
+
+    def seconds_left(self, now: float | None = None) -> int:
+        """Return the whole seconds until the pause ends (rounded up, at least 1)."""
+        left = self.until_ts - (clock.now() if now is None else now)
+        return max(1, int(-(-left // 1)))
+
+
+class _PauseCache:
+    """What this process last read of each organization's pause: (database, org) → until."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str], tuple[float, float | None]] = {}
+
+    def get(self, key: tuple[str, str]) -> tuple[bool, float | None]:
+        """Return (fresh, until_ts) for ``key``."""
+        with self._lock:
+            seen = self._seen.get(key)
+        if seen is None or time.monotonic() - seen[0] > PAUSE_CACHE_SECONDS:
+            return False, None
+        return True, seen[1]
+
+    def put(self, key: tuple[str, str], until: float | None) -> None:
+        """Remember ``until`` (None: not paused) for ``key``."""
+        with self._lock:
+            self._seen[key] = (time.monotonic(), until)
+
+    def reset(self) -> None:
+        """Forget everything (after a fork, or in tests)."""
+        self._lock = threading.Lock()
+        self._seen = {}
+
+
+_PAUSES = _PauseCache()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_PAUSES.reset)
 
 
 def auth_from_dict(auth: dict[str, Any]) -> PatAuth | ServicePrincipalAuth:
@@ -73,8 +133,29 @@ def type_info_from_json(data: dict[str, Any]) -> WorkItemTypeInfo:
     )
 
 
+def _worker_share(organization: str) -> Callable[[], None]:
+    """Inside a worker job, take one of the organization's slots; return its release.
+
+    Outside a job (admin requests, periodic tasks) there is no worker share to keep. When the
+    organization already has its share: worker.RetryLater(delay, count_attempt=False).
+    """
+    if logs.current_context().get("job_id") is None:
+        return _nothing
+    try:
+        return outbound.SHARES.acquire([(f"ado {organization}", outbound.ado_organization_share())])
+    except outbound.DestinationBusy as exc:
+        from webhook.worker import RetryLater  # webhook.worker imports this module
+
+        raise RetryLater(str(exc), delay=exc.delay, count_attempt=False) from None
+
+
+def _nothing() -> None:
+    return None
+
+
 class AdoGateway:
-    """Builds one client per connection and thread; records Retry-After pauses and metrics."""
+    """Builds one client per connection and thread; records Retry-After pauses and metrics;
+    every request of its clients waits out the organization's pause (OrganizationPaused)."""
 
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
@@ -85,12 +166,60 @@ class AdoGateway:
         """Strictly parse an organization URL against the allow-list (OrgUrlError otherwise)."""
         return parse_organization_url(url, extra_hosts=self.settings.allowed_org_hosts)
 
+    # ---- pauses -------------------------------------------------------------------------
+
+    def _pause_key(self, organization: str) -> tuple[str, str]:
+        return (str(self.store.db.path), organization)
+
+    def organization_paused_until(self, organization: str) -> float | None:
+        """When the organization's pause ends (unix time), or None when it is not paused."""
+        key = self._pause_key(organization)
+        fresh, until = _PAUSES.get(key)
+        if not fresh:
+            until = self.store.organization_paused_until(organization)
+            _PAUSES.put(key, until)
+        return until if until is not None and until > clock.now() else None
+
+    def paused_until(self, connection_id: int) -> float | None:
+        """When the pause of the connection's organization ends, or None (no call is made)."""
+        org_url = self.store.get_connection(connection_id)["organization_url"]
+        return self.organization_paused_until(self.parse_org(org_url).canonical)
+
+    def pause(self, organization: str, seconds: float) -> None:
+        """Pause every call to the organization for ``seconds`` (never shortens a pause)."""
+        metrics.RATE_LIMIT_PAUSES.inc()
+        self.store.pause_organization(organization, clock.now() + seconds)
+        # Re-read: the stored pause may end later than this one.
+        until = self.store.organization_paused_until(organization)
+        _PAUSES.put(self._pause_key(organization), until)
+
+    def check_pause(self, organization: str) -> None:
+        """Raise OrganizationPaused while the organization is paused."""
+        until = self.organization_paused_until(organization)
+        if until is not None:
+            raise OrganizationPaused(until, organization)
+
+    # ---- clients ------------------------------------------------------------------------
+
     def new_client(self, org: OrgUrl, auth: dict[str, Any]) -> AdoClient:
-        """A client for explicit credentials (e.g. validating before saving)."""
+        """A client for explicit credentials (e.g. validating before saving).
+
+        Each of its requests first checks the organization's pause (OrganizationPaused) and,
+        inside a worker job, takes one of the organization's slots in
+        ``outbound.SHARES`` (``worker.RetryLater`` without counting an attempt when full).
+        """
+
+        @contextmanager
+        def guard(method: str, path: str) -> Iterator[None]:
+            self.check_pause(org.canonical)
+            release = _worker_share(org.canonical)
+            try:
+                yield
+            finally:
+                release()
 
         def on_retry_after(seconds: float) -> None:
-            metrics.RATE_LIMIT_PAUSES.inc()
-            self.store.pause_organization(org.canonical, clock.now() + seconds)
+            self.pause(org.canonical, seconds)
 
         def on_response(method: str, status: int | str) -> None:
             metrics.ADO_CALLS.labels(method, str(status)).inc()
@@ -99,18 +228,16 @@ class AdoGateway:
             org,
             auth_from_dict(auth),
             entra_authority=self.settings.entra_authority,
+            guard=guard,
             on_retry_after=on_retry_after,
             on_response=on_response,
         )
 
-    def client(self, connection_id: int, *, respect_pause: bool = True) -> AdoClient:
-        """The client for a stored connection; raises OrganizationPaused during a pause."""
+    def client(self, connection_id: int) -> AdoClient:
+        """The client for a stored connection (its requests raise OrganizationPaused during a
+        pause of the organization, without calling)."""
         org_url, auth = self.store.connection_credentials(connection_id)
         org = self.parse_org(org_url)
-        if respect_pause:
-            until = self.store.organization_paused_until(org.canonical)
-            if until is not None:
-                raise OrganizationPaused(until)
         cache: dict[int, tuple[str, AdoClient]] = getattr(self._local, "clients", None) or {}
         self._local.clients = cache
         fingerprint = f"{org_url}|{sorted(auth.items())}"

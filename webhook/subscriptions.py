@@ -6,10 +6,10 @@ import logging
 import secrets
 from typing import Any
 
-from webhook import metrics
+from webhook import clock, metrics
 from webhook.ado import AdoClient, AdoError, AdoNotFound
 from webhook.crypto import hash_password, new_hook_password
-from webhook.gateway import AdoGateway
+from webhook.gateway import AdoGateway, OrganizationPaused
 from webhook.store import Store
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class Subscriptions:
         """Create what is missing or unhealthy; return (hooks, whether anything was created)."""
         if not self.public_url:
             raise PublicUrlMissing("WEBHOOK_PUBLIC_URL is not set")
-        client = self.gateway.client(connection_id, respect_pause=False)
+        client = self.gateway.client(connection_id)
         project_id = client.get_project(project)["id"]
         existing = {h["event_type"]: h for h in self.store.hooks_for(connection_id, project)}
         result, created_any = [], False
@@ -127,12 +127,18 @@ class Subscriptions:
             return "missing"
 
     def live(self, hook: dict[str, Any]) -> dict[str, Any]:
-        """The hook with its status read from Azure DevOps now (or the error)."""
+        """The hook with its status read from Azure DevOps now (or the error).
+
+        While the organization is paused nothing is asked: the stored status comes back with
+        ``last_error`` saying until when the status is not checked.
+        """
         try:
-            client = self.gateway.client(hook["connection_id"], respect_pause=False)
+            client = self.gateway.client(hook["connection_id"])
             status = self._live_status(client, hook)
             self.store.note_hook_status(hook["id"], status)
             return {**hook, "status": status}
+        except OrganizationPaused as exc:
+            return {**hook, "last_error": f"status not checked: {exc}"}
         except AdoError as exc:
             self.store.note_hook_status(hook["id"], hook["status"], f"status unknown: {exc}")
             return {**hook, "last_error": f"status unknown: {exc.message}"}
@@ -140,17 +146,23 @@ class Subscriptions:
     def remove(self, hook: dict[str, Any]) -> None:
         """Delete the subscription in Azure DevOps, then forget it."""
         if hook.get("subscription_id"):
-            client = self.gateway.client(hook["connection_id"], respect_pause=False)
+            client = self.gateway.client(hook["connection_id"])
             client.delete_subscription(hook["subscription_id"])
         self.store.delete_hook(hook["id"])
 
     def check_all(self) -> dict[str, Any]:
-        """Periodic: read every subscription's status and recreate unhealthy ones."""
-        healed, checked, errors = 0, 0, 0
+        """Periodic: read every subscription's status and recreate unhealthy ones.
+
+        Hooks of a paused organization are skipped without a call (the next run checks them):
+        ``{"checked", "healed", "errors", "paused", "paused_until": {organization: ISO time}}``.
+        """
+        healed, checked, errors, paused = 0, 0, 0, 0
+        paused_until: dict[str, str] = {}
         for hook in self.store.all_hooks():
-            checked += 1
             try:
-                client = self.gateway.client(hook["connection_id"], respect_pause=False)
+                client = self.gateway.client(hook["connection_id"])
+                self.gateway.check_pause(client.org.canonical)  # skip without a call
+                checked += 1
                 status = self._live_status(client, hook)
                 if status == HEALTHY:
                     self.store.note_hook_status(hook["id"], status)
@@ -171,7 +183,17 @@ class Subscriptions:
                     old_subscription=hook["subscription_id"],
                 )
                 healed += 1
+            except OrganizationPaused as exc:
+                # Also raised by a request once an answer paused the organization mid-run.
+                paused += 1
+                paused_until[exc.organization or "?"] = clock.iso(exc.until_ts)
             except (AdoError, PublicUrlMissing) as exc:
                 errors += 1
                 self.store.note_hook_status(hook["id"], hook["status"], str(exc))
-        return {"checked": checked, "healed": healed, "errors": errors}
+        return {
+            "checked": checked,
+            "healed": healed,
+            "errors": errors,
+            "paused": paused,
+            "paused_until": paused_until,
+        }

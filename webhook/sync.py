@@ -334,7 +334,11 @@ class SyncHandlers:
         since = float(previous.get("watermark") or 0) - RECONCILE_OVERLAP_SECONDS
         since_dt = datetime.fromtimestamp(max(since, 0), tz=UTC)
         changes = checked = 0
+        paused: set[int] = set()  # organization paused: no call now, the next pass covers it
         for connection_id, project in self.store.linked_projects():
+            if self.gateway.paused_until(connection_id) is not None:
+                paused.add(connection_id)
+                continue
             client = self.gateway.client(connection_id)
             linked = self.store.linked_work_items(connection_id, project)
             ids = [i for i in client.changed_since(project, since_dt) if i in linked]
@@ -357,7 +361,13 @@ class SyncHandlers:
                 if self.store.apply_work_item_change(row["risk_id"], change):
                     changes += 1
         metrics.RECONCILE_CHANGES.inc(changes)
-        return {"watermark": started, "checked": checked, "changes": changes}
+        watermark = float(previous.get("watermark") or 0) if paused else started
+        return {
+            "watermark": watermark,
+            "checked": checked,
+            "changes": changes,
+            "paused_connections": sorted(paused),
+        }
 
     def handlers(self) -> dict[str, Callable[[Job], None]]:
         """Job kind → handler."""

@@ -8,12 +8,12 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from webhook.ado import AdoAuthError, AdoError
-from webhook.api.ado_errors import ado_errors
+from webhook.api.ado_errors import ado_errors, paused_error
 from webhook.api.auth import require_admin
 from webhook.api.requests import load_body, load_query, page_body
 from webhook.domain.orgurl import OrgUrlError
 from webhook.errors import Conflict, NotFound, ValidationFailed
-from webhook.gateway import AdoGateway, type_info_from_ado
+from webhook.gateway import AdoGateway, OrganizationPaused, type_info_from_ado
 from webhook.openapi import doc
 from webhook.schemas import (
     ConnectionCreatedSchema,
@@ -160,9 +160,11 @@ def delete_connection(connection_id: int) -> ResponseReturnValue:
 def test_connection(connection_id: int) -> ResponseReturnValue:
     """List projects with the stored credentials and say whether it worked."""
     _connection(connection_id)
-    client = _gateway().client(connection_id, respect_pause=False)
+    client = _gateway().client(connection_id)
     try:
         count = len(client.list_projects())
+    except OrganizationPaused as exc:
+        raise paused_error(exc) from None
     except AdoAuthError as exc:
         return jsonify({"ok": False, "message": f"credentials rejected: {exc.message}"})
     except AdoError as exc:
@@ -182,7 +184,7 @@ def list_projects(connection_id: int) -> ResponseReturnValue:
     q = load_query(PageQuerySchema())
     _connection(connection_id)
     with ado_errors():
-        projects = _gateway().client(connection_id, respect_pause=False).list_projects()
+        projects = _gateway().client(connection_id).list_projects()
     items = [{"id": p["id"], "name": p["name"]} for p in projects]
     start = (q["page"] - 1) * q["per_page"]
     return jsonify(
@@ -204,7 +206,7 @@ def list_work_item_types(connection_id: int, project: str) -> ResponseReturnValu
     if not project.strip():
         raise NotFound("project name is empty")
     gateway = _gateway()
-    client = gateway.client(connection_id, respect_pause=False)
+    client = gateway.client(connection_id)
     with ado_errors(not_found=f"project {project!r}"):
         types = [t for t in client.list_work_item_types(project) if not t.get("isDisabled")]
         start = (q["page"] - 1) * q["per_page"]

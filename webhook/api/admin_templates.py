@@ -109,7 +109,7 @@ def check_against_ado(data: dict[str, Any]) -> None:
         patch = build_create_patch(
             sample, template, info, tracking_tag="adowh-template-check", risk_link=None
         )
-        gateway.client(data["connection_id"], respect_pause=False).create_work_item(
+        gateway.client(data["connection_id"]).create_work_item(
             data["project"], data["work_item_type"], patch, validate_only=True
         )
 

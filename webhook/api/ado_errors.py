@@ -5,14 +5,29 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from webhook.ado import AdoAuthError, AdoError, AdoNotFound, AdoRuleError
-from webhook.errors import ApiError, BadGateway, NotFound, ValidationFailed
+from webhook.ado import AdoAuthError, AdoError, AdoNotFound, AdoRateLimited, AdoRuleError
+from webhook.errors import ApiError, BadGateway, NotFound, Unavailable, ValidationFailed
 from webhook.gateway import OrganizationPaused
+
+# Retry-After for a 429 that did not say how long to wait (the worker waits as long).
+DEFAULT_RATE_LIMIT_SECONDS = 30
+
+
+def paused_error(exc: OrganizationPaused) -> ApiError:
+    """503 ``ado_paused`` naming the organization, with ``Retry-After`` in whole seconds
+    (rounded up) until its pause ends (SPEC 4 "Pacing")."""
+    return Unavailable(
+        f"{exc}; try again later",
+        code="ado_paused",
+        details={"organization": exc.organization, "retry_after_seconds": exc.seconds_left()},
+        headers={"Retry-After": str(exc.seconds_left())},
+    )
 
 
 @contextmanager
 def ado_errors(not_found: str | None = None) -> Iterator[None]:
-    """Map AdoAuthError → 400 ado_auth_failed, unreachable/5xx/429 → 502 ado_unreachable."""
+    """Map AdoAuthError → 400 ado_auth_failed, a pause or 429 → 503 ado_paused with
+    Retry-After, unreachable/5xx → 502 ado_unreachable."""
     try:
         yield
     except AdoAuthError as exc:
@@ -30,6 +45,16 @@ def ado_errors(not_found: str | None = None) -> Iterator[None]:
             f"Azure DevOps refused it: {exc.message}", details={"azure_devops": [exc.message]}
         ) from None
     except OrganizationPaused as exc:
-        raise BadGateway(str(exc), headers={"Retry-After": "30"}) from None
+        raise paused_error(exc) from None
+    except AdoRateLimited as exc:
+        # The client paused the organization on the answer's Retry-After already.
+        wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_SECONDS
+        seconds = max(1, int(-(-wait // 1)))
+        raise Unavailable(
+            f"Azure DevOps asked to wait (rate limited): {exc.message}; try again later",
+            code="ado_paused",
+            details={"retry_after_seconds": seconds},
+            headers={"Retry-After": str(seconds)},
+        ) from None
     except AdoError as exc:
         raise BadGateway(f"Azure DevOps is unreachable or failing: {exc.message}") from None
