@@ -15,4 +15,10 @@ MIGRATIONS: list[list[str]] = [
         " WHERE state IN ('pending','running')",
         "DROP INDEX IF EXISTS jobs_lane",
     ],
+    # 3: work items follow their risk's content (title and body last written, risk content hash).
+    [
+        "ALTER TABLE risks ADD COLUMN item_hash TEXT",
+        "ALTER TABLE work_items ADD COLUMN title TEXT",
+        "ALTER TABLE work_items ADD COLUMN body_hash TEXT",
+    ],
 ]
