@@ -79,10 +79,10 @@ def test_content_changes_of_a_linked_risk_wait_in_one_rewrite(
 ) -> None:
     store = store_of(app)
     add_template(store, "t", auto_create=False)
-    rid = ids_by_key(scanner, risk("K", evidence="one"))["K"]
+    rid = ids_by_key(scanner, risk("K", evidence="one"), risk("no-item", evidence="one"))["K"]
     link(store, rid, 101)
     finish_all(store)
-    ids_by_key(scanner, risk("K", evidence="two"))
+    ids_by_key(scanner, risk("K", evidence="two"), risk("no-item", evidence="two"))
     ids_by_key(scanner, risk("K", evidence="three", assets=[{"group": "h", "identifier": "db"}]))
     ids_by_key(scanner, risk("K", evidence="three", tags=["only-a-tag"]))
     pending = jobs(client, admin)
@@ -93,14 +93,6 @@ def test_content_changes_of_a_linked_risk_wait_in_one_rewrite(
     # A severity change updates the item now and brings the content along: the wait ends.
     ids_by_key(scanner, risk("K", evidence="four", severity="critical"))
     assert [j["kind"] for j in jobs(client, admin)] == ["severity_changed"]
-
-
-def test_content_rewrites_are_not_planned_without_a_work_item(
-    app: Flask, client: FlaskClient, admin: dict[str, str], scanner: Scanner
-) -> None:
-    ids_by_key(scanner, risk("K", severity="low", evidence="one"))
-    ids_by_key(scanner, risk("K", severity="low", evidence="two"))
-    assert jobs(client, admin) == []
 
 
 # ---- backfill ---------------------------------------------------------------------------------
