@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import sqlite3
 
 import pytest
@@ -186,14 +187,19 @@ def test_migration_brings_a_version_1_database_up_to_date(tmp_path) -> None:
         "('pending','running');",
         "CREATE INDEX IF NOT EXISTS jobs_lane ON jobs(lane, id);",
     )
+    # Columns added by migration 3.
+    v1 = re.sub(r"\n\s+(item_hash|title|body_hash)\s+TEXT,[^\n]*", "", v1)
     old.executescript(v1)
     old.execute("INSERT INTO meta(key, value) VALUES ('installation_id', 'keep')")
     old.execute("PRAGMA user_version=1")
     old.commit()
     old.close()
     db = Database(tmp_path / "old.db")
-    assert db.migrate() == 2
+    assert db.migrate() == 3
     names = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "jobs_lane_open" in names and "jobs_lane" not in names
+    columns = {r[1] for r in db.conn.execute("PRAGMA table_info(work_items)")}
+    assert {"title", "body_hash"} <= columns
+    assert "item_hash" in {r[1] for r in db.conn.execute("PRAGMA table_info(risks)")}
     assert db.conn.execute("SELECT value FROM meta").fetchone()[0] == "keep"
     db.close()
