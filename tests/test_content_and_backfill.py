@@ -9,7 +9,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import Scanner, risk
+from tests.conftest import Scanner, make_settings, risk
+from webhook.settings import SettingsError
 from webhook.store import Store
 
 ORG_URL = "https://dev.azure.com/contoso"
@@ -197,3 +198,14 @@ def test_readyz_names_template_projects_without_hooks(app: Flask, client: FlaskC
             healed=False,
         )
     assert client.get("/readyz").get_json()["checks"]["service_hooks"] == "ok"
+
+
+# ---- WEBHOOK_CONTENT_SYNC_SECONDS -------------------------------------------------------------
+
+
+def test_content_sync_seconds_setting(tmp_path) -> None:
+    assert make_settings(tmp_path).content_sync_seconds == 60
+    assert make_settings(tmp_path, WEBHOOK_CONTENT_SYNC_SECONDS="0").content_sync_seconds == 0
+    for bad in ("-1", "1.5", "soon", "86401"):
+        with pytest.raises(SettingsError, match="WEBHOOK_CONTENT_SYNC_SECONDS"):
+            make_settings(tmp_path, WEBHOOK_CONTENT_SYNC_SECONDS=bad)
