@@ -532,3 +532,39 @@ def test_template_warns_without_hooks_and_registering_them_reconciles_at_once(tm
             "message": None,
         }
         assert r.admin("GET", "/readyz").json()["checks"]["service_hooks"] == "ok"
+
+
+def test_a_title_edited_while_the_service_rewrites_it_is_kept(tmp_path) -> None:
+    with rig(tmp_path, WEBHOOK_CONTENT_SYNC_SECONDS="1") as r:
+        conn = r.connect()
+        r.template(
+            name="bugs",
+            connection_id=conn,
+            project="AppSec",
+            work_item_type="Bug",
+            auto_create=True,
+            severity_threshold="low",
+        )
+        r.source()
+        r.send(risk("R-1"))
+        wi = wait_for(lambda: next(x for x in r.risks() if x["key"] == "R-1")["work_item"])
+        settle(r)
+        path = f"/workitems/{wi['id']}"
+        # The service reads the item (its title is still ours), then writes; a person renames
+        # it in between: the write is refused whole, read again, and the person's title stays.
+        r.sb.add_fault(kind="delay", delay=3, method="PATCH", path_contains=path, times=1)
+        r.sb.clear_requests_log()
+        r.send(risk("R-1", name="Renamed by the scanner"))
+        wait_for(
+            lambda: any(
+                e["method"] == "GET" and e["path"].endswith(path) for e in r.sb.requests_log()
+            )
+        )
+        r.sb.update_fields(wi["id"], {"System.Title": "Ann's title"}, by="Ann <ann@x.example>")
+        wait_for(lambda: "Renamed by the scanner" in body_of(r.sb.work_item(wi["id"])))
+        settle(r)
+        item = r.sb.work_item(wi["id"])
+        assert item["fields"]["System.Title"] == "Ann's title"
+        assert r.admin("GET", "/admin/jobs", params={"state": "failed"}).json()["total"] == 0
+        patches = [e["status"] for e in r.sb.requests_log() if e["method"] == "PATCH"]
+        assert patches[0] == 412 and patches[-1] == 200

@@ -372,6 +372,12 @@ class Store:
         now_ts: float,
     ) -> tuple[int, str]:
         digest = content_hash(risk)
+        # An unchanged report (the common case) skips hashing the content a second time.
+        item_hash = (
+            prev_row["item_hash"]
+            if prev_row is not None and prev_row["content_hash"] == digest
+            else item_content_hash(risk)
+        )
         previous = (
             PreviousRisk(
                 id=prev_row["id"],
@@ -392,7 +398,7 @@ class Store:
             has_work_item=bool(prev_row and prev_row["has_item"]),
             create_pending=bool(prev_row and prev_row["create_pending"]),
             has_callback=bool(source.callback_url),
-            incoming_item_hash=(item_hash := item_content_hash(risk)),
+            incoming_item_hash=item_hash,
             content_pending=bool(prev_row and prev_row["content_pending"]),
             content_delay=self.content_sync_seconds,
         )

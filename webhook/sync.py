@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 HISTORY_FIELD = "System.History"
 RECONCILE_OVERLAP_SECONDS = 300.0
 RECONCILE_FIELDS = ["System.State", "System.Rev", "System.ChangedBy", "System.ChangedDate"]
-# A person edited the item between our read and our write: read it again soon.
-CONFLICT_RETRY_SECONDS = 1.0
 
 
 class SyncHandlers:
@@ -192,11 +190,10 @@ class SyncHandlers:
         except AdoConflict as exc:
             if not any(op.get("op") == "test" for op in ops):
                 raise
-            # The item changed after we read its title (AZURE_DEVOPS.md 3.3): read it again.
+            # The item changed after we read its title (AZURE_DEVOPS.md 3.3): read it again,
+            # after the usual backoff (nothing was written: the whole PATCH was refused).
             raise RetryLater(
-                f"work item {wi['ado_id']} changed while being updated: {exc.message}",
-                delay=CONFLICT_RETRY_SECONDS,
-                count_attempt=False,
+                f"work item {wi['ado_id']} changed while being updated: {exc.message}"
             ) from None
         fields = item.get("fields") or {}
         state = fields.get("System.State")
