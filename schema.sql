@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS risks (
     project          TEXT,
     tags             TEXT NOT NULL DEFAULT '[]',
     content_hash     TEXT NOT NULL,
+    item_hash        TEXT,           -- hash of what its work item shows (NULL: stored before)
     resolution_state TEXT,
     resolution_by    TEXT,
     resolution_at    TEXT,
@@ -111,6 +112,8 @@ CREATE TABLE IF NOT EXISTS work_items (
     deleted         INTEGER NOT NULL DEFAULT 0,
     tag             TEXT NOT NULL,
     changed_at      TEXT,
+    title           TEXT,             -- the title the service last wrote (NULL: unknown)
+    body_hash       TEXT,             -- SHA-256 of the body the service last wrote
     created_at      TEXT NOT NULL,
     updated_at      TEXT NOT NULL,
     UNIQUE (connection_id, ado_id)

@@ -109,6 +109,8 @@ def rig(
         host = urlsplit(sb.url).netloc
         port = free_port()
         env_extra.setdefault("WEBHOOK_PUBLIC_URL", f"http://127.0.0.1:{port}")
+        # Content rewrites wait WEBHOOK_CONTENT_SYNC_SECONDS (60 by default): keep tests quick.
+        env_extra.setdefault("WEBHOOK_CONTENT_SYNC_SECONDS", "1")
         env = service_env(
             tmp_path, WEBHOOK_ALLOWED_ORG_HOSTS=host, WEBHOOK_ENTRA_AUTHORITY=sb.url, **env_extra
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import sqlite3
 
 import pytest
@@ -191,14 +192,19 @@ def test_migration_brings_a_version_1_database_up_to_date(tmp_path) -> None:
         .replace("    claim_token       INTEGER NOT NULL DEFAULT 0,", "")
         .replace("    lease_renewals    INTEGER NOT NULL DEFAULT 0,", "")
     )
+    # Columns added by migration 4.
+    v1 = re.sub(r"\n\s+(item_hash|title|body_hash)\s+TEXT,[^\n]*", "", v1)
     old.executescript(v1)
     old.execute("INSERT INTO meta(key, value) VALUES ('installation_id', 'keep')")
     old.execute("PRAGMA user_version=1")
     old.commit()
     old.close()
     db = Database(tmp_path / "old.db")
-    assert db.migrate() == 3
+    assert db.migrate() == 4
     names = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "jobs_lane_held" in names and not {"jobs_lane", "jobs_lane_open"} & names
+    columns = {r[1] for r in db.conn.execute("PRAGMA table_info(work_items)")}
+    assert {"title", "body_hash"} <= columns
+    assert "item_hash" in {r[1] for r in db.conn.execute("PRAGMA table_info(risks)")}
     assert db.conn.execute("SELECT value FROM meta").fetchone()[0] == "keep"
     db.close()

@@ -1,15 +1,20 @@
 """Tests for webhook.domain.rendering: safe HTML bodies, JSON Patch documents, comments."""
 
 import json
+import time
 from html.parser import HTMLParser
 
 import pytest
 
+from webhook.domain import rendering
 from webhook.domain.models import Asset, Risk, Template, WorkItemState, WorkItemTypeInfo
 from webhook.domain.rendering import (
     MAX_ASSET_ROWS,
     MAX_BODY_LENGTH,
+    MAX_MARKDOWN_CHARS,
+    body_digest,
     body_field,
+    build_content_update,
     build_create_patch,
     build_severity_change,
     build_status_comment,
@@ -17,6 +22,7 @@ from webhook.domain.rendering import (
     link_for,
     render_body,
     render_markdown,
+    written_content,
 )
 from webhook.domain.templates import format_title, utf16_length
 
@@ -46,7 +52,8 @@ BARE_TYPE = WorkItemTypeInfo(
     "Note", (), frozenset({"System.Title", "System.Description", "System.Tags"}), frozenset()
 )
 TAG = "adowh-inst-42"
-RISK_LINK = "https://webhook.example/admin/risks/42"
+# A risk page people can open (the web UI's); never the admin API, which needs the token.
+RISK_LINK = "https://webhook.example/ui/risks/42"
 
 
 class Inspector(HTMLParser):
@@ -539,3 +546,163 @@ def test_comment_has_marker():
     assert comment_has_marker("(event 7)", "event 7")
     assert not comment_has_marker("anything", "")
     assert not comment_has_marker("", "m")
+
+
+# --- content updates (SPEC 4, "Content stays current") ----------------------------------------
+
+
+def patch_fields(ops) -> dict:
+    return {op["path"].removeprefix("/fields/"): op["value"] for op in ops if op["op"] == "add"}
+
+
+def test_a_content_update_rewrites_the_changed_body_without_a_comment():
+    old = make_risk(evidence="GET /a", assets=[Asset("host", "db1")])
+    new = make_risk(evidence="GET /b", assets=[Asset("host", "db2")], definition="New *words*")
+    last = body_digest(render_body(old, risk_link=None))
+    update = build_content_update(
+        new, AGILE_BUG, title="SQL injection", last_title="SQL injection",
+        last_body_hash=last, risk_link=None,
+    )  # fmt: skip
+    fields = patch_fields(update.ops)
+    assert set(fields) == {"Microsoft.VSTS.TCM.ReproSteps"}  # no comment, no title
+    body = assert_safe(fields["Microsoft.VSTS.TCM.ReproSteps"]).text
+    assert "GET /b" in body and "db2" in body and "GET /a" not in body and "db1" not in body
+    assert update.body_hash == body_digest(fields["Microsoft.VSTS.TCM.ReproSteps"])
+    assert update.title is None
+    # Nothing differs from what was last written: no update at all.
+    same = build_content_update(
+        new, AGILE_BUG, title="SQL injection", last_title="SQL injection",
+        last_body_hash=update.body_hash, risk_link=None,
+    )  # fmt: skip
+    assert same.ops == () and same.body_hash is None and same.title is None
+
+
+def test_a_content_update_writes_the_body_field_the_type_has():
+    update = build_content_update(
+        make_risk(evidence="x"), BASIC_ISSUE, title=None, last_title=None,
+        last_body_hash=None, risk_link=None,
+    )  # fmt: skip
+    assert set(patch_fields(update.ops)) == {"System.Description"}
+    bare = WorkItemTypeInfo("Note", (), frozenset({"System.Title"}), frozenset())
+    assert (
+        build_content_update(
+            make_risk(), bare, title=None, last_title=None, last_body_hash=None, risk_link=None
+        ).ops
+        == ()
+    )
+
+
+def test_the_title_is_rewritten_only_while_people_left_it_alone():
+    risk = make_risk(name="SQL injection (renamed)")
+    last = body_digest(render_body(risk, risk_link=None))
+    untouched = build_content_update(
+        risk, AGILE_BUG, title="SQL injection (renamed)", last_title="SQL injection",
+        last_body_hash=last, current_title="SQL injection", current_rev=5, risk_link=None,
+    )  # fmt: skip
+    # Guarded by the revision that was read: a person's edit in between fails the update.
+    assert untouched.ops[0] == {"op": "test", "path": "/rev", "value": 5}
+    assert patch_fields(untouched.ops) == {"System.Title": "SQL injection (renamed)"}
+    assert untouched.title == "SQL injection (renamed)"
+    for current in ("Ann's title", None):  # edited by a person, or not read
+        edited = build_content_update(
+            risk, AGILE_BUG, title="SQL injection (renamed)", last_title="SQL injection",
+            last_body_hash=None, current_title=current, current_rev=6, risk_link=None,
+        )  # fmt: skip
+        assert set(patch_fields(edited.ops)) == {"Microsoft.VSTS.TCM.ReproSteps"}
+        assert edited.title is None and all(op["op"] != "test" for op in edited.ops)
+    # Unknown last title (template gone, or an item from before titles were remembered).
+    for title, last_title in (("New", None), (None, "Old")):
+        kept = build_content_update(
+            risk, AGILE_BUG, title=title, last_title=last_title, last_body_hash=last,
+            current_title=last_title, current_rev=6, risk_link=None,
+        )  # fmt: skip
+        assert kept.ops == ()
+
+
+def test_a_severity_change_shows_in_the_body():
+    high = make_risk(severity="high")
+    critical = make_risk(severity="critical")
+    update = build_content_update(
+        critical, AGILE_BUG, title=None, last_title=None,
+        last_body_hash=body_digest(render_body(high, risk_link=None)), risk_link=None,
+    )  # fmt: skip
+    page = Inspector(patch_fields(update.ops)["Microsoft.VSTS.TCM.ReproSteps"])
+    assert "Critical" in page.text and "High" not in page.text
+
+
+def test_written_content_of_a_create_patch_matches_a_later_content_update():
+    risk = make_risk(evidence="e", definition="d")
+    template = make_template(title_format="[{severity}] {name}")
+    patch = build_create_patch(risk, template, AGILE_BUG, tracking_tag=TAG, risk_link=None)
+    written = written_content(patch, item_hash="h")
+    assert written.title == format_title(template.title_format, risk)
+    assert written.item_hash == "h"
+    assert written.body_hash == body_digest(render_body(risk, risk_link=None))
+    again = build_content_update(
+        risk, AGILE_BUG, title=written.title, last_title=written.title,
+        last_body_hash=written.body_hash, risk_link=None,
+    )  # fmt: skip
+    assert again.ops == ()
+
+
+def test_links_come_only_from_the_scanner_url_when_the_service_has_no_page_to_offer():
+    page = assert_safe(render_body(make_risk(url=None), risk_link=None))
+    assert page.tags("a") == []
+    page = assert_safe(render_body(make_risk(url="https://scanner.example/f/9"), risk_link=None))
+    assert [a["href"] for a in page.tags("a")] == ["https://scanner.example/f/9"]
+    ops = build_create_patch(make_risk(url=None), make_template(), AGILE_BUG, tracking_tag=TAG,
+                             risk_link=None)  # fmt: skip
+    assert not [op for op in ops if op["path"] == "/relations/-"]
+
+
+# --- bounded rendering work ------------------------------------------------------------------
+
+N = 256 * 1024
+# markdown-it-py spends ~7 µs a character on these (pure Python, linear but slow).
+HOSTILE_MARKDOWN = {
+    "brackets": "[" * N,
+    "image brackets": "![" * (N // 2),
+    "emphasis runs": "*a" * (N // 2),
+    "mixed emphasis": "*_" * (N // 2),
+    "nested strong": "**a" * (N // 3),
+    "link references": "[a]" * (N // 3) + "\n\n[a]: https://x.example/\n",
+    "unclosed links": "[a](" * (N // 4),
+    "line breaks": "a\n" * (N // 2),
+    "entities": "&" * N,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_MARKDOWN))
+def test_hostile_markdown_costs_bounded_work_per_field(kind, monkeypatch):
+    text = HOSTILE_MARKDOWN[kind]
+    fed: list[int] = []
+    real = rendering._MD.render
+
+    def counting(src, env=None):
+        fed.append(len(src))
+        return real(src, env)
+
+    monkeypatch.setattr(rendering._MD, "render", counting)
+    risk = make_risk(definition=text, remediation=text)
+    started = time.process_time()
+    html = render_body(risk, risk_link=None)
+    seconds = time.process_time() - started
+    # Complexity guard: each field's Markdown is rendered from at most the cap, a few times.
+    assert sum(fed) <= 2 * 3 * MAX_MARKDOWN_CHARS, fed
+    assert seconds < 2 * 1.0, f"{seconds:.2f} s of CPU for two 256 KiB Markdown fields"
+    page = assert_safe(html)
+    assert utf16_length(html) <= MAX_BODY_LENGTH
+    # Nothing silently lost: the rest is there as plain text, or the cut is announced.
+    if "truncated" not in page.text:
+        assert page.text.count(text[-50:].strip() or text[:50]) >= 2
+        assert "The rest is shown as plain text" in page.text
+
+
+def test_markdown_is_rendered_for_the_head_and_the_rest_is_preformatted():
+    head = "Intro with **bold**.\n\n" + "x" * (MAX_MARKDOWN_CHARS // 2) + "\n\n"
+    tail = "*not emphasis* <b>not bold</b> [not](https://a.example) " * 2_000
+    page = assert_safe(render_body(make_risk(definition=head + tail), risk_link=None))
+    assert page.tags("strong")  # the head is Markdown
+    assert "*not emphasis* <b>not bold</b> [not](https://a.example)" in page.text  # verbatim
+    assert not page.tags("b") and len(page.tags("a")) == 1  # only the scanner link
+    assert "The rest is shown as plain text" in page.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import datetime
 from html.parser import HTMLParser
@@ -373,3 +374,197 @@ def test_service_principal_connection_and_credential_rotation(tmp_path) -> None:
         assert good.status_code == 200 and good.json()["auth"] == {"type": "pat"}
         assert r.admin("POST", f"/admin/connections/{conn}/test").json()["ok"] is True
         assert r.admin("DELETE", f"/admin/connections/{conn}").status_code == 204
+
+
+# ---- content follows the risk; links people can open ------------------------------------------
+
+
+def body_of(item: dict) -> str:
+    return item["fields"]["Microsoft.VSTS.TCM.ReproSteps"]
+
+
+def settle(r) -> None:
+    wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"], timeout=30)
+
+
+def test_content_follows_the_risk_in_one_update_and_links_only_what_people_can_open(
+    tmp_path,
+) -> None:
+    with rig(tmp_path, WEBHOOK_CONTENT_SYNC_SECONDS="3") as r:
+        conn = r.connect()
+        r.template(
+            name="bugs",
+            connection_id=conn,
+            project="AppSec",
+            work_item_type="Bug",
+            auto_create=True,
+            severity_threshold="low",
+        )
+        r.source()
+        db = [{"group": "host", "identifier": f"db{i}"} for i in range(1, 4)]
+        r.send(
+            risk("plain", evidence="first evidence", assets=db[:1]),
+            risk("linked", url="https://scanner.example/f/7"),
+        )
+        wait_for(lambda: len(r.items()) == 2 and all(x["work_item"] for x in r.risks()))
+        settle(r)
+        ids = {x["key"]: x["work_item"]["id"] for x in r.risks()}
+        plain, linked = r.sb.work_item(ids["plain"]), r.sb.work_item(ids["linked"])
+        # WEBHOOK_PUBLIC_URL is set, yet nothing points at the admin API people cannot open.
+        for item in (plain, linked):
+            assert "/admin/" not in json.dumps(item)
+        assert "<a" not in body_of(plain) and not plain["relations"]
+        hrefs = Elements()
+        hrefs.feed(body_of(linked))
+        assert [v for n, v in hrefs.attrs if n == "href"] == ["https://scanner.example/f/7"]
+
+        # Two reports within WEBHOOK_CONTENT_SYNC_SECONDS: one update, no comment.
+        rev = plain["rev"]
+        r.send(risk("plain", evidence="second evidence", assets=db[:2]))
+        r.send(risk("plain", name="Renamed plain", evidence="third evidence", assets=db))
+        wait_for(lambda: "third evidence" in body_of(r.sb.work_item(ids["plain"])))
+        settle(r)
+        plain = r.sb.work_item(ids["plain"])
+        assert plain["rev"] == rev + 1
+        assert plain["comments"] == []
+        assert "db3" in body_of(plain) and "first evidence" not in body_of(plain)
+        assert plain["fields"]["System.Title"] == "Renamed plain"  # nobody had changed it
+
+        # A person's title wins over a rename by the scanner; the body still follows.
+        r.sb.update_fields(ids["linked"], {"System.Title": "Ann's title"}, by="Ann <ann@x.example>")
+        rev = r.sb.work_item(ids["linked"])["rev"]
+        r.send(risk("linked", name="Renamed linked", url="https://scanner.example/f/7"))
+        wait_for(lambda: "Renamed linked" in body_of(r.sb.work_item(ids["linked"])))
+        settle(r)
+        linked = r.sb.work_item(ids["linked"])
+        assert linked["fields"]["System.Title"] == "Ann's title"
+        assert linked["rev"] == rev + 1 and linked["comments"] == []
+
+        # A severity change: field, comment and body in one revision.
+        rev = plain["rev"]
+        r.send(
+            risk(
+                "plain",
+                name="Renamed plain",
+                severity="critical",
+                evidence="third evidence",
+                assets=db,
+            )
+        )
+        wait_for(lambda: r.sb.work_item(ids["plain"])["comments"])
+        settle(r)
+        plain = r.sb.work_item(ids["plain"])
+        assert plain["rev"] == rev + 1
+        assert plain["fields"]["Microsoft.VSTS.Common.Severity"] == "1 - Critical"
+        assert "<td>Critical</td>" in body_of(plain) and "<td>High</td>" not in body_of(plain)
+        [comment] = plain["comments"]
+        assert "Severity changed from High to Critical" in comment["text"]
+        assert "/admin/" not in comment["text"]
+
+
+def test_backfill_applies_a_template_added_after_the_scan(tmp_path) -> None:
+    with rig(tmp_path) as r:
+        conn = r.connect()
+        r.source()
+        r.send(
+            risk("a", severity="critical"),
+            risk("b", severity="high"),
+            risk("c", severity="low"),
+            risk("d", severity="high", status="resolved"),
+        )
+        template = r.template(
+            name="bugs",
+            connection_id=conn,
+            project="AppSec",
+            work_item_type="Bug",
+            auto_create=True,
+            severity_threshold="high",
+        )
+        path = f"/admin/templates/{template['id']}/backfill"
+        dry = r.admin("POST", path, json={"dry_run": True})
+        assert dry.status_code == 200 and dry.json() == {"matched": 2, "queued": 0}
+        assert r.admin("GET", "/admin/jobs").json()["items"] == []
+        real = r.admin("POST", path, json={"dry_run": False})
+        assert real.json() == {"matched": 2, "queued": 2}
+        wait_for(lambda: len(r.items()) == 2)
+        assert r.admin("POST", path, json={"dry_run": False}).json() == {"matched": 0, "queued": 0}
+        settle(r)
+        assert sorted(x["key"] for x in r.risks() if x["work_item"]) == ["a", "b"]
+        assert len(r.items()) == 2
+
+
+def test_template_warns_without_hooks_and_registering_them_reconciles_at_once(tmp_path) -> None:
+    with rig(tmp_path, WEBHOOK_RECONCILE_SECONDS="3600") as r:
+        conn = r.connect()
+        template = r.template(
+            name="bugs",
+            connection_id=conn,
+            project="AppSec",
+            work_item_type="Bug",
+            auto_create=True,
+            severity_threshold="low",
+        )
+        assert template["hooks"]["registered"] is False
+        assert "POST /admin/hooks" in template["hooks"]["message"]
+        ready = r.admin("GET", "/readyz")
+        assert [w["project"] for w in ready.json()["checks"]["service_hooks"]] == ["AppSec"]
+        r.source()
+        r.send(risk("R-1"))
+        wi = wait_for(lambda: next(x for x in r.risks() if x["key"] == "R-1")["work_item"])
+        settle(r)
+        # Closed while no hook is registered: nothing is delivered.
+        r.sb.set_state(wi["id"], "Closed")
+        hooks = r.admin("POST", "/admin/hooks", json={"connection_id": conn, "project": "AppSec"})
+        assert hooks.status_code == 201
+        # Reconciliation runs now, not at its next interval an hour away.
+        got = wait_for(
+            lambda: (
+                (x := next(x for x in r.risks() if x["key"] == "R-1"))["status"] == "resolved" and x
+            )
+        )
+        history = r.admin("GET", f"/admin/risks/{got['id']}").json()["history"]
+        assert any(h["detail"].get("via") == "reconcile" for h in history)
+        changed = r.admin("PATCH", f"/admin/templates/{template['id']}", json={"tags": ["sec"]})
+        assert changed.json()["hooks"] == {
+            "registered": True,
+            "healthy": True,
+            "missing": [],
+            "message": None,
+        }
+        assert r.admin("GET", "/readyz").json()["checks"]["service_hooks"] == "ok"
+
+
+def test_a_title_edited_while_the_service_rewrites_it_is_kept(tmp_path) -> None:
+    with rig(tmp_path, WEBHOOK_CONTENT_SYNC_SECONDS="1") as r:
+        conn = r.connect()
+        r.template(
+            name="bugs",
+            connection_id=conn,
+            project="AppSec",
+            work_item_type="Bug",
+            auto_create=True,
+            severity_threshold="low",
+        )
+        r.source()
+        r.send(risk("R-1"))
+        wi = wait_for(lambda: next(x for x in r.risks() if x["key"] == "R-1")["work_item"])
+        settle(r)
+        path = f"/workitems/{wi['id']}"
+        # The service reads the item (its title is still ours), then writes; a person renames
+        # it in between: the write is refused whole, read again, and the person's title stays.
+        r.sb.add_fault(kind="delay", delay=3, method="PATCH", path_contains=path, times=1)
+        r.sb.clear_requests_log()
+        r.send(risk("R-1", name="Renamed by the scanner"))
+        wait_for(
+            lambda: any(
+                e["method"] == "GET" and e["path"].endswith(path) for e in r.sb.requests_log()
+            )
+        )
+        r.sb.update_fields(wi["id"], {"System.Title": "Ann's title"}, by="Ann <ann@x.example>")
+        wait_for(lambda: "Renamed by the scanner" in body_of(r.sb.work_item(wi["id"])))
+        settle(r)
+        item = r.sb.work_item(wi["id"])
+        assert item["fields"]["System.Title"] == "Ann's title"
+        assert r.admin("GET", "/admin/jobs", params={"state": "failed"}).json()["total"] == 0
+        patches = [e["status"] for e in r.sb.requests_log() if e["method"] == "PATCH"]
+        assert patches[0] == 412 and patches[-1] == 200

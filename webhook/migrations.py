@@ -25,4 +25,10 @@ MIGRATIONS: list[list[str]] = [
         " WHERE state IN ('pending','running','failed')",
         "DROP INDEX IF EXISTS jobs_lane_open",
     ],
+    # 4: work items follow their risk's content (title and body last written, risk content hash).
+    [
+        "ALTER TABLE risks ADD COLUMN item_hash TEXT",
+        "ALTER TABLE work_items ADD COLUMN title TEXT",
+        "ALTER TABLE work_items ADD COLUMN body_hash TEXT",
+    ],
 ]

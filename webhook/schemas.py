@@ -813,6 +813,31 @@ class TemplateSchema(Schema):
     fields = fields.Dict(required=True)
 
 
+class HookCoverageSchema(Schema):
+    registered = fields.Boolean(required=True)
+    healthy = fields.Boolean(required=True)
+    missing = fields.List(fields.String(), required=True)
+    message = fields.String(allow_none=True, required=True)
+
+
+class TemplateSavedSchema(TemplateSchema):
+    """A created or changed template, with the state of its project's service hooks."""
+
+    hooks = fields.Nested(HookCoverageSchema, required=True)
+
+
+class BackfillSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    dry_run = StrictBoolean(required=True)
+
+
+class BackfillResultSchema(Schema):
+    matched = fields.Integer(required=True)
+    queued = fields.Integer(required=True)
+
+
 class ExportSchema(Schema):
     class Meta:
         unknown = RAISE

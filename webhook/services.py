@@ -21,7 +21,10 @@ class Services:
     def from_settings(cls, settings: Settings) -> Services:
         """Wire the store over the configured database."""
         box = SecretBox(settings.secret_keys)
-        return cls(settings=settings, store=Store(Database(settings.db_path), box))
+        store = Store(
+            Database(settings.db_path), box, content_sync_seconds=settings.content_sync_seconds
+        )
+        return cls(settings=settings, store=store)
 
 
 def get_services() -> Services:

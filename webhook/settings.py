@@ -13,6 +13,8 @@ DEFAULT_DB = "var/webhook.db"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 HOOK_MIN_BODY = 2 * 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Content changes wait at most a day for their work item update.
+MAX_CONTENT_SYNC_SECONDS = 86_400
 
 
 class SettingsError(Exception):
@@ -31,6 +33,7 @@ class Settings:
     hook_check_seconds: int = 3600
     reconcile_seconds: int = 900
     log_level: str = "INFO"
+    content_sync_seconds: int = 60
 
     @property
     def hook_max_body_bytes(self) -> int:
@@ -92,6 +95,9 @@ class Settings:
             hook_check_seconds=_positive_int(env, "WEBHOOK_HOOK_CHECK_SECONDS", 3600, maximum=3600),
             reconcile_seconds=_positive_int(env, "WEBHOOK_RECONCILE_SECONDS", 900),
             log_level=log_level,
+            content_sync_seconds=_whole_seconds(
+                env, "WEBHOOK_CONTENT_SYNC_SECONDS", 60, maximum=MAX_CONTENT_SYNC_SECONDS
+            ),
         )
 
 
@@ -109,4 +115,18 @@ def _positive_int(
         raise SettingsError(f"{name} must be positive, got {value}")
     if maximum is not None and value > maximum:
         raise SettingsError(f"{name} must be at most {maximum} (the SPEC asks for at least hourly)")
+    return value
+
+
+def _whole_seconds(env: Mapping[str, str], name: str, default: int, *, maximum: int) -> int:
+    """A number of seconds from 0 (no waiting) to maximum; SettingsError naming the variable."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number of seconds, got {raw!r}") from None
+    if not 0 <= value <= maximum:
+        raise SettingsError(f"{name} must be between 0 and {maximum} seconds, got {value}")
     return value

@@ -18,7 +18,17 @@ from webhook import clock
 from webhook.crypto import SecretBox, new_source_secret
 from webhook.db import Database
 from webhook.domain.models import Asset, Risk, Template
-from webhook.domain.sync_plan import JobSpec, PreviousRisk, content_hash, plan_risk_change
+from webhook.domain.sync_plan import (
+    CONTENT_CHANGED,
+    CREATE_WORK_ITEM,
+    JobSpec,
+    PreviousRisk,
+    WrittenContent,
+    backfill_rules,
+    content_hash,
+    item_content_hash,
+    plan_risk_change,
+)
 
 ROTATION_GRACE_SECONDS = 24 * 3600
 # How long a process may answer from its copy of a source row (see Store.find_source).
@@ -32,6 +42,8 @@ JOB_LEASE_SECONDS = 40.0
 CLOCK_STEP_TOLERANCE = 2.0
 ASSETS_IN_LIST = 20
 """Assets a risk shows in lists (`assets_total` counts them all; GET /admin/risks/<id> has all)."""
+# Risks queued per transaction by a template backfill (the writers' lock is held that long).
+BACKFILL_BATCH = 2_000
 
 
 class StoreError(Exception):
@@ -195,9 +207,11 @@ def risk_from_row(row: sqlite3.Row) -> Risk:
 class Store:
     """Intent-named storage verbs; the only module that speaks SQL."""
 
-    def __init__(self, db: Database, box: SecretBox) -> None:
+    def __init__(self, db: Database, box: SecretBox, *, content_sync_seconds: float = 60.0) -> None:
         self.db = db
         self.box = box
+        # WEBHOOK_CONTENT_SYNC_SECONDS: content changes of one item gathered into one update.
+        self.content_sync_seconds = content_sync_seconds
         self._secret_cache: dict[str, str] = {}
         self._source_rows: dict[str, tuple[float, tuple[Any, ...]]] = {}
         self._tracking_key: bytes | None = None
@@ -393,9 +407,12 @@ class Store:
             marks = ",".join("?" * len(chunk))
             for row in conn.execute(
                 "SELECT r.id, r.key, r.severity, r.status, r.scanner_status, r.content_hash,"
+                " r.item_hash,"
                 " (SELECT 1 FROM work_items w WHERE w.risk_id = r.id) AS has_item,"
                 " (SELECT 1 FROM jobs j WHERE j.risk_id = r.id AND j.kind='create_work_item'"
-                "   AND j.state IN ('pending','running')) AS create_pending"
+                "   AND j.state IN ('pending','running')) AS create_pending,"
+                " (SELECT 1 FROM jobs j WHERE j.risk_id = r.id AND j.kind='content_changed'"
+                "   AND j.state = 'pending') AS content_pending"
                 f" FROM risks r WHERE r.source=? AND r.key IN ({marks})",
                 [source, *chunk],
             ):
@@ -413,6 +430,12 @@ class Store:
         now_ts: float,
     ) -> tuple[int, str]:
         digest = content_hash(risk)
+        # An unchanged report (the common case) skips hashing the content a second time.
+        item_hash = (
+            prev_row["item_hash"]
+            if prev_row is not None and prev_row["content_hash"] == digest
+            else item_content_hash(risk)
+        )
         previous = (
             PreviousRisk(
                 id=prev_row["id"],
@@ -420,6 +443,7 @@ class Store:
                 status=prev_row["status"],
                 scanner_status=prev_row["scanner_status"],
                 content_hash=prev_row["content_hash"],
+                item_hash=prev_row["item_hash"],
             )
             if prev_row is not None
             else None
@@ -432,6 +456,9 @@ class Store:
             has_work_item=bool(prev_row and prev_row["has_item"]),
             create_pending=bool(prev_row and prev_row["create_pending"]),
             has_callback=bool(source.callback_url),
+            incoming_item_hash=item_hash,
+            content_pending=bool(prev_row and prev_row["content_pending"]),
+            content_delay=self.content_sync_seconds,
         )
         if change.action == "unchanged":
             assert previous is not None
@@ -450,13 +477,14 @@ class Store:
             risk.project,
             json.dumps(risk.tags, ensure_ascii=False),
             digest,
+            item_hash,
         )
         if previous is None:
             cur = conn.execute(
                 "INSERT INTO risks(name, severity, status, scanner_status, url, definition,"
-                " evidence, proof, remediation, assets, project, tags, content_hash,"
+                " evidence, proof, remediation, assets, project, tags, content_hash, item_hash,"
                 " source, key, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (*values, risk.source, risk.key, now, now),
             )
             risk_id = int(cur.lastrowid or 0)
@@ -465,7 +493,7 @@ class Store:
             conn.execute(
                 "UPDATE risks SET name=?, severity=?, status=?, scanner_status=?, url=?,"
                 " definition=?, evidence=?, proof=?, remediation=?, assets=?, project=?, tags=?,"
-                " content_hash=?, updated_at=? WHERE id=?",
+                " content_hash=?, item_hash=?, updated_at=? WHERE id=?",
                 (*values, now, risk_id),
             )
         if change.resolution_by_scanner:
@@ -481,6 +509,13 @@ class Store:
                 (risk_id,),
             )
         self._add_history(conn, risk_id, change.history, now)
+        if change.supersedes_content:
+            # The update planned now carries the content: the waiting rewrite would repeat it.
+            conn.execute(
+                "UPDATE jobs SET state='done', updated_ts=? WHERE risk_id=? AND kind=?"
+                " AND state='pending'",
+                (now_ts, risk_id, CONTENT_CHANGED),
+            )
         self._add_jobs(conn, risk_id, change.jobs, now_ts)
         return risk_id, change.action
 
@@ -507,7 +542,15 @@ class Store:
     ) -> None:
         prefix = lane_prefix or f"risk:{risk_id}"
         rows = [
-            (j.kind, risk_id, f"{prefix}:{j.lane}", json.dumps(j.payload), now_ts, now_ts, now_ts)
+            (
+                j.kind,
+                risk_id,
+                f"{prefix}:{j.lane}",
+                json.dumps(j.payload),
+                now_ts + j.delay,
+                now_ts,
+                now_ts,
+            )
             for j in jobs
         ]
         if rows:
@@ -1185,6 +1228,96 @@ class Store:
         row = self.db.conn.execute("SELECT * FROM templates WHERE id=?", (template_id,)).fetchone()
         return template_from_row(row) if row else None
 
+    @staticmethod
+    def _backfill_filter(
+        conn: sqlite3.Connection, template_id: int
+    ) -> tuple[str, list[Any]] | None:
+        """SQL condition on `risks r` for SPEC 3.3 backfill (None: no risk can match).
+
+        Open, no work item, no create pending, and template choice picks this template now.
+        Raises Missing when the template does not exist.
+        """
+        templates = [template_from_row(r) for r in conn.execute("SELECT * FROM templates")]
+        template = next((t for t in templates if t.id == template_id), None)
+        if template is None:
+            raise Missing(f"template {template_id} does not exist")
+        rules = backfill_rules(templates, template)
+        if not rules:
+            return None
+        choices: list[str] = []
+        params: list[Any] = []
+        for rule in rules:
+            sources = rule.only_sources if rule.only_sources is not None else rule.except_sources
+            clause = "r.severity = ?"
+            if sources:
+                marks = ",".join("?" * len(sources))
+                negate = "NOT " if rule.only_sources is None else ""
+                clause += f" AND r.source {negate}IN ({marks})"
+            choices.append(f"({clause})")
+            params.extend([rule.severity, *sorted(sources)])
+        where = (
+            "r.status = 'open'"
+            " AND NOT EXISTS (SELECT 1 FROM work_items w WHERE w.risk_id = r.id)"
+            " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.risk_id = r.id"
+            f"   AND j.kind = '{CREATE_WORK_ITEM}' AND j.state IN ('pending','running'))"
+            f" AND ({' OR '.join(choices)})"
+        )
+        return where, params
+
+    def backfill_template(self, template_id: int, *, dry_run: bool) -> dict[str, int]:
+        """Apply a template to the risks already stored (SPEC 3.3 backfill).
+
+        Returns `{"matched": N, "queued": M}`: N risks match now (open, no work item and none
+        being created, template choice picks this template); a dry run queues nothing, else
+        each gets the create_work_item job ingestion would record (same lane, payload with
+        "backfill": true) and a history entry. Counted in one read, then queued by risk id in
+        transactions of BACKFILL_BATCH, each re-checking the conditions (so hundreds of
+        thousands of risks never hold the writers' lock long, and nothing is queued twice).
+        M may fall short of N when risks changed meanwhile. Raises Missing.
+        """
+        with self.db.read() as conn:
+            found = self._backfill_filter(conn, template_id)
+            matched = 0
+            if found is not None:
+                where, params = found
+                sql = f"SELECT count(*) FROM risks r WHERE {where}"
+                matched = int(conn.execute(sql, params).fetchone()[0])
+        queued, after = 0, 0
+        while matched and not dry_run:
+            now_ts = clock.now()
+            with self.db.write() as conn:
+                found = self._backfill_filter(conn, template_id)
+                if found is None:
+                    break
+                where, params = found
+                ids = [
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT r.id FROM risks r WHERE r.id > ? AND {where}"
+                        " ORDER BY r.id LIMIT ?",
+                        [after, *params, BACKFILL_BATCH],
+                    )
+                ]
+                if not ids:
+                    break
+                payload = json.dumps({"template_id": template_id, "backfill": True})
+                conn.executemany(
+                    "INSERT INTO jobs(kind, risk_id, lane, payload, next_attempt_ts, created_ts,"
+                    " updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (CREATE_WORK_ITEM, i, f"risk:{i}:ado", payload, now_ts, now_ts, now_ts)
+                        for i in ids
+                    ],
+                )
+                detail = json.dumps({"template_id": template_id})
+                conn.executemany(
+                    "INSERT INTO risk_history(risk_id, at, event, detail) VALUES (?, ?, ?, ?)",
+                    [(i, clock.iso(now_ts), "backfill_queued", detail) for i in ids],
+                )
+            queued += len(ids)
+            after = ids[-1]
+        return {"matched": matched, "queued": queued}
+
     # ---- work items ---------------------------------------------------------------------
 
     def work_item_for(self, risk_id: int) -> sqlite3.Row | None:
@@ -1252,12 +1385,16 @@ class Store:
         state_category: str | None,
         rendered_severity: str,
         job: Job | None = None,
+        written: WrittenContent | None = None,
     ) -> bool:
         """Record the work item created (or adopted) for a risk, plus catch-up work.
 
-        Returns False when the risk already had one, or when `job` (the claim that made the
-        item) was taken over meanwhile: nothing changed.
+        `written` is what the create wrote (title, body hash, and the item_content_hash of the
+        risk as rendered): later content updates compare with it. Returns False when the risk
+        already had one, or when `job` (the claim that made the item) was taken over meanwhile:
+        nothing changed.
         """
+        written = written or WrittenContent(None, None, None)
         now_ts = clock.now()
         now = clock.iso(now_ts)
         fields = item.get("fields", {})
@@ -1268,14 +1405,14 @@ class Store:
             if conn.execute("SELECT 1 FROM work_items WHERE risk_id=?", (risk_id,)).fetchone():
                 return False
             risk = conn.execute(
-                "SELECT severity, status FROM risks WHERE id=?", (risk_id,)
+                "SELECT severity, status, item_hash FROM risks WHERE id=?", (risk_id,)
             ).fetchone()
             if risk is None:
                 return False
             conn.execute(
                 "INSERT INTO work_items(risk_id, connection_id, template_id, ado_id, project, type,"
-                " url, state, state_category, rev, tag, changed_at, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " url, state, state_category, rev, tag, changed_at, title, body_hash,"
+                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     risk_id,
                     connection_id,
@@ -1289,6 +1426,8 @@ class Store:
                     item.get("rev", 1),
                     tag,
                     fields.get("System.ChangedDate"),
+                    written.title,
+                    written.body_hash,
                     now,
                     now,
                 ),
@@ -1316,6 +1455,11 @@ class Store:
                 )
             if risk["status"] == "resolved":
                 catch_up.append(JobSpec("scanner_resolved", "ado", {}))
+            if not catch_up and (
+                written.item_hash is None or written.item_hash != risk["item_hash"]
+            ):
+                # Content changed meanwhile (any update above brings the content along).
+                catch_up.append(JobSpec(CONTENT_CHANGED, "ado", {}))
             self._add_jobs(conn, risk_id, catch_up, now_ts)
         return True
 
@@ -1327,15 +1471,30 @@ class Store:
         state: str | None,
         state_category: str | None,
         changed_at: str | None = None,
+        title: str | None = None,
+        body_hash: str | None = None,
     ) -> None:
-        """Remember the newest revision we wrote or read (so its echo is ignored)."""
+        """Remember the newest revision we wrote or read (so its echo is ignored), and the
+        title / body hash that write set (None: that part was not written)."""
         with self.db.write() as conn:
             conn.execute(
                 "UPDATE work_items SET rev=max(rev, ?),"
                 " state=CASE WHEN ? >= rev THEN ? ELSE state END,"
                 " state_category=CASE WHEN ? >= rev THEN ? ELSE state_category END,"
-                " changed_at=coalesce(?, changed_at), updated_at=? WHERE risk_id=?",
-                (rev, rev, state, rev, state_category, changed_at, clock.iso(), risk_id),
+                " changed_at=coalesce(?, changed_at), title=coalesce(?, title),"
+                " body_hash=coalesce(?, body_hash), updated_at=? WHERE risk_id=?",
+                (
+                    rev,
+                    rev,
+                    state,
+                    rev,
+                    state_category,
+                    changed_at,
+                    title,
+                    body_hash,
+                    clock.iso(),
+                    risk_id,
+                ),
             )
 
     def add_history(self, risk_id: int, event: str, detail: dict[str, Any]) -> None:
@@ -1422,6 +1581,11 @@ class Store:
                 (clock.now(), int(ok), json.dumps(result), name, owner),
             )
 
+    def request_periodic(self, name: str) -> None:
+        """Make a periodic task due now (after its current run, if one is running)."""
+        with self.db.write() as conn:
+            conn.execute("UPDATE periodic_runs SET last_started_ts=NULL WHERE name=?", (name,))
+
     def periodic_status(self) -> dict[str, dict[str, Any]]:
         """Last run of each periodic task."""
         out: dict[str, dict[str, Any]] = {}
@@ -1490,6 +1654,16 @@ class Store:
             (connection_id, project),
         ).fetchall()
         return [{**self._hook_dict(r), "project_id": r["project_id"]} for r in rows]
+
+    def template_projects(self) -> list[tuple[int, str]]:
+        """(connection id, project) pairs that templates file work items in."""
+        return [
+            (r[0], r[1])
+            for r in self.db.conn.execute(
+                "SELECT DISTINCT connection_id, project FROM templates"
+                " ORDER BY connection_id, project"
+            )
+        ]
 
     def all_hooks(self) -> list[dict[str, Any]]:
         """Every hook row (for the periodic check)."""

@@ -22,6 +22,56 @@ class PublicUrlMissing(Exception):
     """WEBHOOK_PUBLIC_URL is not set, so Azure DevOps would not know where to deliver."""
 
 
+def hook_coverage(project: str, hooks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether a project's work item changes reach the service, from its stored hook rows.
+
+    Returns `{"registered": bool, "healthy": bool, "missing": [event types],
+    "message": str | None}`: registered when every event type has a subscription, healthy
+    when each was last seen `enabled`; the message tells an admin what that means and what
+    to do (None when all is well). Statuses are the last ones read (GET /admin/hooks, the
+    periodic check), not read live.
+    """
+    by_type = {h["event_type"]: h for h in hooks if h.get("subscription_id")}
+    missing = [e for e in EVENT_TYPES if e not in by_type]
+    unhealthy = sorted(
+        f"{e} is {h['status']}" for e, h in by_type.items() if h.get("status") != HEALTHY
+    )
+    message = None
+    if missing:
+        message = (
+            f"no service hooks for project {project!r} ({', '.join(missing)} missing): closing "
+            "its work items in Azure DevOps resolves risks only at the next reconciliation "
+            "until you register them with POST /admin/hooks"
+        )
+    elif unhealthy:
+        message = (
+            f"service hooks of project {project!r} are not healthy ({'; '.join(unhealthy)}); "
+            "the periodic check recreates them, POST /admin/hooks does it now"
+        )
+    return {
+        "registered": not missing,
+        "healthy": not missing and not unhealthy,
+        "missing": missing,
+        "message": message,
+    }
+
+
+def unhooked_projects(store: Store) -> list[dict[str, Any]]:
+    """Projects that templates file work items in but whose hooks are missing or unhealthy:
+    `[{"connection_id", "project", "message"}]`."""
+    hooks: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for hook in store.all_hooks():
+        hooks.setdefault((hook["connection_id"], hook["project"]), []).append(hook)
+    out = []
+    for connection_id, project in store.template_projects():
+        coverage = hook_coverage(project, hooks.get((connection_id, project), []))
+        if not coverage["healthy"]:
+            out.append(
+                {"connection_id": connection_id, "project": project, "message": coverage["message"]}
+            )
+    return out
+
+
 def subscription_body(
     event_type: str, project_id: str, url: str, username: str, password: str
 ) -> dict[str, Any]:
@@ -115,6 +165,10 @@ class Subscriptions:
                 )
             )
             created_any = True
+        if created_any:
+            # Changes made while the project had no working hooks reach us only by
+            # reconciliation: run it now rather than at its next interval.
+            self.store.request_periodic("reconcile")
         return result, created_any
 
     @staticmethod
@@ -190,6 +244,8 @@ class Subscriptions:
             except (AdoError, PublicUrlMissing) as exc:
                 errors += 1
                 self.store.note_hook_status(hook["id"], hook["status"], str(exc))
+        if healed:
+            self.store.request_periodic("reconcile")  # events were lost while it was down
         return {
             "checked": checked,
             "healed": healed,

@@ -9,14 +9,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from webhook import metrics
-from webhook.ado import AdoClient
+from webhook.ado import AdoClient, AdoConflict
 from webhook.domain.hook_events import identity_name
 from webhook.domain.models import Risk, Template, WorkItemTypeInfo
 from webhook.domain.rendering import (
+    ContentUpdate,
+    WrittenContent,
+    build_content_update,
     build_create_patch,
     build_severity_change,
     build_status_comment,
     comment_has_marker,
+    title_may_change,
+    written_content,
 )
 from webhook.domain.states import (
     CLOSE_CATEGORIES,
@@ -27,12 +32,19 @@ from webhook.domain.states import (
 from webhook.domain.sync_plan import (
     APPLY_HOOK_EVENT,
     CALLBACK,
+    CONTENT_CHANGED,
     CREATE_WORK_ITEM,
     SCANNER_REOPENED,
     SCANNER_RESOLVED,
     SEVERITY_CHANGED,
+    item_content_hash,
 )
-from webhook.domain.templates import adoption_problems, legacy_tracking_tag, tracking_tag
+from webhook.domain.templates import (
+    adoption_problems,
+    format_title,
+    legacy_tracking_tag,
+    tracking_tag,
+)
 from webhook.gateway import AdoGateway
 from webhook.services import Services
 from webhook.store import Job, WorkItemChange
@@ -58,9 +70,14 @@ class SyncHandlers:
         self.gateway = gateway or AdoGateway(services.settings, services.store)
 
     def risk_link(self, risk: Risk) -> str | None:
-        """Our own page for the risk, when the service knows its public URL."""
-        base = self.services.settings.public_url
-        return f"{base}/admin/risks/{risk.id}" if base and risk.id is not None else None
+        """Our own page for a risk without a usable scanner `url`: None for now.
+
+        Work item bodies and comments are read by people in Azure DevOps, who must never get a
+        link they cannot open: the admin API (`/admin/risks/<id>`) needs the admin token, so it
+        is never linked. The risk page of the web UI (SPEC 3.4) goes here once it exists; until
+        then the body links only to the scanner's own http(s) `url` (rendering.link_for).
+        """
+        return None
 
     @staticmethod
     def marker(job: Job) -> str:
@@ -93,12 +110,16 @@ class SyncHandlers:
         sent: str | None = job.payload.get("tag")
         item: dict[str, Any] | None = None
         adopted = False
+        written: WrittenContent | None = None
         if job.outcome_unknown:
             # An earlier claim (a retry, a pause, a worker whose lease ran out) may have created
             # the item before its outcome got lost.
             tag = sent or legacy_tracking_tag(installation, job.risk_id)
             item = self._adoptable(job, client, template, tag, installation)
             adopted = item is not None
+            if item is not None:
+                title = (item.get("fields") or {}).get("System.Title")
+                written = WrittenContent(title if isinstance(title, str) else None, None, None)
         if item is None:
             tag = sent or tracking_tag(installation, job.risk_id, self.store.tracking_key())
             if sent is None and not self.store.record_job_payload(job, {**job.payload, "tag": tag}):
@@ -106,6 +127,7 @@ class SyncHandlers:
             patch = build_create_patch(
                 risk, template, info, tracking_tag=tag, risk_link=self.risk_link(risk)
             )
+            written = written_content(patch, item_hash=item_content_hash(risk))
             item = client.create_work_item(template.project, template.work_item_type, patch)
         state = (item.get("fields") or {}).get("System.State")
         linked = self.store.link_work_item(
@@ -120,6 +142,7 @@ class SyncHandlers:
             state_category=classify_state(state, info) if state else None,
             rendered_severity=risk.severity,
             job=job,
+            written=written,
         )
         if linked:
             metrics.WORK_ITEMS_CREATED.labels("true" if adopted else "false").inc()
@@ -187,9 +210,54 @@ class SyncHandlers:
         comments = client.list_comments(wi["project"], wi["ado_id"])
         return any(comment_has_marker(c.get("text") or "", self.marker(job)) for c in comments)
 
-    def _patch(self, job: Job, wi: Any, info: WorkItemTypeInfo, ops: list[dict[str, Any]]) -> None:
+    def _content(
+        self, risk: Risk, wi: Any, info: WorkItemTypeInfo, item: dict[str, Any] | None = None
+    ) -> ContentUpdate:
+        """The ops bringing the item's body (and title, unless people changed it) up to date.
+
+        The title the template gives now is compared with the one last written; only when they
+        differ is the item read (unless `item`, read already, is given) to see whether people
+        changed it meanwhile. SPEC 4, "Content stays current".
+        """
+        template = self.store.load_template(wi["template_id"]) if wi["template_id"] else None
+        title = format_title(template.title_format, risk) if template else None
+        if item is None and title_may_change(title, wi["title"]):
+            client = self.gateway.client(wi["connection_id"])
+            item = client.get_work_item(wi["project"], wi["ado_id"], expand=None)
+        fields = (item or {}).get("fields") or {}
+        return build_content_update(
+            risk,
+            info,
+            title=title,
+            last_title=wi["title"],
+            last_body_hash=wi["body_hash"],
+            current_title=fields.get("System.Title"),
+            current_rev=int(item["rev"]) if item and item.get("rev") is not None else None,
+            risk_link=self.risk_link(risk),
+        )
+
+    def _patch(
+        self,
+        job: Job,
+        wi: Any,
+        info: WorkItemTypeInfo,
+        ops: list[dict[str, Any]],
+        content: ContentUpdate | None = None,
+    ) -> None:
+        """Apply ops plus the content ops in one PATCH (one revision) and record the result."""
         client = self.gateway.client(wi["connection_id"])
-        item = client.update_work_item(wi["project"], wi["ado_id"], ops)
+        if content is not None:
+            ops = [*content.ops, *ops]
+        try:
+            item = client.update_work_item(wi["project"], wi["ado_id"], ops)
+        except AdoConflict as exc:
+            if not any(op.get("op") == "test" for op in ops):
+                raise
+            # The item changed after we read its title (AZURE_DEVOPS.md 3.3): read it again,
+            # after the usual backoff (nothing was written: the whole PATCH was refused).
+            raise RetryLater(
+                f"work item {wi['ado_id']} changed while being updated: {exc.message}"
+            ) from None
         fields = item.get("fields") or {}
         state = fields.get("System.State")
         self.store.record_work_item_state(
@@ -198,6 +266,26 @@ class SyncHandlers:
             state=state,
             state_category=classify_state(state, info) if state else None,
             changed_at=fields.get("System.ChangedDate"),
+            title=content.title if content else None,
+            body_hash=content.body_hash if content else None,
+        )
+
+    def content_changed(self, job: Job) -> None:
+        """Rewrite the body (and the title while people left it alone) after the scanner
+        changed what the risk says: one update, no comment, nothing when the item already
+        shows the current content (changes gathered for WEBHOOK_CONTENT_SYNC_SECONDS)."""
+        linked = self._linked(job)
+        if linked is None:
+            return
+        risk, wi, info = linked
+        content = self._content(risk, wi, info)
+        if not content.ops:
+            return
+        self._patch(job, wi, info, [], content)
+        self.store.add_history(
+            risk.id or 0,
+            "work_item_content_updated",
+            {"body": content.body_hash is not None, "title": content.title is not None},
         )
 
     def severity_changed(self, job: Job) -> None:
@@ -217,7 +305,8 @@ class SyncHandlers:
             marker=self.marker(job),
         )
         ops.append({"op": "add", "path": f"/fields/{HISTORY_FIELD}", "value": comment})
-        self._patch(job, wi, info, ops)
+        # The body shows the severity too: it follows in the same update (one revision).
+        self._patch(job, wi, info, ops, self._content(risk, wi, info))
         self.store.add_history(risk.id or 0, "work_item_severity_updated", dict(job.payload))
 
     def _comment_and_move(
@@ -242,6 +331,7 @@ class SyncHandlers:
         )
         ops = [{"op": "add", "path": f"/fields/{HISTORY_FIELD}", "value": comment}]
         target = None
+        item = None
         if move_to:
             client = self.gateway.client(wi["connection_id"])
             item = client.get_work_item(wi["project"], wi["ado_id"])
@@ -250,7 +340,8 @@ class SyncHandlers:
                 target = first_state_in(info, move_to)
                 if target:
                     ops.append({"op": "add", "path": "/fields/System.State", "value": target})
-        self._patch(job, wi, info, ops)
+        # Content changed since the last write rides along (a waiting rewrite was dropped).
+        self._patch(job, wi, info, ops, self._content(risk, wi, info, item))
         self.store.add_history(risk.id or 0, event, {"moved_to": target} if target else {})
 
     def scanner_resolved(self, job: Job) -> None:
@@ -377,6 +468,7 @@ class SyncHandlers:
         return {
             CREATE_WORK_ITEM: self.create_work_item,
             SEVERITY_CHANGED: self.severity_changed,
+            CONTENT_CHANGED: self.content_changed,
             SCANNER_RESOLVED: self.scanner_resolved,
             SCANNER_REOPENED: self.scanner_reopened,
             CALLBACK: sender.send,

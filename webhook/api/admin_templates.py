@@ -18,14 +18,18 @@ from webhook.errors import Conflict, NotFound, ValidationFailed
 from webhook.gateway import AdoGateway
 from webhook.openapi import doc
 from webhook.schemas import (
+    BackfillResultSchema,
+    BackfillSchema,
     PageQuerySchema,
     TemplateBaseSchema,
     TemplateCreateSchema,
     TemplatePageSchema,
+    TemplateSavedSchema,
     TemplateSchema,
 )
 from webhook.services import get_services
 from webhook.store import AlreadyExists, Missing
+from webhook.subscriptions import hook_coverage
 
 bp = Blueprint("admin_templates", __name__, url_prefix="/admin/templates")
 bp.before_request(require_admin)
@@ -114,6 +118,13 @@ def check_against_ado(data: dict[str, Any]) -> None:
         )
 
 
+def _with_hooks(template: dict[str, Any]) -> dict[str, Any]:
+    """The saved template plus whether its project's service hooks are registered (so that
+    closing its work items resolves risks at once); the message says what to do if not."""
+    hooks = get_services().store.hooks_for(template["connection_id"], template["project"])
+    return {**template, "hooks": hook_coverage(template["project"], hooks)}
+
+
 def _template(template_id: int) -> dict[str, Any]:
     try:
         return get_services().store.get_template(template_id)
@@ -126,14 +137,14 @@ def _template(template_id: int) -> dict[str, Any]:
     summary="Create a template (checked against Azure DevOps)",
     tag="templates",
     body=TemplateCreateSchema,
-    responses={201: TemplateSchema},
+    responses={201: TemplateSavedSchema},
 )
 def create_template() -> ResponseReturnValue:
     """Validate the template against the project's type definition, then save it."""
     data = {**DEFAULTS, **load_body(TemplateCreateSchema())}
     check_against_ado(data)
     try:
-        return jsonify(get_services().store.create_template(data)), 201
+        return jsonify(_with_hooks(get_services().store.create_template(data))), 201
     except AlreadyExists as exc:
         raise Conflict(str(exc), code="template_exists") from None
 
@@ -164,7 +175,7 @@ def get_template(template_id: int) -> ResponseReturnValue:
     summary="Change a template (re-checked against Azure DevOps)",
     tag="templates",
     body=TemplateBaseSchema,
-    responses={200: TemplateSchema},
+    responses={200: TemplateSavedSchema},
 )
 def patch_template(template_id: int) -> ResponseReturnValue:
     """Change some fields; the result is checked like a new template."""
@@ -173,7 +184,7 @@ def patch_template(template_id: int) -> ResponseReturnValue:
     merged = {**current, **changes}
     check_against_ado(merged)
     try:
-        return jsonify(get_services().store.update_template(template_id, changes))
+        return jsonify(_with_hooks(get_services().store.update_template(template_id, changes)))
     except AlreadyExists as exc:
         raise Conflict(str(exc), code="template_exists") from None
     except Missing as exc:
@@ -189,3 +200,21 @@ def delete_template(template_id: int) -> ResponseReturnValue:
     except Missing as exc:
         raise NotFound(str(exc)) from None
     return "", 204
+
+
+@bp.post("/<int:template_id>/backfill")
+@doc(
+    summary="Apply a template to the risks already stored (dry run: count only)",
+    tag="templates",
+    body=BackfillSchema,
+    responses={200: BackfillResultSchema},
+)
+def backfill_template(template_id: int) -> ResponseReturnValue:
+    """SPEC 3.3: queue work items for open risks without one (and none pending) for which
+    template choice picks this template now; `{"matched": N, "queued": M}`."""
+    data = load_body(BackfillSchema())
+    try:
+        result = get_services().store.backfill_template(template_id, dry_run=data["dry_run"])
+    except Missing as exc:
+        raise NotFound(str(exc)) from None
+    return jsonify(result)

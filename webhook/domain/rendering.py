@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from html import escape, unescape
 from typing import Any
 
@@ -12,6 +14,7 @@ from markdown_it import MarkdownIt
 
 from webhook.domain.models import Risk, Template, WorkItemTypeInfo
 from webhook.domain.severity import ado_priority_value, ado_severity_value, severity_label
+from webhook.domain.sync_plan import WrittenContent
 from webhook.domain.templates import (
     AREA_PATH_FIELD,
     DESCRIPTION_FIELD,
@@ -34,11 +37,16 @@ __all__ = [
     "DESCRIPTION_FIELD",
     "MAX_ASSET_ROWS",
     "MAX_BODY_LENGTH",
+    "MAX_MARKDOWN_CHARS",
     "PRIORITY_FIELD",
     "REPRO_STEPS_FIELD",
     "SEVERITY_FIELD",
     "STATUS_COMMENT_KINDS",
+    "ContentUpdate",
+    "WrittenContent",
+    "body_digest",
     "body_field",
+    "build_content_update",
     "build_create_patch",
     "build_severity_change",
     "build_status_comment",
@@ -47,6 +55,8 @@ __all__ = [
     "render_body",
     "render_markdown",
     "sanitize_html",
+    "title_may_change",
+    "written_content",
 ]
 
 MAX_BODY_LENGTH = 950_000
@@ -57,6 +67,15 @@ MAX_ASSET_ROWS = 500
 
 MAX_CELL_LENGTH = 1_000
 """Characters kept of one short value (asset group or identifier, name, key...)."""
+
+MAX_MARKDOWN_CHARS = 32_768
+"""Characters of one field rendered as Markdown; the rest of it follows as preformatted text.
+
+markdown-it-py is pure Python and linear but slow on hostile input: runs of `[`, `![`, `*a` or
+`*_` cost about 7 µs a character (measured: 1.2-1.8 s of CPU for 256 KiB, and the body fitting
+rendered a field several times), so a scanner could buy seconds of worker time per field. Real
+definitions and remediations are far shorter than this; the cap bounds each render to ~0.25 s.
+"""
 
 STATUS_COMMENT_KINDS: frozenset[str] = frozenset({"scanner_resolved", "scanner_reopened"})
 
@@ -115,12 +134,22 @@ def link_for(risk: Risk, risk_link: str | None) -> str | None:
     return None
 
 
+def _escape_text(value: str) -> str:
+    """Escape text for an HTML text node the way the sanitizer writes it back.
+
+    html5ever (inside nh3) serializes text with `&`, `<`, `>` and U+00A0 as references and
+    quotes as they are; text escaped the same way keeps its length through sanitize_html,
+    so a section's length measured before the final pass is the length after it.
+    """
+    return escape(value, quote=False).replace("\xa0", "&nbsp;")
+
+
 def _text(value: str, limit: int = MAX_CELL_LENGTH) -> str:
     """Escape a short scanner value for HTML, cut to limit characters."""
     value = strip_unsafe_chars(value)
     if len(value) > limit:
         value = value[: limit - 1] + "…"
-    return escape(value, quote=True)
+    return _escape_text(value)
 
 
 def _anchor(url: str, label: str) -> str:
@@ -152,15 +181,17 @@ def _note(text: str) -> str:
 
 
 class _Section:
-    """A body section that can be rendered with only the first n units of its content."""
+    """A body section that can be rendered with only the first n units of its content.
+
+    `render(n)` returns HTML that is safe as it is — scanner text escaped by _escape_text
+    inside our fixed markup, or passed through sanitize_html by the section itself — so the
+    body is sanitized as a whole once, not once per attempt to fit it (nh3 takes ~0.3 s per
+    MB of entity-dense text such as `&&&…`).
+    """
 
     def __init__(self, size: int, render: Callable[[int], str]) -> None:
         self.size = size
-        self._render = render
-
-    def render(self, n: int) -> str:
-        """Render with the first n units, sanitized."""
-        return sanitize_html(self._render(n))
+        self.render = render
 
 
 def _assets_section(risk: Risk) -> _Section:
@@ -187,9 +218,40 @@ def _truncation_note(n: int, size: int) -> str:
     return _note(f"… truncated: showing the first {n:,} of {size:,} characters.")
 
 
+def _markdown_head(text: str) -> int:
+    """How many leading characters of text are rendered as Markdown (at most the cap).
+
+    A cut at a paragraph break in the second half of the cap keeps the last block whole.
+    """
+    if len(text) <= MAX_MARKDOWN_CHARS:
+        return len(text)
+    cut = text.rfind("\n\n", MAX_MARKDOWN_CHARS // 2, MAX_MARKDOWN_CHARS)
+    return cut if cut > 0 else MAX_MARKDOWN_CHARS
+
+
 def _markdown_section(title: str, text: str) -> _Section:
+    head = _markdown_head(text)
+    rendered: dict[int, str] = {}
+
+    def markdown(n: int) -> str:
+        # Fitting a body renders a section more than once; the Markdown part is the costly one.
+        if n not in rendered:
+            rendered.clear()
+            rendered[n] = sanitize_html(
+                f"<h3>{escape(title)}</h3>" + _MD.render(strip_unsafe_chars(text[:n]))
+            )
+        return rendered[n]
+
     def render(n: int) -> str:
-        html = f"<h3>{escape(title)}</h3>" + _MD.render(strip_unsafe_chars(text[:n]))
+        html = markdown(min(n, head))
+        if n > head:
+            html += (
+                _note(
+                    f"The rest is shown as plain text (Markdown is rendered for the first "
+                    f"{head:,} characters)."
+                )
+                + f"<pre>{_escape_text(strip_unsafe_chars(text[head:n]))}</pre>"
+            )
         return html + (_truncation_note(n, len(text)) if n < len(text) else "")
 
     return _Section(len(text), render)
@@ -197,7 +259,7 @@ def _markdown_section(title: str, text: str) -> _Section:
 
 def _preformatted_section(title: str, text: str) -> _Section:
     def render(n: int) -> str:
-        html = f"<h3>{escape(title)}</h3><pre>{escape(strip_unsafe_chars(text[:n]))}</pre>"
+        html = f"<h3>{escape(title)}</h3><pre>{_escape_text(strip_unsafe_chars(text[:n]))}</pre>"
         return html + (_truncation_note(n, len(text)) if n < len(text) else "")
 
     return _Section(len(text), render)
@@ -250,8 +312,13 @@ def render_body(risk: Risk, *, risk_link: str | None) -> str:
         if text and text.strip():
             sections.append(make(title, text))
     budget = MAX_BODY_LENGTH - utf16_length(header)
-    # Every part is sanitized already; the final pass guards the concatenation as a whole.
-    return sanitize_html(header + "".join(_fit_sections(sections, budget)))
+    while True:
+        # Sections are safe by construction; this one pass guards the body as a whole.
+        body = sanitize_html(header + "".join(_fit_sections(sections, budget)))
+        excess = utf16_length(body) - MAX_BODY_LENGTH
+        if excess <= 0 or budget <= 0:
+            return body
+        budget -= max(excess, 1_000)  # the sanitizer lengthened something: fit again, smaller
 
 
 def _op(field_name: str, value: Any) -> dict[str, Any]:
@@ -329,6 +396,89 @@ def _comment(paragraphs: Sequence[str], risk: Risk, risk_link: str | None, marke
         parts.append(f"<p>{_anchor(link, 'Open this finding')}</p>")
     parts.append(_note(marker))
     return sanitize_html("".join(parts))
+
+
+def body_digest(body: str) -> str:
+    """SHA-256 (hex) of a rendered body: tells whether the item already shows it."""
+    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def written_content(patch: Sequence[Mapping[str, Any]], *, item_hash: str | None) -> WrittenContent:
+    """The title and body hash a create patch (build_create_patch) writes."""
+    values = {
+        str(op.get("path")): op.get("value") for op in patch if op.get("op") in ("add", "replace")
+    }
+    title = values.get(f"/fields/{TITLE_FIELD}")
+    body = values.get(f"/fields/{REPRO_STEPS_FIELD}", values.get(f"/fields/{DESCRIPTION_FIELD}"))
+    return WrittenContent(
+        title=title if isinstance(title, str) else None,
+        body_hash=body_digest(body) if isinstance(body, str) else None,
+        item_hash=item_hash,
+    )
+
+
+@dataclass(frozen=True)
+class ContentUpdate:
+    """JSON Patch operations bringing an item's body and title up to date, and what they write.
+
+    `ops` is empty when the item already shows the risk; `body_hash` / `title` are None for
+    the parts not written.
+    """
+
+    ops: tuple[dict[str, Any], ...]
+    body_hash: str | None
+    title: str | None
+
+
+def build_content_update(
+    risk: Risk,
+    type_info: WorkItemTypeInfo,
+    *,
+    title: str | None,
+    last_title: str | None,
+    last_body_hash: str | None,
+    current_title: str | None = None,
+    current_rev: int | None = None,
+    risk_link: str | None,
+) -> ContentUpdate:
+    """Rewrite what changed of the body and title, without a comment (SPEC 4, "Content stays
+    current").
+
+    The body (Repro Steps or Description, when the type has it) is written unless its digest
+    equals `last_body_hash`. The title (`title`, None when the template is gone) is written only
+    when it differs from `last_title`, the title the service last wrote, and the item's
+    `current_title` (read from Azure DevOps by the caller) still equals `last_title`: people's
+    edits win. A title write is guarded by a JSON Patch `test` of `/rev` = `current_rev`, so a
+    person's edit between the read and the write fails the whole update (HTTP 412, or 400
+    VS402625 — AZURE_DEVOPS.md 3.3) instead of being overwritten.
+    """
+    ops: list[dict[str, Any]] = []
+    written_body: str | None = None
+    field_name = body_field(type_info)
+    if field_name in type_info.field_names:
+        body = render_body(risk, risk_link=risk_link)
+        digest = body_digest(body)
+        if digest != last_body_hash:
+            ops.append(_op(field_name, body))
+            written_body = digest
+    written_title: str | None = None
+    if (
+        title_may_change(title, last_title)
+        and current_title == last_title
+        and TITLE_FIELD in type_info.field_names
+    ):
+        assert title is not None
+        if current_rev is not None:
+            ops.insert(0, {"op": "test", "path": "/rev", "value": current_rev})
+        ops.append(_op(TITLE_FIELD, title))
+        written_title = title
+    return ContentUpdate(tuple(ops), written_body, written_title)
+
+
+def title_may_change(title: str | None, last_title: str | None) -> bool:
+    """True when the service would rewrite the title (if people left it alone): the caller
+    then reads the item's current title for build_content_update."""
+    return title is not None and last_title is not None and title != last_title
 
 
 def build_severity_change(

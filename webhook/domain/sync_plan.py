@@ -8,12 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.domain.models import Risk, Template
+from webhook.domain.severity import SEVERITIES, meets_threshold, severity_rank
 from webhook.domain.states import decide_scanner_status_change
 from webhook.domain.templates import choose_template
 
 # Job kinds the worker knows how to perform.
 CREATE_WORK_ITEM = "create_work_item"
 SEVERITY_CHANGED = "severity_changed"
+# The scanner changed what a linked risk says: rewrite the item's body (and title) once the
+# changes of WEBHOOK_CONTENT_SYNC_SECONDS are gathered (SPEC 4, "Content stays current").
+CONTENT_CHANGED = "content_changed"
 SCANNER_RESOLVED = "scanner_resolved"
 SCANNER_REOPENED = "scanner_reopened"
 CALLBACK = "callback"
@@ -28,6 +32,7 @@ class JobSpec:
     kind: str
     lane: str  # lane suffix; the store prefixes it with the risk id
     payload: dict[str, Any] = field(default_factory=dict)
+    delay: float = 0.0  # seconds from now until the job is due
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,20 @@ class PreviousRisk:
     status: str
     scanner_status: str
     content_hash: str
+    item_hash: str | None = None  # item_content_hash when stored (None: stored before it existed)
+
+
+@dataclass(frozen=True)
+class WrittenContent:
+    """What the service wrote to a work item's title and body (stored on its link).
+
+    `item_hash` is item_content_hash of the risk it was rendered from. Each is None when
+    unknown, e.g. for an item adopted from an earlier attempt.
+    """
+
+    title: str | None
+    body_hash: str | None
+    item_hash: str | None
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,9 @@ class RiskChange:
     resolution_by_scanner: bool
     jobs: tuple[JobSpec, ...]
     history: tuple[tuple[str, dict[str, Any]], ...]
+    # A pending content_changed job of the risk is made redundant by a job planned here (every
+    # update of an item brings its content up to date in the same revision): drop it.
+    supersedes_content: bool = False
 
 
 def content_hash(risk: Risk) -> str:
@@ -64,6 +86,30 @@ def content_hash(risk: Risk) -> str:
         "project": risk.project,
         "tags": list(risk.tags),
     }
+    return _digest(canonical)
+
+
+def item_content_hash(risk: Risk) -> str:
+    """Hash of what a risk's work item shows (title and body): a change of it means a rewrite.
+
+    Source and key never change for a stored risk; status and tags are not part of the body.
+    """
+    return _digest(
+        {
+            "name": risk.name,
+            "severity": risk.severity,
+            "url": risk.url,
+            "definition": risk.definition,
+            "evidence": risk.evidence,
+            "proof": risk.proof,
+            "remediation": risk.remediation,
+            "assets": [[a.group, a.identifier] for a in risk.assets],
+            "project": risk.project,
+        }
+    )
+
+
+def _digest(canonical: dict[str, Any]) -> str:
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -77,10 +123,17 @@ def plan_risk_change(
     has_work_item: bool,
     create_pending: bool,
     has_callback: bool,
+    incoming_item_hash: str | None = None,
+    content_pending: bool = False,
+    content_delay: float = 0.0,
 ) -> RiskChange:
     """Work out the new status and the jobs implied by a scanner report of one risk.
 
-    `incoming.status` is what the scanner reports (open/resolved).
+    `incoming.status` is what the scanner reports (open/resolved). `incoming_item_hash` is
+    item_content_hash(incoming); when it differs from the stored one and the risk has a work
+    item, a CONTENT_CHANGED job is planned `content_delay` seconds ahead (WEBHOOK_CONTENT_SYNC_
+    SECONDS) — unless one is pending already (`content_pending`: it reads the newest content
+    when it runs, so changes coalesce) or another job planned here updates the item anyway.
     """
     if previous is not None and previous.content_hash == incoming_hash:
         return RiskChange("unchanged", previous.status, previous.scanner_status, False, (), ())
@@ -124,7 +177,71 @@ def plan_risk_change(
         if has_callback:
             jobs.append(JobSpec(CALLBACK, CALLBACK_LANE, {"status": status}))
 
+    # Every update of the item carries its current content, so a content change rides along
+    # with a severity or status update instead of costing a revision of its own.
+    updates_item = any(j.lane == ADO_LANE and j.kind != CREATE_WORK_ITEM for j in jobs)
+    content_changed = (
+        previous is not None
+        and has_work_item
+        and (previous.item_hash is None or previous.item_hash != incoming_item_hash)
+    )
+    if content_changed and not updates_item and not content_pending:
+        jobs.append(JobSpec(CONTENT_CHANGED, ADO_LANE, {}, delay=content_delay))
+
     resolution_by_scanner = status == "resolved" and (previous is None or previous.status != status)
     return RiskChange(
-        action, status, incoming.status, resolution_by_scanner, tuple(jobs), tuple(history)
+        action,
+        status,
+        incoming.status,
+        resolution_by_scanner,
+        tuple(jobs),
+        tuple(history),
+        supersedes_content=updates_item and content_pending,
     )
+
+
+@dataclass(frozen=True)
+class BackfillRule:
+    """Risks of one severity that a template's backfill takes (see backfill_rules).
+
+    only_sources None means any source except `except_sources`.
+    """
+
+    severity: str
+    only_sources: tuple[str, ...] | None
+    except_sources: frozenset[str]
+
+
+def backfill_rules(templates: list[Template], template: Template) -> list[BackfillRule]:
+    """The (severity, source) conditions under which template choice picks `template` now.
+
+    Template choice (SPEC 4) only ever picks auto-create templates: the highest threshold met
+    wins, ties to the lowest id. A template that would win for a severity loses it, for its
+    sources, to every auto-create template ranked above it whose threshold that severity meets.
+    Agrees with choose_template for every severity and source; an empty list matches nothing.
+    """
+    if not template.auto_create:
+        return []
+    rank = severity_rank(template.severity_threshold)
+    better = [
+        t
+        for t in templates
+        if t.auto_create
+        and t.id != template.id
+        and (severity_rank(t.severity_threshold), -t.id) > (rank, -template.id)
+    ]
+    rules: list[BackfillRule] = []
+    for severity in SEVERITIES:
+        if not meets_threshold(severity, template.severity_threshold):
+            continue
+        winners = [t for t in better if meets_threshold(severity, t.severity_threshold)]
+        if any(not t.sources for t in winners):
+            continue  # a better template takes every source
+        taken = frozenset(s for t in winners for s in t.sources or ())
+        if template.sources:
+            only = tuple(s for s in dict.fromkeys(template.sources) if s not in taken)
+            if only:
+                rules.append(BackfillRule(severity, only, frozenset()))
+        else:
+            rules.append(BackfillRule(severity, None, taken))
+    return rules
