@@ -540,6 +540,10 @@ def test_an_older_database_gains_fencing_tokens(tmp_path: Path, fake: FakeClock)
         "ALTER TABLE jobs DROP COLUMN claim_token;"
         "ALTER TABLE jobs DROP COLUMN lease_renewals;"
         "CREATE INDEX jobs_lane_open ON jobs(lane, id) WHERE state IN ('pending','running');"
+        # Migration 4's columns go too: this database is at version 2.
+        "ALTER TABLE risks DROP COLUMN item_hash;"
+        "ALTER TABLE work_items DROP COLUMN title;"
+        "ALTER TABLE work_items DROP COLUMN body_hash;"
         "INSERT INTO jobs(kind, lane, state, attempts, next_attempt_ts, created_ts, updated_ts)"
         " VALUES ('callback', 'risk:1:x', 'pending', 3, 0, 0, 0);"
         "PRAGMA user_version=2;"
