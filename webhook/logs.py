@@ -169,9 +169,10 @@ _BASIC_RE = re.compile(
 )
 _WHSEC_RE = re.compile(r"whsec_[A-Za-z0-9+/=_\-]*+")
 _SIGNATURE_RE = re.compile(r"\b(?P<k>v1a?,)[A-Za-z0-9+/]{16,}+={0,2}+")
-# scheme://user:password@ — the scheme may only start where a run of scheme characters starts.
+# scheme://user:password@ — the scheme is bounded (32 characters; real ones are short), so each
+# start position costs a bounded scan before "://" and the pattern needs no start anchor.
 _URL_PASSWORD_RE = re.compile(
-    r"""(?P<k>(?<![a-z0-9+.\-])[a-z0-9][a-z0-9+.\-]*+://[^\s/@:"'<>]*+)"""
+    r"""(?P<k>[a-z][a-z0-9+.\-]{0,31}+://[^\s/@:"'<>]*+)"""
     r""":(?!\[REDACTED\]@)[^\s/@"'<>]*+@""",
     re.IGNORECASE,
 )
