@@ -278,3 +278,27 @@ def test_content_hash_never_raises_on_unstorable_text() -> None:
     first, second = content_hash(risk("XSS \ud83d")), content_hash(risk("XSS \ud83e"))
     assert len(first) == 64 and first != second
     assert first == content_hash(risk("XSS \ud83d"))
+
+
+@pytest.mark.parametrize(
+    ("work_item_id", "rev"),
+    [
+        pytest.param('"' + "9" * 5000 + '"', "4", id="id-past-int-digit-limit"),
+        pytest.param("1" + "0" * 30, "4", id="id-past-sqlite-integer"),
+        pytest.param("4711", "1" + "0" * 30, id="rev-past-sqlite-integer"),
+        pytest.param("1e400", "4", id="id-infinite"),
+    ],
+)
+def test_hook_delivery_with_numbers_no_database_holds_is_acknowledged(
+    app: Flask, connection: int, work_item_id: str, rev: str
+) -> None:
+    client = _hook_client(app, connection)
+    text = (
+        '{"id": "e-1", "eventType": "workitem.updated", "resource": {"workItemId": '
+        + work_item_id
+        + ', "rev": '
+        + rev
+        + ', "revision": {"fields": {"System.State": "Resolved"}}}}'
+    )
+    resp = _deliver(client, text)
+    assert resp.status_code in (200, 202), resp.data  # a 503 would be retried, then punished
