@@ -302,3 +302,14 @@ def test_hook_delivery_with_numbers_no_database_holds_is_acknowledged(
     )
     resp = _deliver(client, text)
     assert resp.status_code in (200, 202), resp.data  # a 503 would be retried, then punished
+
+
+@pytest.mark.parametrize("name", ["..", ".", " .. ", "%2e%2e", "%2E.", "%252e%252e"])
+def test_the_azure_devops_client_never_sends_a_dot_segment(name: str) -> None:
+    """Defence in depth behind the schemas (webhook.ado._segment builds every path segment)."""
+    from webhook import ado
+
+    with pytest.raises(ValueError, match="dot segment"):
+        ado._segment(name, "project")
+    assert ado._segment("My.Project", "project") == "My.Project"
+    assert ado._segment("a/../b", "project") == "a%2F..%2Fb"
