@@ -95,6 +95,9 @@ class Text(fields.String):
     """A JSON string the service can store: `text_problem` decides (lone surrogates, NUL → 422).
 
     Every inbound string field uses it (or a subclass), so the 422 names the field's path.
+    NUL is refused on purpose, not stripped: Azure DevOps fields, HTML and XML 1.0 cannot
+    carry it, and silently changing a scanner's key or evidence would hide the sender's bug.
+    Azure DevOps' own deliveries are repaired instead (`VendorJson`).
     """
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
