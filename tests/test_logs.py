@@ -414,3 +414,51 @@ def test_gunicorn_logconfig_dict_and_access_lines(tmp_path):
     assert plain["msg"] == "10.0.0.1 [REDACTED] POST"
     assert "abcdefghijklmnop" not in result.stderr
     assert error["level"] == "WARNING" and "whsec_" not in error["msg"]
+
+
+# ---- untrusted text: line breaks, lone surrogates, length ----------------------------------
+
+# Every character str.splitlines breaks at that json.dumps(ensure_ascii=False) might leave raw.
+LINE_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def test_line_separators_and_lone_surrogates_are_escaped():
+    buffer = io.StringIO()
+    logs.configure_logging("INFO", stream=buffer)
+    value = f"a{LINE_BREAKS}b\ud83d|"  # a lone surrogate: no UTF-8 stream can carry it raw
+    logging.getLogger("x").info("msg %s", value, extra={"fields": {"detail": value, value: 1}})
+    raw = buffer.getvalue()
+    assert len(raw.splitlines()) == 1
+    for char in LINE_BREAKS + "\ud83d":
+        assert char not in raw
+    raw.encode("utf-8")  # writable to any UTF-8 stream
+    line = json.loads(raw)
+    assert line["msg"] == f"msg {value}" and line["detail"] == value and line[value] == 1
+
+
+def test_long_values_are_cut_with_a_marker_and_stay_redacted(capture):
+    pat = "abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrst"  # legacy 52-char PAT shape
+    filler = "lorem ipsum " * 700  # ~8 KB: the PAT sits where the middle cut falls
+    text = f"Authorization: Bearer {BEARER} {filler}{pat} {filler} token=tail-secret-123456"
+    logging.getLogger("x").info(text)
+    logging.getLogger("x").info("%s", "x" * 300_000 + REGISTERED)  # registered: even past 256K
+    first, second = capture()
+    assert len(first["msg"]) <= logs.MAX_TEXT_CHARS + 100
+    assert "characters cut]" in first["msg"]
+    assert BEARER not in first["msg"] and "tail-secret-123456" not in first["msg"]
+    assert first["msg"].startswith("Authorization: [REDACTED] lorem ipsum")
+    assert first["msg"].endswith("token=[REDACTED]")
+    # Nothing of a credential straddling the cut survives in pieces.
+    assert not any(pat[i : i + 8] in first["msg"] for i in range(len(pat) - 8))
+    assert REGISTERED not in second["msg"] and len(second["msg"]) <= logs.MAX_TEXT_CHARS + 100
+
+
+def test_long_tracebacks_keep_their_end(capture):
+    try:
+        raise ValueError("y " * 100_000 + f"password={WHSEC[6:]}")
+    except ValueError:
+        logging.getLogger("x").exception("failed")
+    (line,) = capture()
+    assert len(line["exc"]) <= logs.MAX_EXC_CHARS + 100
+    assert line["exc"].startswith("Traceback") and "characters cut]" in line["exc"]
+    assert line["exc"].rstrip().endswith("password=[REDACTED]")

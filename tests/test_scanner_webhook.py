@@ -385,3 +385,149 @@ def test_new_secret_works_at_once_while_the_old_one_is_remembered(
         headers = signed_headers(secret, body, timestamp=int(later))
         status = client.post("/webhooks/risks/sast", data=body, headers=headers).status_code
         assert status == expected
+
+
+# ---- legal JSON the service cannot store (issue 9.1) ---------------------------------------
+
+# `"Stored XSS \ud83d"`: the six-character escape of a lone UTF-16 surrogate, as an emoji cut in
+# half by a byte limit produces. Legal JSON; no UTF-8 can carry it. Written here as raw JSON text.
+CUT_EMOJI = r"Stored XSS \ud83d"
+UNSTORABLE = [
+    ("name", '{"risk": {"key": "R-1", "name": "%s", "severity": "high"}}', "risk.name"),
+    (
+        "evidence",
+        '{"risk": {"key": "R-1", "name": "n", "severity": "high", "evidence": "%s"}}',
+        "risk.evidence",
+    ),
+    ("key", '{"risk": {"key": "%s", "name": "n", "severity": "high"}}', "risk.key"),
+    (
+        "asset identifier",
+        '{"risks": [{"key": "R-1", "name": "n", "severity": "high", "assets": ['
+        '{"group": "g", "identifier": "i"}, {"group": "g", "identifier": "i2"},'
+        '{"group": "g", "identifier": "i3"}, {"group": "host", "identifier": "%s"}]}]}',
+        "risks.0.assets.3.identifier",
+    ),
+    (
+        "tag",
+        '{"risk": {"key": "R-1", "name": "n", "severity": "high", "tags": ["ok", "%s"]}}',
+        "risk.tags.1",
+    ),
+    (
+        "project",
+        '{"risks": [{"key": "R-0", "name": "n", "severity": "low"},'
+        ' {"key": "R-1", "name": "n", "severity": "high", "project": "%s"}]}',
+        "risks.1.project",
+    ),
+    (
+        "url",
+        '{"risk": {"key": "R-1", "name": "n", "severity": "high", "url": "https://s/%s"}}',
+        "risk.url",
+    ),
+]
+
+
+@pytest.mark.parametrize("door", ["fast", "flask"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(CUT_EMOJI, id="lone-high-surrogate"),
+        pytest.param(r"\udc00 low half first", id="lone-low-surrogate"),
+        pytest.param(r"\ude00\ud83d reversed pair", id="reversed-pair"),
+        pytest.param(r"NUL \u0000 inside", id="nul"),
+    ],
+)
+@pytest.mark.parametrize(("field", "template", "path"), UNSTORABLE, ids=[u[0] for u in UNSTORABLE])
+def test_unstorable_text_is_422_naming_the_field_on_both_doors(
+    client: FlaskClient, scanner: Scanner, settings, door, text, field, template, path
+) -> None:
+    body = (template % text).encode()
+    headers = signed_headers(scanner.secret, body)
+    if door == "fast":
+        resp = client.post("/webhooks/risks/sast", data=body, headers=headers)
+    else:
+        resp = _chunked(client, "/webhooks/risks/sast", body, headers)
+    assert resp.status_code == 422, resp.data
+    error = resp.get_json()["error"]
+    assert error["code"] == "validation_failed"
+    assert list(error["details"]) == [path]
+    assert "surrogate" in error["details"][path][0] or "NUL" in error["details"][path][0]
+    assert stored_risks(settings.db_path) == []
+    # The same delivery id is not burnt: once fixed, the scanner's retry is stored.
+    fixed = (template % "fixed").encode()
+    retry = client.post(
+        "/webhooks/risks/sast",
+        data=fixed,
+        headers=signed_headers(scanner.secret, fixed, msg_id=headers["webhook-id"]),
+    )
+    assert retry.status_code == 202
+
+
+def test_a_whole_emoji_and_other_escapes_are_stored(scanner: Scanner, client, admin) -> None:
+    body = (
+        rb'{"risk": {"key": "R-\ud83d\ude00", "name": "XSS \ud83d\ude00 \u2028 \ufeff \uffff",'
+        rb' "severity": "high", "evidence": "\u0085\u001f"}}'
+    )
+    resp = scanner.send(None, raw=body)
+    assert resp.status_code == 202
+    stored = client.get("/admin/risks/1", headers=admin).get_json()
+    assert stored["key"] == "R-😀" and stored["name"] == "XSS 😀 \u2028 \ufeff \uffff"
+    assert stored["evidence"] == "\x85\x1f"
+
+
+BAD_BODIES = [
+    pytest.param(b'\xef\xbb\xbf\xef\xbb\xbf{"risk": {}}', "BOM", id="two-boms"),
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, "nested too deeply", id="deep-array"),
+    pytest.param(
+        b'{"risk": {"key": "k", "name": "n", "severity": "high", "tags": '
+        + b'{"a":' * 5000
+        + b"1"
+        + b"}" * 5001
+        + b"}",
+        "nested too deeply",
+        id="deep-object",
+    ),
+    # A surrogate written as UTF-8 bytes (CESU-8): json.loads(bytes) would let it through.
+    pytest.param(
+        b'{"risk": {"key": "k", "name": "\xed\xa0\xbd", "severity": "high"}}', "UTF-8", id="cesu"
+    ),
+    pytest.param(b'{"risk": {"key": "\xff", "name": "n", "severity": "high"}}', "UTF-8", id="ff"),
+    pytest.param(b'{"risk": {"key": "\xc0\xaf"}}', "UTF-8", id="overlong"),
+]
+
+
+@pytest.mark.parametrize(("body", "says"), BAD_BODIES)
+def test_undecodable_bodies_are_400_alike_on_both_doors(
+    client: FlaskClient, scanner: Scanner, settings, body, says
+) -> None:
+    headers = signed_headers(scanner.secret, body)
+    fast = client.post("/webhooks/risks/sast", data=body, headers=headers)
+    flask_door = _chunked(client, "/webhooks/risks/sast", body, headers)
+    assert fast.status_code == flask_door.status_code == 400
+    assert fast.data == flask_door.data
+    error = fast.get_json()["error"]
+    assert error["code"] == "invalid_json" and says in error["message"]
+    assert stored_risks(settings.db_path) == []
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        pytest.param(lambda text: b"\xef\xbb\xbf" + text.encode(), id="utf-8-bom"),
+        pytest.param(lambda text: text.encode("utf-16"), id="utf-16"),
+    ],
+)
+def test_a_bom_or_utf16_body_is_accepted(scanner: Scanner, settings, encode) -> None:
+    resp = scanner.send(None, raw=encode(json.dumps({"risk": risk("R-1")})))
+    assert resp.status_code == 202
+    assert stored_risks(settings.db_path) == [("sast", "R-1", "high", "open")]
+
+
+def test_very_long_strings_are_422_naming_the_field(scanner: Scanner, settings) -> None:
+    resp = scanner.send({"risk": risk("R-1", name="n" * 3_000_000, evidence="é" * 200_000)})
+    assert resp.status_code == 422
+    assert set(resp.get_json()["error"]["details"]) == {"risk.name", "risk.evidence"}
+    unknown = scanner.send({"risk": {**risk("R-1"), "x" * 1_000_000: 1}})
+    assert unknown.status_code == 422
+    (path,) = unknown.get_json()["error"]["details"]
+    assert path.startswith("risk.xxx") and len(path) < 200
+    assert stored_risks(settings.db_path) == []

@@ -8,11 +8,11 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError
 
-from webhook.schemas import RiskEnvelopeSchema, quick_envelope
+from webhook.schemas import RiskEnvelopeSchema, flatten_errors, quick_envelope
 
 VALUES: dict[str, list[Any]] = {
-    "key": ["k", "R-1", "", "x" * 256, "x" * 257, 5, None, "ü" * 10, ["a"]],
-    "name": ["n", "", "x" * 1000, "x" * 1001, None, 3.5, True],
+    "key": ["k", "R-1", "", "x" * 256, "x" * 257, 5, None, "ü" * 10, ["a"], "k\ud800", "k\x00"],
+    "name": ["n", "", "x" * 1000, "x" * 1001, None, 3.5, True, "Stored XSS \ud83d", "a\x00"],
     "severity": [
         "high",
         "HIGH",
@@ -38,12 +38,14 @@ VALUES: dict[str, list[Any]] = {
         None,
         5,
         "https://h/" + "a" * 2100,
+        "https://h/\ud83d",
+        "https://h/\x00",
     ],
-    "definition": ["text", "", None, 5, "é" * 140_000, "a" * 10],
-    "evidence": ["e", None, [], "ü"],
-    "proof": ["p", None, {}],
-    "remediation": ["r", None, False],
-    "project": ["p", "", "x" * 256, "x" * 257, None, 1],
+    "definition": ["text", "", None, 5, "é" * 140_000, "a" * 10, "é\udfff", "\x00"],
+    "evidence": ["e", None, [], "ü", "\ud83d\ude00", "\ude00\ud83d", "e\x00"],
+    "proof": ["p", None, {}, "\udc00"],
+    "remediation": ["r", None, False, "r\x00r"],
+    "project": ["p", "", "x" * 256, "x" * 257, None, 1, "\ud83d", "p\x00"],
     "tags": [
         [],
         ["a"],
@@ -55,6 +57,8 @@ VALUES: dict[str, list[Any]] = {
         None,
         "a",
         [1],
+        ["a", "\ud83d"],
+        ["\x00"],
         # The reserved namespace of tracking tags, in the forms Azure DevOps would fold.
         ["adowh-1a2b3c4d-7"],
         ["ok", " ADOWH-x-1-0123456789abcdef"],
@@ -70,6 +74,8 @@ VALUES: dict[str, list[Any]] = {
         [{"group": "", "identifier": "i"}],
         [{"group": "g" * 1025, "identifier": "i"}],
         [{"group": 1, "identifier": "i"}],
+        [{"group": "g", "identifier": "i"}, {"group": "g", "identifier": "\ud83d"}],
+        [{"group": "g\x00", "identifier": "i"}],
         ["x"],
         None,
         {},
@@ -150,3 +156,36 @@ def test_typical_scanner_bodies_take_the_quick_path() -> None:
     assert batch is not None and len(batch["risks"]) == 1000
     # Duplicate keys are for marshmallow to name in its error.
     assert quick_envelope({"risks": [one, one]}) is None
+
+
+def test_unstorable_text_is_refused_by_both_paths_naming_the_field() -> None:
+    """A lone surrogate or NUL anywhere: quick path declines, marshmallow names the field."""
+    schema = RiskEnvelopeSchema()
+    base = {"key": "R-1", "name": "n", "severity": "high"}
+    cases = {
+        "risk.name": {"risk": {**base, "name": "Stored XSS \ud83d"}},
+        "risk.key": {"risk": {**base, "key": "\udc00"}},
+        "risk.evidence": {"risk": {**base, "evidence": "é" * 1000 + "\x00"}},
+        "risks.1.assets.3.identifier": {
+            "risks": [
+                base,
+                {
+                    **base,
+                    "key": "R-2",
+                    "assets": [{"group": "g", "identifier": str(i)} for i in range(3)]
+                    + [{"group": "g", "identifier": "\ud83d"}],
+                },
+            ]
+        },
+        "risk.tags.0": {"risk": {**base, "tags": ["\ud83d"]}},
+    }
+    for path, body in cases.items():
+        assert quick_envelope(copy.deepcopy(body)) is None, path
+        try:
+            schema.load(body)
+        except ValidationError as exc:
+            assert list(flatten_errors(exc.messages)) == [path]
+        else:
+            raise AssertionError(f"{path} was accepted")
+    # A whole astral character is storable text, and takes the quick path.
+    assert quick_envelope({"risk": {**base, "name": "XSS \U0001f600", "tags": ["é"]}})

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -573,8 +573,15 @@ def _never_sent(exc: requests.RequestException) -> bool:
 
 
 def _segment(value: str, what: str) -> str:
+    """One URL path segment: fully percent-encoded; never a dot segment (`.`, `..`, `%2e%2e`).
+
+    HTTP clients (urllib3) and servers resolve dot segments, so `{org}/../_apis` would leave
+    the organization. webhook.schemas refuses such names first (422); this is the last guard.
+    """
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} must be a non-empty string")
+    if value.strip() in (".", "..") or unquote(unquote(value)).strip() in (".", ".."):
+        raise ValueError(f"{what} must not be a dot segment")
     return quote(value, safe="")
 
 

@@ -109,37 +109,115 @@ def request_context(**ids: Any) -> Iterator[dict[str, Any]]:
 # Redaction
 # --------------------------------------------------------------------------------------------
 
+# Every pattern below sees untrusted text (gunicorn logs request lines and header names a client
+# wrote), so each must run in time linear in its input: no lazy or greedy prefix that is re-scanned
+# from every start position, no ambiguous nested repetition. Runs of token characters are matched
+# possessively (`*+`, Python 3.11+) and may only start where such a run starts (a lookbehind), so
+# each character is scanned a bounded number of times. tests/test_regex_linear.py feeds 64 KB
+# pathological strings to every pattern. On top of that, text is cut to MAX_TEXT_CHARS (and
+# exception text to MAX_EXC_CHARS) before the patterns run; see `_cap`.
+
 # A key whose value is a credential: ends with one of these words ("admin_token",
 # "webhook-signature", "client_secret", "basicAuthPassword", "x-api-key"), or is exactly "pat".
+_KEY_NAMES = (
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "authorization",
+    "signature",
+    "api_key",
+    "api-key",
+    "apikey",
+    "credential",
+    "private_key",
+    "private-key",
+    "privatekey",
+    "cookie",
+    "session_key",
+    "session-key",
+    "sessionkey",
+)
 _KEY_WORDS = (
     r"(?:token|passw(?:or)?d|secret|authorization|signature|api[_-]?key|credential"
     r"|private[_-]?key|cookie|session[_-]?key)s?"
 )
+# Matched against at most the last MAX_KEY_CHARS characters of a key (see _is_sensitive_key).
 _SENSITIVE_KEY_RE = re.compile(rf"^(?:[\w.-]*?{_KEY_WORDS}|pat)$", re.IGNORECASE)
+MAX_KEY_CHARS = 64
+
+
+def _ends_with_key_word() -> str:
+    """One lookbehind per word length: "the token just matched ends with a key word"."""
+    words = {w for base in _KEY_NAMES for w in (base, base + "s")}
+    by_length: dict[int, list[str]] = {}
+    for word in sorted(words):
+        by_length.setdefault(len(word), []).append(re.escape(word))
+    ends = [f"(?<={'|'.join(group)})" for _, group in sorted(by_length.items())]
+    ends.append(r"(?<=(?<!\w)pat)")  # "pat" on its own: "pat", "x.pat", not "compat"
+    return "(?:" + "|".join(ends) + ")"
+
 
 _AUTH_HEADER_RE = re.compile(
-    r"""(?P<k>\b(?:proxy-)?authorization["']?\s*[:=]\s*["']?)"""
-    r"""(?:(?:basic|bearer|token|negotiate|ntlm|digest)\s+)?(?!\[REDACTED\])[^\s"',;}]+""",
+    r"""(?P<k>\b(?:proxy-)?authorization["']?\s*+[:=]\s*+["']?)"""
+    r"""(?:(?:basic|bearer|token|negotiate|ntlm|digest)\s++)?(?!\[REDACTED\])[^\s"',;}]++""",
     re.IGNORECASE,
 )
-_BEARER_RE = re.compile(r"\b(?P<k>bearer\s+)(?!\[REDACTED\])[A-Za-z0-9\-._~+/]{8,}=*", re.I)
-_BASIC_RE = re.compile(r"\b(?P<k>basic\s+)(?P<v>[A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])", re.I)
-_WHSEC_RE = re.compile(r"whsec_[A-Za-z0-9+/=_\-]*")
-_SIGNATURE_RE = re.compile(r"\b(?P<k>v1a?,)[A-Za-z0-9+/]{16,}={0,2}")
+_BEARER_RE = re.compile(r"\b(?P<k>bearer\s++)(?!\[REDACTED\])[A-Za-z0-9\-._~+/]{8,}+=*+", re.I)
+_BASIC_RE = re.compile(
+    r"\b(?P<k>basic\s++)(?P<v>[A-Za-z0-9+/]{4,}+={0,2}+)(?![A-Za-z0-9+/=])", re.I
+)
+_WHSEC_RE = re.compile(r"whsec_[A-Za-z0-9+/=_\-]*+")
+_SIGNATURE_RE = re.compile(r"\b(?P<k>v1a?,)[A-Za-z0-9+/]{16,}+={0,2}+")
+# scheme://user:password@ — the scheme is bounded (32 characters; real ones are short), so each
+# start position costs a bounded scan before "://" and the pattern needs no start anchor.
 _URL_PASSWORD_RE = re.compile(
-    r"""(?P<k>\b[a-z][a-z0-9+.\-]*://[^\s/@:"'<>]*):(?!\[REDACTED\]@)[^\s/@"'<>]*@""",
+    r"""(?P<k>[a-z][a-z0-9+.\-]{0,31}+://[^\s/@:"'<>]*+)"""
+    r""":(?!\[REDACTED\]@)[^\s/@"'<>]*+@""",
     re.IGNORECASE,
 )
-_FERNET_RE = re.compile(r"gAAAAA[A-Za-z0-9_\-]{20,}={0,2}")
-_JWT_RE = re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*")
+_FERNET_RE = re.compile(r"gAAAAA[A-Za-z0-9_\-]{20,}+={0,2}+")
+_JWT_RE = re.compile(
+    r"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{5,}+\.eyJ[A-Za-z0-9_\-]{5,}+\.[A-Za-z0-9_\-]*+"
+)
 # Azure DevOps personal access tokens: legacy 52-char base32, current 84-char with "AZDO".
 _ADO_PAT_RE = re.compile(r"\b(?:[a-z2-7]{52}|[A-Za-z0-9]{76}AZDO[A-Za-z0-9]{4})\b")
+# key = value, key: "value", "key": 'value', key=\"value\" (JSON inside a string) ...
+# The key is a whole run of [\w.-] (possessive, starting where such a run starts) that ends with
+# a key word; the value a quoted string or a run of non-delimiters.
 _KEY_VALUE_RE = re.compile(
-    rf"""(?P<k>["']?\b(?:[\w.-]*?{_KEY_WORDS}|pat)\\?["']?\s*[:=]\s*)"""
-    r"""(?!\[REDACTED\])(?P<v>\\"[^"]*?\\"|b?"(?:[^"\\]|\\.)*"|b?'(?:[^'\\]|\\.)*'"""
-    r"""|[^\s,;&}\])"'<>]+)""",
+    rf"""(?P<k>["']?(?<![\w.-])[\w.-]++{_ends_with_key_word()}\\?["']?\s*+[:=]\s*+)"""
+    r"""(?!\[REDACTED\])(?P<v>\\"[^"]*?\\"|b?"(?:[^"\\]++|\\.)*+"|b?'(?:[^'\\]++|\\.)*+'"""
+    r"""|[^\s,;&}\])"'<>]++)""",
     re.IGNORECASE,
 )
+
+MAX_TEXT_CHARS = 16 * 1024
+"""Characters of one logged value (message, extra field) kept; the middle of longer text is cut."""
+MAX_EXC_CHARS = 64 * 1024
+"""Characters of a traceback or stack kept (its start and its end, where the error is)."""
+_MAX_RAW_CHARS = 256 * 1024  # before even registered secrets are looked for
+_ALIGN = 512  # how far a cut may move to land on whitespace
+_WHITESPACE = re.compile(r"\s")
+
+
+def _cap(text: str, limit: int) -> str:
+    """`text` cut to about `limit` characters: its start and end, a marker in the middle.
+
+    Each cut moves (up to 512 characters) to the nearest whitespace, away from the kept
+    text, so a credential straddling a cut is dropped whole rather than left in two pieces
+    that no pattern recognizes. Without whitespace nearby, 512 more characters are dropped.
+    """
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    head_end = max(text.rfind(c, half - _ALIGN, half) for c in " \t\n")
+    if head_end < 0:
+        head_end = half - _ALIGN
+    tail_from = len(text) - half
+    space = _WHITESPACE.search(text, tail_from, tail_from + _ALIGN)
+    tail_start = space.end() if space else tail_from + _ALIGN
+    return f"{text[:head_end]} …[{tail_start - head_end} characters cut]… {text[tail_start:]}"
 
 
 def _basic_sub(match: re.Match[str]) -> str:
@@ -167,7 +245,7 @@ _MAX_SECRETS = 1024
 _MIN_SECRET_LEN = 8
 _secrets_lock = threading.Lock()
 _secrets: dict[str, tuple[str, ...]] = {}  # secret -> its variants; insertion order = LRU
-_secrets_re: re.Pattern[str] | None = None
+_secret_variants: tuple[str, ...] = ()  # every variant, longest first
 _secrets_dirty = False
 
 
@@ -187,7 +265,7 @@ def register_secret(value: str | None) -> None:
         return
     with _secrets_lock:
         if value in _secrets:
-            _secrets[value] = _secrets.pop(value)  # refresh its place; pattern unchanged
+            _secrets[value] = _secrets.pop(value)  # refresh its place; variants unchanged
             return
         variants = {value, quote(value, safe="")}
         for userinfo in (f":{value}", f"{value}:"):
@@ -198,36 +276,45 @@ def register_secret(value: str | None) -> None:
         _secrets_dirty = True
 
 
-def _secret_pattern() -> re.Pattern[str] | None:
-    """The registered secrets as one regex, rebuilt lazily after changes."""
-    global _secrets_re, _secrets_dirty
+def _known_secrets() -> tuple[str, ...]:
+    """Every variant of every registered secret, longest first (rebuilt lazily after changes)."""
+    global _secret_variants, _secrets_dirty
     if _secrets_dirty:
         with _secrets_lock:
             if _secrets_dirty:
                 variants = {v for group in _secrets.values() for v in group}
-                ordered = sorted(variants, key=len, reverse=True)
-                _secrets_re = (
-                    re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
-                )
+                _secret_variants = tuple(sorted(variants, key=len, reverse=True))
                 _secrets_dirty = False
-    return _secrets_re
+    return _secret_variants
 
 
 def _forget_secrets() -> None:  # for tests
-    global _secrets_re, _secrets_dirty
+    global _secret_variants, _secrets_dirty
     with _secrets_lock:
         _secrets.clear()
-        _secrets_re = None
+        _secret_variants = ()
         _secrets_dirty = False
 
 
-def redact_text(text: str) -> str:
-    """Replace every credential pattern and registered secret in ``text`` with [REDACTED]."""
+def _replace_secrets(text: str) -> str:
+    """Registered secrets out of `text`: one C-speed substring search per variant (linear)."""
+    for variant in _known_secrets():  # longest first: a secret inside a longer one goes with it
+        if variant in text:
+            text = text.replace(variant, REDACTED)
+    return text
+
+
+def redact_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """Replace every credential pattern and registered secret in ``text`` with [REDACTED].
+
+    Text longer than ``limit`` characters is cut in the middle first (see `_cap`), so the cost
+    is bounded whatever a client sends: registered secrets are replaced before that cut (in at
+    most 256 KiB), the patterns after it.
+    """
     if not text:
         return text
-    pattern = _secret_pattern()
-    if pattern is not None:
-        text = pattern.sub(REDACTED, text)
+    text = _replace_secrets(_cap(text, _MAX_RAW_CHARS))
+    text = _cap(text, limit)
     text = _AUTH_HEADER_RE.sub(lambda m: m.group("k") + REDACTED, text)
     text = _BEARER_RE.sub(lambda m: m.group("k") + REDACTED, text)
     text = _BASIC_RE.sub(_basic_sub, text)
@@ -245,7 +332,9 @@ def _is_sensitive_key(key: Any) -> bool:
         return False
     if key.startswith("{") and "}" in key:  # gunicorn atoms: "{authorization}i"
         key = key[1 : key.index("}")]
-    return bool(_SENSITIVE_KEY_RE.match(key))
+    # The pattern is anchored at both ends and its prefix is [\w.-]*: a key matches exactly
+    # when its last MAX_KEY_CHARS characters do (or, cut, errs towards redacting).
+    return bool(_SENSITIVE_KEY_RE.match(key[-MAX_KEY_CHARS:]))
 
 
 def redact(value: Any, _depth: int = 0) -> Any:
@@ -348,9 +437,9 @@ def _redact_record(record: logging.LogRecord) -> None:
     if record.exc_info and not record.exc_text:
         record.exc_text = _PLAIN_FORMATTER.formatException(record.exc_info)
     if record.exc_text:
-        record.exc_text = redact_text(record.exc_text)
+        record.exc_text = redact_text(record.exc_text, MAX_EXC_CHARS)
     if record.stack_info:
-        record.stack_info = redact_text(record.stack_info)
+        record.stack_info = redact_text(record.stack_info, MAX_EXC_CHARS)
 
 
 class RedactingFilter(logging.Filter):
@@ -416,6 +505,19 @@ def _json_default(value: Any) -> str:
     return redact_text(str(value))
 
 
+# What json.dumps(ensure_ascii=False) leaves raw but a line-based reader would split a line at
+# (str.splitlines also breaks at U+0085, U+2028, U+2029; json already escapes \x0b \x0c \x1c-\x1e),
+# and lone surrogates, which no UTF-8 stream can carry.
+_UNSAFE_IN_LINE = re.compile("[\x85\u2028\u2029\ud800-\udfff]")
+
+
+def _escape_separators(line: str) -> str:
+    """`line` (JSON text) with line separators and lone surrogates written as \\uXXXX escapes."""
+    if line.isascii():
+        return line
+    return _UNSAFE_IN_LINE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record (ts, level, logger, msg, ids, extras, exc)."""
 
@@ -461,10 +563,12 @@ class JsonFormatter(logging.Formatter):
         if record.exc_text:
             line["exc"] = record.exc_text
         elif record.exc_info:
-            line["exc"] = redact_text("".join(traceback.format_exception(*record.exc_info)))
+            line["exc"] = redact_text(
+                "".join(traceback.format_exception(*record.exc_info)), MAX_EXC_CHARS
+            )
         if record.stack_info:
             line["stack"] = record.stack_info
-        return json.dumps(line, ensure_ascii=False, default=_json_default)
+        return _escape_separators(json.dumps(line, ensure_ascii=False, default=_json_default))
 
 
 class JsonStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from marshmallow import (
     EXCLUDE,
@@ -24,6 +24,7 @@ MAX_TEXT_BYTES = 256 * 1024
 MAX_ASSETS = 10_000
 MAX_RISKS = 1000
 MAX_DETAILS = 200
+MAX_DETAIL_KEY = 100  # characters of one field name in an error path
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # Ids are SQLite INTEGERs: larger numbers are invalid (422), never a server error.
 MAX_ID = 2**63 - 1
@@ -48,17 +49,110 @@ class FullMatch(validate.Validator):
         return value
 
 
-def _not_blank(value: str) -> None:
-    """Azure DevOps names (project, work item type) go into URL paths: never blank."""
+# ---- text a sender may legally write in JSON but the service cannot store -------------------
+#
+# JSON may carry any `\uXXXX` escape, so a decoded string can hold a lone UTF-16 surrogate
+# (half of an emoji cut by a byte limit): no UTF-8 can carry it, so SQLite, hashing and Azure
+# DevOps would all fail on it. Such text is refused with a 422 naming the field (SPEC 4: "input
+# the service cannot store gets a 4xx naming the field, never a 500").
+#
+# NUL (U+0000) is refused the same way, deliberately: SQLite would keep it, but Azure DevOps
+# fields, HTML and XML 1.0 cannot carry it, so accepting it would only move the failure to a
+# work item that can never be written. A sender fixes it once; a stored NUL poisons a job.
+_UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+def text_problem(value: str) -> str | None:
+    """Why the text `value` cannot be stored (a 422 message), or None when it can.
+
+    Refused: lone UTF-16 surrogates (U+D800-U+DFFF) and NUL (U+0000). Cost: O(1) for the NUL-free
+    ASCII common case (`str.isascii` is a flag), one C-speed encode otherwise.
+    """
+    if value.isascii():
+        if "\x00" not in value:
+            return None
+    elif "\x00" not in value:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return None
+    match = _UNSTORABLE_CHAR.search(value)
+    if match is None:  # pragma: no cover - the checks above found one
+        return None
+    index = match.start()
+    if match.group() == "\x00":
+        return (
+            f"Contains U+0000 (NUL) at index {index}; Azure DevOps, HTML and XML cannot carry it."
+        )
+    return (
+        f"Contains a lone UTF-16 surrogate (U+{ord(match.group()):04X}) at index {index}, which "
+        "no UTF-8 text can carry (an emoji cut in half?)."
+    )
+
+
+class Text(fields.String):
+    """A JSON string the service can store: `text_problem` decides (lone surrogates, NUL → 422).
+
+    Every inbound string field uses it (or a subclass), so the 422 names the field's path.
+    NUL is refused on purpose, not stripped: Azure DevOps fields, HTML and XML 1.0 cannot
+    carry it, and silently changing a scanner's key or evidence would hide the sender's bug.
+    Azure DevOps' own deliveries are repaired instead (`VendorJson`).
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        result: str = super()._deserialize(value, attr, data, **kwargs)
+        problem = text_problem(result)
+        if problem is not None:
+            raise ValidationError(problem)
+        return result
+
+
+_CONTROL_CHAR = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def path_name_problem(value: str) -> str | None:
+    """Why `value` cannot be a project or work item type name in a URL path, or None.
+
+    These names become one path segment under the organization
+    (`{org}/{project}/_apis/...`, AZURE_DEVOPS.md); a dot segment (`.`, `..`, also written
+    `%2e%2e`) would be resolved by HTTP clients and servers to a path outside it, and `/`, `\\`
+    or control characters split or corrupt the path. Azure DevOps itself forbids all of these
+    in project names ("Naming restrictions", learn.microsoft.com/azure/devops/organizations/
+    settings/naming-restrictions).
+    """
     if not value.strip():
-        raise ValidationError("Must not be blank.")
+        return "Must not be blank."
+    if _CONTROL_CHAR.search(value):
+        return "Must not contain control characters."
+    decoded = value
+    for _ in range(3):  # a server or proxy may decode once more than we expect
+        if decoded.strip() in (".", ".."):
+            return "Must not be a dot segment (. or ..), even percent-encoded."
+        if "/" in decoded or "\\" in decoded:
+            return "Must not contain / or \\ (also percent-encoded)."
+        if "%" not in decoded:
+            break
+        decoded = unquote(decoded)
+    return None
+
+
+def _path_name(value: str) -> None:
+    """marshmallow validator for `path_name_problem`."""
+    problem = path_name_problem(value)
+    if problem is not None:
+        raise ValidationError(problem)
 
 
 NOT_BLANK_DOC = {"pattern": r"\S"}
 
 
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
-    """Turn marshmallow's nested messages into {"risks.3.url": [...]} (bounded)."""
+    """Turn marshmallow's nested messages into {"risks.3.url": [...]}.
+
+    Bounded: at most MAX_DETAILS paths, each field name cut to MAX_DETAIL_KEY characters.
+    """
     out: dict[str, list[str]] = {}
 
     def walk(node: Any, path: str) -> None:
@@ -66,7 +160,10 @@ def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
             return
         if isinstance(node, dict):
             for key, value in node.items():
-                walk(value, f"{path}.{key}" if path else str(key))
+                name = str(key)
+                if len(name) > MAX_DETAIL_KEY:  # an unknown field's name is the sender's text
+                    name = name[:MAX_DETAIL_KEY] + "…"
+                walk(value, f"{path}.{name}" if path else name)
         elif isinstance(node, list) and all(isinstance(m, str) for m in node):
             out[path or "_schema"] = list(node)
         elif isinstance(node, list):
@@ -79,7 +176,7 @@ def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     return out
 
 
-_BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+_BAD_URL_CHARS = re.compile("[\\s\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def _max_bytes(value: str) -> None:
@@ -92,7 +189,9 @@ def check_http_url(value: str, *, allow_userinfo: bool = False) -> None:
     if len(value) > 2048:
         raise ValidationError("URL longer than 2048 characters.")
     if _BAD_URL_CHARS.search(value):
-        raise ValidationError("URL must not contain whitespace or control characters.")
+        raise ValidationError(
+            "URL must not contain whitespace, control characters or lone surrogates."
+        )
     try:
         parts = urlsplit(value)
         port = parts.port
@@ -120,13 +219,13 @@ TAG_DOC = {"description": f"1-100 characters; must not start with {TRACKING_PREF
 def tag_list(max_tags: int, **kwargs: Any) -> fields.List:
     """A list of at most max_tags tags of 1-100 characters, none in the reserved namespace."""
     return fields.List(
-        fields.String(validate=[validate.Length(1, 100), _not_reserved_tag], metadata=TAG_DOC),
+        Text(validate=[validate.Length(1, 100), _not_reserved_tag], metadata=TAG_DOC),
         validate=validate.Length(max=max_tags),
         **kwargs,
     )
 
 
-class HttpUrl(fields.String):
+class HttpUrl(Text):
     """An absolute http(s) URL."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
@@ -135,7 +234,7 @@ class HttpUrl(fields.String):
         return result
 
 
-class SeverityField(fields.String):
+class SeverityField(Text):
     """critical/high/medium/low/info, case-insensitive, stored lower-case."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
@@ -171,6 +270,8 @@ class AssetList(fields.Field):
                     item_errors[name] = ["Not a valid string."]
                 elif not 1 <= len(field_value) <= 1024:
                     item_errors[name] = ["Length must be between 1 and 1024."]
+                elif (problem := text_problem(field_value)) is not None:
+                    item_errors[name] = [problem]
             if item_errors:
                 errors[index] = item_errors
             else:
@@ -188,19 +289,19 @@ class RiskSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    key = fields.String(required=True, validate=validate.Length(1, 256))
-    name = fields.String(required=True, validate=validate.Length(1, 1000))
+    key = Text(required=True, validate=validate.Length(1, 256))
+    name = Text(required=True, validate=validate.Length(1, 1000))
     severity = SeverityField(required=True, metadata={"enum": list(reversed(SEVERITIES))})
-    status = fields.String(
+    status = Text(
         load_default="open",
         validate=validate.OneOf(["open", "resolved"]),
         metadata={"description": "open (default) or resolved"},
     )
     url = HttpUrl(allow_none=True, metadata={"format": "uri"})
-    definition = fields.String(allow_none=True, validate=_max_bytes)
-    evidence = fields.String(allow_none=True, validate=_max_bytes)
-    proof = fields.String(allow_none=True, validate=_max_bytes)
-    remediation = fields.String(allow_none=True, validate=_max_bytes)
+    definition = Text(allow_none=True, validate=_max_bytes)
+    evidence = Text(allow_none=True, validate=_max_bytes)
+    proof = Text(allow_none=True, validate=_max_bytes)
+    remediation = Text(allow_none=True, validate=_max_bytes)
     assets = AssetList(
         allow_none=True,
         metadata={
@@ -217,7 +318,7 @@ class RiskSchema(Schema):
             },
         },
     )
-    project = fields.String(allow_none=True, validate=validate.Length(1, 256))
+    project = Text(allow_none=True, validate=validate.Length(1, 256))
     tags = tag_list(100, allow_none=True)
 
 
@@ -274,7 +375,11 @@ _STATUSES = ("open", "resolved")
 
 
 def _plain_text(value: Any, low: int, high: int) -> bool:
-    return type(value) is str and low <= len(value) <= high
+    return (
+        type(value) is str
+        and low <= len(value) <= high
+        and ((value.isascii() and "\x00" not in value) or text_problem(value) is None)
+    )
 
 
 def _quick_assets(value: Any) -> list[Asset] | None:
@@ -320,7 +425,7 @@ def _quick_risk(item: Any) -> dict[str, Any] | None:
     for name in _TEXT_FIELDS:
         text = item.get(name)
         if text is not None:
-            if type(text) is not str:
+            if type(text) is not str or text_problem(text) is not None:
                 return None
             try:
                 _max_bytes(text)
@@ -402,7 +507,7 @@ class SourceCreateSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    name = fields.String(
+    name = Text(
         required=True,
         validate=validate.Regexp(
             NAME_PATTERN, error="1-64 of A-Z a-z 0-9 . _ -, starting alphanumeric"
@@ -420,14 +525,14 @@ class PageQuerySchema(Schema):
 
 
 class RiskQuerySchema(PageQuerySchema):
-    status = fields.String(validate=validate.OneOf(["open", "resolved", "removed"]))
+    status = Text(validate=validate.OneOf(["open", "resolved", "removed"]))
     severity = SeverityField(metadata={"enum": list(reversed(SEVERITIES))})
-    source = fields.String(validate=validate.Length(1, 64))
-    key = fields.String(validate=validate.Length(1, 256))
+    source = Text(validate=validate.Length(1, 64))
+    key = Text(validate=validate.Length(1, 256))
 
 
 class JobQuerySchema(PageQuerySchema):
-    state = fields.String(validate=validate.OneOf(["pending", "running", "failed", "done"]))
+    state = Text(validate=validate.OneOf(["pending", "running", "failed", "done"]))
 
 
 # ---- responses (documented in /openapi.json) -------------------------------------------------
@@ -578,8 +683,8 @@ class PatAuthSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    type = fields.String(required=True, validate=validate.Equal("pat"))
-    token = fields.String(
+    type = Text(required=True, validate=validate.Equal("pat"))
+    token = Text(
         required=True,
         validate=[
             validate.Length(1, 1024),
@@ -593,22 +698,22 @@ class ServicePrincipalAuthSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    type = fields.String(required=True, validate=validate.Equal("service_principal"))
-    tenant_id = fields.String(
+    type = Text(required=True, validate=validate.Equal("service_principal"))
+    tenant_id = Text(
         required=True,
         validate=[
             validate.Length(1, 128),
             FullMatch(TENANT_PATTERN, "Must be the tenant GUID or domain name."),
         ],
     )
-    client_id = fields.String(
+    client_id = Text(
         required=True,
         validate=[
             validate.Length(1, 128),
             FullMatch(CLIENT_ID_PATTERN, "Must be the application (client) id GUID."),
         ],
     )
-    client_secret = fields.String(required=True, validate=validate.Length(1, 1024), load_only=True)
+    client_secret = Text(required=True, validate=validate.Length(1, 1024), load_only=True)
 
 
 class AuthField(fields.Field):
@@ -672,8 +777,8 @@ class ConnectionCreateSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    name = fields.String(required=True, validate=validate.Length(1, 100))
-    organization_url = fields.String(required=True, validate=validate.Length(1, 2048))
+    name = Text(required=True, validate=validate.Length(1, 100))
+    organization_url = Text(required=True, validate=validate.Length(1, 2048))
     auth = AuthField(required=True, metadata=AUTH_DOC)
 
 
@@ -681,8 +786,8 @@ class ConnectionPatchSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    name = fields.String(validate=validate.Length(1, 100))
-    organization_url = fields.String(validate=validate.Length(1, 2048))
+    name = Text(validate=validate.Length(1, 100))
+    organization_url = Text(validate=validate.Length(1, 2048))
     auth = AuthField(metadata=AUTH_DOC)
 
 
@@ -734,6 +839,9 @@ FIELD_VALUE_DOC = {
 }
 
 
+_FIELD_REF = re.compile(r"[A-Za-z][\w.]{0,127}")
+
+
 class FieldValues(fields.Dict):
     """`{reference name: scalar}` for template.fields."""
 
@@ -744,12 +852,14 @@ class FieldValues(fields.Dict):
         if len(result) > 100:
             raise ValidationError("At most 100 fields.")
         for key, item in result.items():
-            if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z][\w.]{0,127}", key):
-                raise ValidationError(f"{key!r} is not a field reference name.")
+            if not isinstance(key, str) or not _FIELD_REF.fullmatch(key):
+                raise ValidationError(f"{str(key)[:130]!r} is not a field reference name.")
             if not isinstance(item, str | int | float | bool) or (
                 isinstance(item, str) and len(item) > 32_000
             ):
                 raise ValidationError(f"Value of {key} must be a string, number or boolean.")
+            if isinstance(item, str) and (problem := text_problem(item)) is not None:
+                raise ValidationError(f"Value of {key}: {problem}")
         return result
 
 
@@ -757,23 +867,21 @@ class TemplateBaseSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    name = fields.String(validate=validate.Length(1, 100))
+    name = Text(validate=validate.Length(1, 100))
     connection_id = fields.Integer(strict=True, validate=ID_RANGE)
-    project = fields.String(validate=[validate.Length(1, 256), _not_blank], metadata=NOT_BLANK_DOC)
-    work_item_type = fields.String(
-        validate=[validate.Length(1, 128), _not_blank], metadata=NOT_BLANK_DOC
-    )
+    project = Text(validate=[validate.Length(1, 256), _path_name], metadata=NOT_BLANK_DOC)
+    work_item_type = Text(validate=[validate.Length(1, 128), _path_name], metadata=NOT_BLANK_DOC)
     auto_create = StrictBoolean()
     severity_threshold = SeverityField(metadata={"enum": list(reversed(SEVERITIES))})
     sources = fields.List(
-        fields.String(validate=validate.Regexp(NAME_PATTERN)),
+        Text(validate=validate.Regexp(NAME_PATTERN)),
         allow_none=True,
         validate=validate.Length(max=100),
     )
-    title_format = fields.String(validate=validate.Length(1, 1000))
+    title_format = Text(validate=validate.Length(1, 1000))
     tags = tag_list(50)
-    area_path = fields.String(allow_none=True, validate=validate.Length(1, 4000))
-    iteration_path = fields.String(allow_none=True, validate=validate.Length(1, 4000))
+    area_path = Text(allow_none=True, validate=validate.Length(1, 4000))
+    iteration_path = Text(allow_none=True, validate=validate.Length(1, 4000))
     close_on_resolve = StrictBoolean()
     fields = FieldValues(metadata=FIELD_VALUE_DOC)
 
@@ -782,13 +890,13 @@ class TemplateCreateSchema(TemplateBaseSchema):
     class Meta:
         unknown = RAISE
 
-    name = fields.String(required=True, validate=validate.Length(1, 100))
+    name = Text(required=True, validate=validate.Length(1, 100))
     connection_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
-    project = fields.String(
-        required=True, validate=[validate.Length(1, 256), _not_blank], metadata=NOT_BLANK_DOC
+    project = Text(
+        required=True, validate=[validate.Length(1, 256), _path_name], metadata=NOT_BLANK_DOC
     )
-    work_item_type = fields.String(
-        required=True, validate=[validate.Length(1, 128), _not_blank], metadata=NOT_BLANK_DOC
+    work_item_type = Text(
+        required=True, validate=[validate.Length(1, 128), _path_name], metadata=NOT_BLANK_DOC
     )
     auto_create = StrictBoolean(required=True)
     severity_threshold = SeverityField(required=True, metadata={"enum": list(reversed(SEVERITIES))})
@@ -863,8 +971,8 @@ class HookCreateSchema(Schema):
         unknown = RAISE
 
     connection_id = fields.Integer(required=True, strict=True, validate=ID_RANGE)
-    project = fields.String(
-        required=True, validate=[validate.Length(1, 256), _not_blank], metadata=NOT_BLANK_DOC
+    project = Text(
+        required=True, validate=[validate.Length(1, 256), _path_name], metadata=NOT_BLANK_DOC
     )
 
 
@@ -889,17 +997,72 @@ class HookSetupSchema(Schema):
 HookPageSchema = page_schema(HookSchema, "HookPageSchema")
 
 
+def repair_text(value: str) -> str:
+    """`value` with every lone surrogate and NUL replaced by U+FFFD (see `text_problem`)."""
+    if value.isascii() and "\x00" not in value:
+        return value
+    return _UNSTORABLE_CHAR.sub("\ufffd", value)
+
+
+def repair_json(value: Any) -> Any:
+    """Repair every string (keys too) of decoded JSON in place with `repair_text`; returns it.
+
+    Iterative, so nesting as deep as the JSON decoder allows cannot exhaust the stack.
+    """
+    if isinstance(value, str):
+        return repair_text(value)
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key in list(node):
+                item = node[key]
+                if isinstance(item, str):
+                    node[key] = repair_text(item)
+                elif isinstance(item, dict | list):
+                    stack.append(item)
+                if isinstance(key, str) and (fixed := repair_text(key)) != key:
+                    node[fixed] = node.pop(key)
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                if isinstance(item, str):
+                    node[index] = repair_text(item)
+                elif isinstance(item, dict | list):
+                    stack.append(item)
+    return value
+
+
+class VendorJson(fields.Dict):
+    """A JSON object written by Azure DevOps, kept whole, with unstorable text repaired.
+
+    Azure DevOps (.NET, UTF-16 strings) escapes whatever a person typed, so a work item title
+    cut mid-emoji arrives as a lone `\\ud83d`. The event must still take effect (SPEC 3.2:
+    authenticated, well-formed deliveries get 2xx and are applied), so here lone surrogates and
+    NUL become U+FFFD instead of refusing the delivery.
+    """
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = repair_json(super()._deserialize(value, attr, data, **kwargs))
+        return result
+
+
 class HookDeliverySchema(Schema):
-    """An Azure DevOps service-hook delivery; vendor JSON, so unknown keys are excluded."""
+    """An Azure DevOps service-hook delivery; vendor JSON, so unknown keys are excluded.
+
+    The envelope's ids must be storable text (`Text`: a delivery failing that is no Azure
+    DevOps delivery and the receiver acknowledges it as invalid); the resource is `VendorJson`.
+    """
 
     class Meta:
         unknown = EXCLUDE
 
-    id = fields.String(required=True, validate=validate.Length(1, 200))
-    eventType = fields.String(required=True, validate=validate.Length(1, 200))
-    publisherId = fields.String(load_default="tfs")
-    subscriptionId = fields.String(allow_none=True)
-    resource = fields.Dict(required=True)
+    id = Text(required=True, validate=validate.Length(1, 200))
+    eventType = Text(required=True, validate=validate.Length(1, 200))
+    publisherId = Text(load_default="tfs")
+    subscriptionId = Text(allow_none=True)
+    resource = VendorJson(required=True)
 
 
 class HookAckSchema(Schema):

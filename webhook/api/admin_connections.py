@@ -25,6 +25,7 @@ from webhook.schemas import (
     PageQuerySchema,
     ProjectPageSchema,
     WorkItemTypePageSchema,
+    path_name_problem,
 )
 from webhook.services import get_services
 from webhook.store import AlreadyExists, InUse, Missing
@@ -203,8 +204,11 @@ def list_work_item_types(connection_id: int, project: str) -> ResponseReturnValu
     """Types of a project with their states (name, category) and always-required fields."""
     q = load_query(PageQuerySchema())
     _connection(connection_id)
-    if not project.strip():
-        raise NotFound("project name is empty")
+    problem = path_name_problem(project)
+    if problem is not None:  # `..` would reach outside the organization's path
+        raise ValidationFailed(
+            f"project name {project[:100]!r}: {problem}", details={"project": [problem]}
+        )
     gateway = _gateway()
     client = gateway.client(connection_id)
     with ado_errors(not_found=f"project {project!r}"):

@@ -18,15 +18,38 @@ def request_id(incoming: str | None) -> str:
     return (incoming or "")[:64] or secrets.token_hex(8)
 
 
+def decode_json(data: bytes) -> Any:
+    """Decode JSON bytes as RFC 8259 allows, or raise a 400 `invalid_json` naming the fault.
+
+    The encoding is detected as `json.loads` does (UTF-8, with or without a BOM, or UTF-16/32),
+    but decoded strictly: `json.loads(bytes)` would let UTF-8-encoded surrogates through
+    ("surrogatepass"). Nesting deeper than the decoder's recursion limit is a 400 too.
+    Surrogates written as `\\uXXXX` escapes are legal JSON and decode; the schemas refuse them
+    (webhook.schemas.Text) with a 422 naming the field.
+    """
+    encoding = json.detect_encoding(data)
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            f"request body is not valid {encoding.removesuffix('-sig').upper()}: "
+            f"{exc.reason} at byte {exc.start}",
+            code="invalid_json",
+        ) from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ApiError("request body is nested too deeply", code="invalid_json") from None
+    except ValueError as exc:
+        raise ApiError(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+
+
 def parse_json_body(raw: bytes | None = None) -> Any:
-    """Decode the request body as JSON or raise a 400 `invalid_json`."""
+    """Decode the request body as JSON (`decode_json`) or raise a 400 `invalid_json`."""
     data = request.get_data(cache=True) if raw is None else raw
     if not data:
         raise ApiError("request body is empty; send a JSON object", code="invalid_json")
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    return decode_json(data)
 
 
 def load_body(schema: Schema, raw: bytes | None = None) -> dict[str, Any]:

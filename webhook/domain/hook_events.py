@@ -19,17 +19,25 @@ class WorkItemChange:
     deleted: bool | None  # True on delete, False on restore, None otherwise
 
 
+_MAX_INT = 2**63 - 1  # SQLite INTEGER; Azure DevOps ids and revisions are far smaller
+
+
 def _int(value: Any) -> int | None:
-    """Numbers arrive as JSON numbers in real payloads and as strings in the doc samples."""
+    """Numbers arrive as JSON numbers in real payloads and as strings in the doc samples.
+
+    None for anything else, including numbers no SQLite INTEGER holds (a poisoned delivery
+    must be ignored, not fail and be retried).
+    """
+    number: int | None = None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+        number = value
+    elif isinstance(value, str) and len(value) <= 40 and value.strip().lstrip("-").isdigit():
+        number = int(value.strip())
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    return number if number is not None and -_MAX_INT <= number <= _MAX_INT else None
 
 
 def identity_name(value: Any) -> str | None:

@@ -24,8 +24,12 @@ MAX_URL_LENGTH = 2048
 _ORG_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?")
 # {org}.visualstudio.com: the org is one DNS label.
 _VS_ORG_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?")
+# Linear even with search(): the scheme starts where a run of scheme characters starts and,
+# like the authority, is matched possessively (the character after each run ends it anyway).
 _URL_RE = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)", re.S
+    r"(?P<scheme>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*+)://(?P<authority>[^/?#]*+)"
+    r"(?P<rest>.*)",
+    re.S,
 )
 _HOSTNAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
 _IPV6_RE = re.compile(r"\[[0-9a-f:.]+\]")
@@ -169,7 +173,7 @@ def _split_authority(authority: str) -> tuple[str, int | None]:
     else:
         host, sep, after = authority.partition(":")
         port_text = after if sep else None
-        if not _HOSTNAME_RE.fullmatch(host) or len(host) > 253:
+        if len(host) > 253 or not _HOSTNAME_RE.fullmatch(host):
             raise OrgUrlError(f"{host!r} is not a valid host name")
     if port_text is None:
         return host, None

@@ -72,7 +72,11 @@ class RiskChange:
 
 
 def content_hash(risk: Risk) -> str:
-    """Hash of everything the scanner sent, to tell `updated` from `unchanged`."""
+    """Hash of everything the scanner sent, to tell `updated` from `unchanged` (hex SHA-256).
+
+    Never raises on text: validation refuses lone surrogates (webhook.schemas.Text), but should
+    one slip through, "surrogatepass" still gives each distinct text its own stable hash.
+    """
     canonical = {
         "name": risk.name,
         "severity": risk.severity,
@@ -111,7 +115,7 @@ def item_content_hash(risk: Risk) -> str:
 
 def _digest(canonical: dict[str, Any]) -> str:
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def plan_risk_change(
