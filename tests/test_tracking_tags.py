@@ -131,7 +131,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         ({"risks": [risk("A", tags=["sast", "pci", "adowh-1a2b3c4d-2"])]}, "risks.0.tags.2"),
         ({"risk": risk("A", tags=["ADOWH-x-7-0123456789abcdef"])}, "risk.tags.0"),
         ({"risks": [risk("ok"), risk("B", tags=["  adowh-x"])]}, "risks.1.tags.0"),
-        ({"risk": risk("A", tags=["ok", "\x00adowh-x"])}, "risk.tags.1"),
+        ({"risk": risk("A", tags=["ok", "\x01adowh-x"])}, "risk.tags.1"),
     ],
 )
 def test_scanner_tags_in_the_reserved_namespace_are_422(
