@@ -24,6 +24,8 @@ ROTATION_GRACE_SECONDS = 24 * 3600
 # How long a process may answer from its copy of a source row (see Store.find_source).
 SOURCE_CACHE_SECONDS = 5.0
 JOB_LEASE_SECONDS = 50.0
+# /readyz writes this much (and deletes it again) to see the database has room for a delivery.
+READY_PROBE_BYTES = 16 * 1024
 
 
 class StoreError(Exception):
@@ -182,9 +184,24 @@ class Store:
             )
 
     def check_writable(self) -> None:
-        """Raise unless a write transaction can be opened now."""
+        """Raise unless a real write commits now, through the same bounded path as any write.
+
+        Upserts a probe row (a WAL append and an fsync), and inside the same transaction
+        inserts and deletes READY_PROBE_BYTES: the database must have room for them (a free
+        page, or room to grow). Raises DatabaseUnavailable (busy, disk full, file removed or
+        replaced, I/O error) or any other sqlite3 error.
+        """
         with self.db.write() as conn:
-            conn.execute("SELECT 1")
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('ready_probe', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (clock.iso(),),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('ready_room', zeroblob(?))",
+                (READY_PROBE_BYTES,),
+            )
+            conn.execute("DELETE FROM meta WHERE key='ready_room'")
 
     # ---- sources ------------------------------------------------------------------------
 
