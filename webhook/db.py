@@ -422,8 +422,9 @@ class Database:
         Writers first queue on an flock: SQLite's own busy handler sleeps in steps of up to
         100 ms, which collapses throughput when several processes write. Raises DatabaseBusy
         when the lock is not had within `busy_timeout` seconds, DatabaseFull when the disk is
-        full, DatabaseGone when the database file was removed or replaced (checked after the
-        commit, so such a write is never reported as stored), DatabaseUnavailable for other
+        full, DatabaseGone when the database file was removed or replaced (checked before the
+        commit, which is then rolled back, and after it, so such a write is never reported as
+        stored; one stat each, about a microsecond), DatabaseUnavailable for other
         I/O failures; the body's own exceptions pass through after the rollback. `deadline`
         (time.monotonic()) replaces `busy_timeout` seconds from now as the end of the wait.
         """
@@ -444,7 +445,13 @@ class Database:
                     raise found from exc
                 raise
             try:
+                # The path must still name our file: else roll back, so nothing lands in a
+                # WAL that SQLite would pair with whatever file now has the name.
+                self.check_same_file()
                 conn.execute("COMMIT")
+            except DatabaseGone:
+                self._rollback(conn)
+                raise
             except sqlite3.Error as exc:
                 self._rollback(conn)
                 found = unavailable(exc)
@@ -453,7 +460,7 @@ class Database:
                 raise
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
-        self.check_same_file()
+        self.check_same_file()  # removed during the commit: the write may be lost; say so
 
     def write_grouped(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work(conn)` in a write transaction shared with this process's concurrent callers.
@@ -527,6 +534,36 @@ class Database:
                 item.finished.set()
             if successor is not None:
                 successor.finished.set()
+
+    def check_room(self, conn: sqlite3.Connection, nbytes: int) -> None:
+        """Raise DatabaseFull unless the database can take `nbytes` more now.
+
+        Two measures: the free space of the file system holding it (statvfs, as the service's
+        user may use it) and a real allocation: `nbytes` inserted into `meta` inside a
+        savepoint of `conn`'s open write transaction, then rolled back, so nothing stays (not
+        even free pages) and the next check allocates again; SQLite fails it with SQLITE_FULL
+        when it cannot grow the database (its page limit).
+        """
+        try:
+            fs = os.statvfs(self._absolute.parent)
+        except OSError:
+            fs = None
+        if fs is not None:
+            blocks = fs.f_bfree if os.geteuid() == 0 else fs.f_bavail
+            if blocks * fs.f_frsize < nbytes:
+                raise DatabaseFull()
+        conn.execute("SAVEPOINT room")
+        try:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('room_probe', zeroblob(?))",
+                (nbytes,),
+            )
+        except sqlite3.Error as exc:
+            if conn.in_transaction:  # SQLITE_FULL may have rolled back the whole transaction
+                conn.execute("ROLLBACK TO room")
+            raise unavailable(exc) or exc from exc
+        conn.execute("ROLLBACK TO room")
+        conn.execute("RELEASE room")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

@@ -186,10 +186,9 @@ class Store:
     def check_writable(self) -> None:
         """Raise unless a real write commits now, through the same bounded path as any write.
 
-        Upserts a probe row (a WAL append and an fsync), and inside the same transaction
-        inserts and deletes READY_PROBE_BYTES: the database must have room for them (a free
-        page, or room to grow). Raises DatabaseUnavailable (busy, disk full, file removed or
-        replaced, I/O error) or any other sqlite3 error.
+        Upserts a probe row (a WAL append and an fsync) and checks there is room for
+        READY_PROBE_BYTES more (Database.check_room). Raises DatabaseUnavailable (busy, disk
+        full, file removed or replaced, I/O error) or another sqlite3 error.
         """
         with self.db.write() as conn:
             conn.execute(
@@ -197,11 +196,7 @@ class Store:
                 " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                 (clock.iso(),),
             )
-            conn.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES ('ready_room', zeroblob(?))",
-                (READY_PROBE_BYTES,),
-            )
-            conn.execute("DELETE FROM meta WHERE key='ready_room'")
+            self.db.check_room(conn, READY_PROBE_BYTES)
 
     # ---- sources ------------------------------------------------------------------------
 
