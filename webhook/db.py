@@ -122,6 +122,8 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
 
 def _problem(exc: BaseException, path: Path) -> str:
     """One line saying why the database at `path` cannot be used at start."""
+    if isinstance(exc, DatabaseUnavailable) and isinstance(exc.__cause__, sqlite3.Error):
+        exc = exc.__cause__
     if isinstance(exc, sqlite3.Error):
         primary = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
         if primary == sqlite3.SQLITE_NOTADB:
@@ -621,13 +623,19 @@ class Database:
             conn.executescript(schema_sql())
             with self.write():
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            return SCHEMA_VERSION
         for number, statements in enumerate(MIGRATIONS, start=2):
-            if version < number:
+            if 0 < version < number:
                 with self.write():
                     for statement in statements:
                         conn.execute(statement)
                     conn.execute(f"PRAGMA user_version={number}")
+        # A real write: a database opened read-only (its file's permissions, an immutable
+        # file, a read-only mount) otherwise passes everything above when it needs no change.
+        with self.write():
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('opened_at', datetime('now'))"
+                " ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+            )
         return max(version, SCHEMA_VERSION)
 
     def close(self) -> None:
