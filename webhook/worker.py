@@ -23,7 +23,7 @@ from webhook.ado import (
     AdoRuleError,
     AdoTransient,
 )
-from webhook.db import DatabaseBusy
+from webhook.db import DatabaseBusy, DatabaseUnavailable
 from webhook.gateway import OrganizationPaused
 from webhook.logs import request_context
 from webhook.store import Job, Store
@@ -221,7 +221,7 @@ class Worker:
             try:
                 if not self.run_once():
                     stop.wait(self.idle_poll)
-            except DatabaseBusy:
+            except DatabaseUnavailable:  # busy, full, file gone: readyz says which
                 stop.wait(0.2)
             except Exception:
                 log.exception("worker loop error")
