@@ -223,7 +223,7 @@ class _LockWaiter:
     """Waits for the writers' lock in a blocking flock on behalf of callers with a deadline.
 
     A blocking flock cannot time out, and polling with LOCK_NB loses the kernel's wake-up the
-    moment the lock is free (measured: p99 commit latency 2-3x worse with four writing
+    moment the lock is free (measured: p99 commit latency 2-6x worse with four writing
     processes). So one thread per process blocks in flock on its own descriptor, serving
     requests in arrival order; the caller waits for the grant until its deadline, and a request
     given up before the grant is released at once when the lock comes.
