@@ -7,10 +7,11 @@ import os
 import subprocess
 import sys
 
+import pytest
 import requests
 
 from tests.conftest import risk, signed_headers
-from tests.servers import ADMIN_TOKEN, REPO, running_service, service_env
+from tests.servers import ADMIN_TOKEN, REPO, free_port, running_service, service_env
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd) -> subprocess.CompletedProcess[str]:
@@ -180,3 +181,154 @@ def test_installed_console_script_runs_from_an_empty_folder(tmp_path) -> None:
         stop(proc, signal.SIGTERM)
         if proc.stderr:
             proc.stderr.close()
+
+
+def _newer_schema(path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version=99")
+
+
+def _garbage(path) -> None:
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    path.write_bytes(b"this is not an SQLite database\n" * 200)
+
+
+def _folder(path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    path.mkdir()
+
+
+def _read_only(path) -> None:
+    """A database the service cannot write, in a way that also stops root (who ignores modes)."""
+    import pytest
+
+    if os.geteuid() != 0:
+        path.chmod(0o400)
+        return
+    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip("running as root and cannot make a file immutable (chattr) here")
+
+
+def _writable_again(path) -> None:
+    if path.is_file() and os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True, check=False)
+
+
+def _args(command: str) -> list[str]:
+    if command == "serve":
+        return [command, "--no-worker", "--bind", f"127.0.0.1:{free_port()}"]
+    return [command]
+
+
+UNUSABLE = {
+    "newer-schema": (_newer_schema, "schema version 99 is newer"),
+    "not-a-database": (_garbage, "not an SQLite database"),
+    "a-folder": (_folder, "is a folder"),
+    "read-only": (_read_only, "read-only"),
+}
+
+
+@pytest.mark.parametrize("command", ["init-db", "worker", "serve"])
+@pytest.mark.parametrize("problem", list(UNUSABLE))
+def test_an_unusable_database_is_refused_with_one_clear_line(tmp_path, problem, command) -> None:
+    env = service_env(tmp_path)
+    assert run_cli(["init-db"], env, tmp_path).returncode == 0
+    db = tmp_path / "var" / "webhook.db"
+    spoil, words = UNUSABLE[problem]
+    spoil(db)
+    try:
+        result = run_cli(_args(command), env, tmp_path)
+    finally:
+        _writable_again(db)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(db) in lines[0] and words in lines[0]
+    if problem == "newer-schema":  # left as it was
+        import sqlite3
+
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == 99
+
+
+@pytest.mark.parametrize(
+    ("authority", "hosts"),
+    [
+        ("http://login.microsoftonline.com", ""),
+        ("http://127.0.0.1:8765", ""),  # loopback, but not listed
+        ("https://user:pw@login.microsoftonline.com", ""),
+        ("https://login.microsoftonline.com?x=1", ""),
+        ("ftp://login.microsoftonline.com", ""),
+        ("login.microsoftonline.com", ""),
+    ],
+)
+def test_a_bad_entra_authority_is_refused_at_start(tmp_path, authority, hosts) -> None:
+    env = service_env(tmp_path, WEBHOOK_ENTRA_AUTHORITY=authority, WEBHOOK_ALLOWED_ORG_HOSTS=hosts)
+    result = run_cli(_args("serve"), env, tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "WEBHOOK_ENTRA_AUTHORITY" in lines[0], result.stderr
+    assert "pw" not in lines[0]
+
+
+def test_init_db_makes_the_database_and_its_folder_owner_only(tmp_path) -> None:
+    result = run_cli(["init-db"], service_env(tmp_path), tmp_path)
+    assert result.returncode == 0
+    assert oct((tmp_path / "var").stat().st_mode & 0o777) == "0o700"
+    assert oct((tmp_path / "var" / "webhook.db").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_locked_database_is_503_with_retry_after_and_healthz_still_answers(tmp_path) -> None:
+    """A real `serve`: another process holds the writers' lock far longer than the wait budget.
+
+    Every thread of the only web process takes a delivery that waits for the database; each
+    answers 503 with Retry-After within the budget (requests' timeout is the bound), /healthz
+    answers meanwhile, and once the lock is free the retried delivery is stored.
+    """
+    import fcntl
+    import threading
+
+    with running_service(tmp_path, "--no-worker", workers=1) as (base, _):
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        src = requests.post(
+            base + "/admin/sources", json={"name": "sast"}, headers=admin, timeout=10
+        ).json()
+
+        def deliver(key: str) -> requests.Response:
+            body = json.dumps({"risk": risk(key)}).encode()
+            headers = signed_headers(src["secret"], body, msg_id=f"msg-{key}")
+            url = base + "/webhooks/risks/sast"
+            return requests.post(url, data=body, headers=headers, timeout=20)
+
+        answers: dict[str, requests.Response | BaseException] = {}
+
+        def call(key: str) -> None:
+            try:
+                answers[key] = deliver(key)
+            except requests.RequestException as exc:
+                answers[key] = exc
+
+        lock = os.open(tmp_path / "var" / "webhook.db.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held as a stuck writer in another process would
+        try:
+            threads = [threading.Thread(target=call, args=(f"R-{n}",)) for n in range(4)]
+            for thread in threads:
+                thread.start()
+            health = requests.get(base + "/healthz", timeout=20)
+            for thread in threads:
+                thread.join(timeout=60)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            os.close(lock)
+        assert health.status_code == 200
+        for key in ("R-0", "R-1", "R-2", "R-3"):
+            resp = answers[key]
+            assert isinstance(resp, requests.Response), resp
+            assert resp.status_code == 503 and int(resp.headers["Retry-After"]) > 0
+        again = deliver("R-0")
+        assert again.status_code == 202 and again.json()["risks"][0]["action"] == "created"

@@ -25,8 +25,8 @@ class CountingDatabase(Database):
         self.transactions = 0
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        with super().write() as conn:
+    def write(self, *, deadline: float | None = None) -> Iterator[sqlite3.Connection]:
+        with super().write(deadline=deadline) as conn:
             self.transactions += 1
             yield conn
 

@@ -27,11 +27,21 @@ def _load_settings() -> Any:
     return Settings.from_env()
 
 
+def _private_dir(folder: Path) -> None:
+    """Create the database's folder owner-only (0700) before anything else puts files in it."""
+    from webhook.db import DatabaseUnusable, ensure_private_dir
+
+    try:
+        ensure_private_dir(folder)
+    except OSError as exc:
+        raise DatabaseUnusable(folder, f"cannot create the folder: {exc.strerror or exc}") from exc
+
+
 def _ensure_dev_secrets(var_dir: Path) -> None:
     """--dev: generate missing secrets into var/ (once) and export them to this process."""
     from cryptography.fernet import Fernet
 
-    var_dir.mkdir(parents=True, exist_ok=True)
+    _private_dir(var_dir)
     path = var_dir / DEV_SECRETS_FILE
     stored: dict[str, str] = {}
     if path.exists():
@@ -62,6 +72,7 @@ def _ensure_dev_secrets(var_dir: Path) -> None:
 
 def _prepare_metrics_dir(settings: Any) -> None:
     """Multiprocess Prometheus needs a shared folder set before prometheus_client is imported."""
+    _private_dir(Path(settings.db_path).parent)
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(
             Path(settings.db_path).resolve().parent / "prometheus"
@@ -84,6 +95,7 @@ def cmd_init_db(_: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run the background sync worker until SIGTERM/SIGINT."""
     settings = _load_settings()
+    _private_dir(Path(settings.db_path).parent)
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Share the web processes' metrics folder so /metrics shows the worker's counters too.
         folder = Path(settings.db_path).resolve().parent / "prometheus"
@@ -232,11 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ado-webhook` console script."""
     args = build_parser().parse_args(argv)
+    from webhook.db import DatabaseUnusable
     from webhook.settings import SettingsError
 
     try:
         return int(args.func(args) or 0)
-    except SettingsError as exc:
+    except (SettingsError, DatabaseUnusable) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130

@@ -9,6 +9,8 @@ from flask import Flask, Response, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from webhook.db import DatabaseUnavailable, unavailable
+
 
 class ApiError(Exception):
     """An error with an HTTP status, a snake_case code and a human message."""
@@ -108,6 +110,25 @@ def api_error_json(exc: ApiError) -> str:
     return json_text(error_body(exc.code, exc.message, exc.details))
 
 
+def unavailable_error(found: DatabaseUnavailable) -> Unavailable:
+    """The 503 for a database that cannot take requests now (busy past the wait budget, disk
+    full, its file removed or replaced, I/O errors): nothing was stored, so the client is asked
+    to retry (Retry-After, in seconds). SPEC 3.2: Azure DevOps' "try later" is 503, never 500.
+    """
+    return Unavailable(
+        f"the database cannot take requests right now ({found.reason}); nothing was stored, "
+        "retry later",
+        details={"reason": found.reason},
+        headers={"Retry-After": str(found.retry_after)},
+    )
+
+
+def database_unavailable(exc: BaseException) -> Unavailable | None:
+    """`unavailable_error` for an exception that means the database is unavailable, else None."""
+    found = unavailable(exc)
+    return None if found is None else unavailable_error(found)
+
+
 INTERNAL_ERROR_JSON = json_text(error_body("internal_error", "internal server error"))
 
 
@@ -136,5 +157,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> ResponseReturnValue:
+        busy = database_unavailable(exc)
+        if busy is not None:
+            app.logger.warning("database unavailable: %s", exc)
+            return _api_error(busy)
         app.logger.exception("unhandled error")
         return Response(INTERNAL_ERROR_JSON, 500, mimetype="application/json")

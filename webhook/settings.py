@@ -12,6 +12,7 @@ from cryptography.fernet import Fernet
 DEFAULT_DB = "var/webhook.db"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 HOOK_MIN_BODY = 2 * 1024 * 1024
+DEFAULT_ENTRA_AUTHORITY = "https://login.microsoftonline.com"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Content changes wait at most a day for their work item update.
 MAX_CONTENT_SYNC_SECONDS = 86_400
@@ -29,7 +30,7 @@ class Settings:
     public_url: str | None = None
     allowed_org_hosts: frozenset[str] = frozenset()
     max_body_bytes: int = DEFAULT_MAX_BODY
-    entra_authority: str = "https://login.microsoftonline.com"
+    entra_authority: str = DEFAULT_ENTRA_AUTHORITY
     hook_check_seconds: int = 3600
     reconcile_seconds: int = 900
     log_level: str = "INFO"
@@ -83,7 +84,7 @@ class Settings:
         log_level = env.get("WEBHOOK_LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if log_level not in LOG_LEVELS:
             raise SettingsError(f"WEBHOOK_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
-        authority = env.get("WEBHOOK_ENTRA_AUTHORITY", "").strip().rstrip("/")
+        authority = _entra_authority(env.get("WEBHOOK_ENTRA_AUTHORITY", "").strip(), hosts)
         return cls(
             db_path=Path(env.get("WEBHOOK_DB", "").strip() or DEFAULT_DB),
             admin_token=admin_token,
@@ -91,7 +92,7 @@ class Settings:
             public_url=public_url,
             allowed_org_hosts=hosts,
             max_body_bytes=_positive_int(env, "WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY),
-            entra_authority=authority or "https://login.microsoftonline.com",
+            entra_authority=authority or DEFAULT_ENTRA_AUTHORITY,
             hook_check_seconds=_positive_int(env, "WEBHOOK_HOOK_CHECK_SECONDS", 3600, maximum=3600),
             reconcile_seconds=_positive_int(env, "WEBHOOK_RECONCILE_SECONDS", 900),
             log_level=log_level,
@@ -99,6 +100,36 @@ class Settings:
                 env, "WEBHOOK_CONTENT_SYNC_SECONDS", 60, maximum=MAX_CONTENT_SYNC_SECONDS
             ),
         )
+
+
+def _entra_authority(raw: str, allowed_hosts: frozenset[str]) -> str | None:
+    """WEBHOOK_ENTRA_AUTHORITY normalized (no trailing slash), None when unset.
+
+    The rules of webhook.ado.validate_authority (https with a host; no user info, query or
+    fragment), and, as for organization URLs (SPEC 2, WEBHOOK_ALLOWED_ORG_HOSTS), http only
+    for a loopback host listed there (`host` or `host:port`). Raises SettingsError naming the
+    variable; the value itself is not echoed (it might carry a password).
+    """
+    if not raw:
+        return None
+    from urllib.parse import urlsplit
+
+    from webhook.ado import validate_authority
+
+    try:
+        authority = validate_authority(raw)
+    except ValueError as exc:
+        raise SettingsError(f"WEBHOOK_ENTRA_AUTHORITY is invalid: {exc}") from None
+    parts = urlsplit(authority)
+    if parts.scheme.lower() == "http":
+        netloc = parts.netloc.lower()
+        bare = netloc[: -len(":80")] if netloc.endswith(":80") else netloc
+        if netloc not in allowed_hosts and bare not in allowed_hosts:
+            raise SettingsError(
+                "WEBHOOK_ENTRA_AUTHORITY is invalid: http is allowed only for loopback hosts "
+                f"listed in WEBHOOK_ALLOWED_ORG_HOSTS; {netloc} is not listed"
+            )
+    return authority
 
 
 def _positive_int(

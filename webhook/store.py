@@ -44,6 +44,8 @@ ASSETS_IN_LIST = 20
 """Assets a risk shows in lists (`assets_total` counts them all; GET /admin/risks/<id> has all)."""
 # Risks queued per transaction by a template backfill (the writers' lock is held that long).
 BACKFILL_BATCH = 2_000
+# /readyz writes this much (and deletes it again) to see the database has room for a delivery.
+READY_PROBE_BYTES = 16 * 1024
 
 
 class StoreError(Exception):
@@ -254,9 +256,19 @@ class Store:
         return self._tracking_key
 
     def check_writable(self) -> None:
-        """Raise unless a write transaction can be opened now."""
+        """Raise unless a real write commits now, through the same bounded path as any write.
+
+        Upserts a probe row (a WAL append and an fsync) and checks there is room for
+        READY_PROBE_BYTES more (Database.check_room). Raises DatabaseUnavailable (busy, disk
+        full, file removed or replaced, I/O error) or another sqlite3 error.
+        """
         with self.db.write() as conn:
-            conn.execute("SELECT 1")
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('ready_probe', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (clock.iso(),),
+            )
+            self.db.check_room(conn, READY_PROBE_BYTES)
 
     # ---- sources ------------------------------------------------------------------------
 

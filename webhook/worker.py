@@ -54,7 +54,7 @@ from webhook.ado import (
     AdoRuleError,
     AdoTransient,
 )
-from webhook.db import DatabaseBusy
+from webhook.db import DatabaseBusy, DatabaseUnavailable
 from webhook.gateway import OrganizationPaused
 from webhook.logs import request_context
 from webhook.store import JOB_LEASE_SECONDS, Job, Lease, Store
@@ -85,8 +85,8 @@ class PermanentFailure(Exception):
 
 
 def database_unavailable(exc: BaseException) -> bool:
-    """A database that is locked, busy or full: a pause, not a fault of the job."""
-    if isinstance(exc, DatabaseBusy):
+    """A database that is locked, busy, full or gone: a pause, not a fault of the job."""
+    if isinstance(exc, DatabaseUnavailable):
         return True
     if isinstance(exc, sqlite3.OperationalError):
         text = str(exc).lower()
@@ -443,7 +443,7 @@ class Worker:
             try:
                 if not self.run_once():
                     stop.wait(self.idle_poll)
-            except DatabaseBusy:
+            except DatabaseUnavailable:  # busy, full, file gone: readyz says which
                 stop.wait(0.2)
             except Exception:
                 log.exception("worker loop error")

@@ -19,7 +19,7 @@ from marshmallow import ValidationError
 from webhook import metrics
 from webhook.api.requests import parse_json_body
 from webhook.crypto import hash_password, verify_password
-from webhook.db import DatabaseBusy
+from webhook.db import DatabaseUnavailable
 from webhook.domain.hook_events import parse_change
 from webhook.errors import ApiError, Unauthorized, Unavailable
 from webhook.logs import bind, unbind
@@ -99,7 +99,7 @@ def receive_hook() -> ResponseReturnValue:
                 "deleted": change.deleted,
             },
         )
-    except (DatabaseBusy, sqlite3.OperationalError) as exc:
+    except (DatabaseUnavailable, sqlite3.OperationalError) as exc:
         metrics.HOOK_DELIVERIES.labels(event_type, "unavailable").inc()
         raise Unavailable(
             "cannot record the event right now; retry", headers={"Retry-After": "5"}

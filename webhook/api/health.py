@@ -8,6 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from webhook import metrics
+from webhook.db import unavailable
 from webhook.openapi import build_spec, doc
 from webhook.schemas import HealthSchema
 from webhook.services import get_services
@@ -19,7 +20,7 @@ HEARTBEAT_MAX_AGE = 30.0
 @bp.get("/healthz")
 @doc(summary="The process is alive", tag="health", auth=None, responses={200: HealthSchema})
 def healthz() -> ResponseReturnValue:
-    """Liveness: answers as long as the process serves requests."""
+    """Liveness: answers as long as the process serves requests; never touches the database."""
     return jsonify({"status": "ok"})
 
 
@@ -31,15 +32,22 @@ def healthz() -> ResponseReturnValue:
     responses={200: HealthSchema, 503: HealthSchema},
 )
 def readyz() -> ResponseReturnValue:
-    """Readiness: the database takes writes and a worker has beaten recently."""
+    """Readiness: a real write commits now and a worker has beaten recently.
+
+    The write goes through the same bounded path as every request's (so a locked, full or
+    removed database answers 503 here within the wait budget, with the reason).
+    """
     store = get_services().store
     checks: dict[str, Any] = {}
     try:
         store.check_writable()
         checks["database"] = "ok"
     except Exception as exc:  # any failure means not ready
-        checks["database"] = f"error: {type(exc).__name__}"
-    age = store.worker_heartbeat_age()
+        checks["database"] = f"error: {_reason(exc)}"
+    try:
+        age = store.worker_heartbeat_age()
+    except Exception:  # the database check above says why
+        age = None
     checks["worker_heartbeat_age_seconds"] = None if age is None else round(age, 1)
     checks["worker"] = "ok" if age is not None and age <= HEARTBEAT_MAX_AGE else "stale"
     # A warning, not unreadiness: such projects still sync by reconciliation.
@@ -48,6 +56,11 @@ def readyz() -> ResponseReturnValue:
     checks["service_hooks"] = unhooked_projects(store) or "ok"
     ok = checks["database"] == "ok" and checks["worker"] == "ok"
     return jsonify({"status": "ok" if ok else "unavailable", "checks": checks}), 200 if ok else 503
+
+
+def _reason(exc: Exception) -> str:
+    found = unavailable(exc)
+    return found.reason if found is not None else type(exc).__name__
 
 
 @bp.get("/metrics")

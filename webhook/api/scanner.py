@@ -25,15 +25,16 @@ from werkzeug.datastructures import EnvironHeaders
 
 from webhook import clock, metrics
 from webhook.api.requests import load_body, request_id
-from webhook.db import DatabaseBusy
+from webhook.db import DatabaseUnavailable
 from webhook.domain.signatures import SignatureError, parse_headers, verify
 from webhook.errors import (
     INTERNAL_ERROR_JSON,
     ApiError,
     NotFound,
     Unauthorized,
-    Unavailable,
     api_error_json,
+    database_unavailable,
+    unavailable_error,
 )
 from webhook.logs import bind, unbind
 from webhook.openapi import doc
@@ -102,12 +103,10 @@ def ingest(
     risks = risks_from_payload(payload, found.name)
     try:
         outcome = services.store.record_risks(found, headers.webhook_id, risks)
-    except DatabaseBusy:
-        # Nothing was stored; Standard Webhooks senders retry, so ask for that.
+    except DatabaseUnavailable as exc:
+        # Nothing was stored (busy, disk full, file gone); Standard Webhooks senders retry.
         metrics.WEBHOOK_REQUESTS.labels("503").inc()
-        raise Unavailable(
-            "the database is busy; retry the delivery", headers={"Retry-After": "1"}
-        ) from None
+        raise unavailable_error(exc) from None
     for action in outcome.actions:
         metrics.RISKS_RECEIVED.labels(action).inc()
     metrics.WEBHOOK_REQUESTS.labels(str(outcome.status)).inc()
@@ -182,9 +181,14 @@ class FastScannerRoute:
             )
         except ApiError as exc:
             reply = Reply(exc.status, api_error_json(exc).encode(), tuple(exc.headers.items()))
-        except Exception:
-            log.exception("unhandled error")
-            reply = Reply(500, INTERNAL_ERROR_JSON.encode())
+        except Exception as exc:
+            busy = database_unavailable(exc)  # as the Flask app's handler does
+            if busy is None:
+                log.exception("unhandled error")
+                reply = Reply(500, INTERNAL_ERROR_JSON.encode())
+            else:
+                log.warning("database unavailable: %s", exc)
+                reply = Reply(503, api_error_json(busy).encode(), tuple(busy.headers.items()))
         finally:
             unbind(token)
         status = HTTPStatus(reply.status)
