@@ -54,7 +54,7 @@ from webhook.ado import (
     AdoRuleError,
     AdoTransient,
 )
-from webhook.db import DatabaseBusy, DatabaseUnavailable
+from webhook.db import DatabaseUnavailable
 from webhook.gateway import OrganizationPaused
 from webhook.logs import request_context
 from webhook.store import JOB_LEASE_SECONDS, Job, Lease, Store
