@@ -24,7 +24,9 @@ def _subscriptions() -> Subscriptions:
     return Subscriptions(services.store, gateway(), services.settings.public_url)
 
 
-def _page(form: dict[str, str], errors: dict[str, list[str]], message: str | None, status: int):
+def _page(
+    form: dict[str, str], errors: dict[str, list[str]], message: str | None, status: int
+) -> Response:
     services = get_services()
     connections, _ = services.store.list_connections(1, 1000)
     connection_id = as_id(form.get("connection_id"))
@@ -49,7 +51,7 @@ def _page(form: dict[str, str], errors: dict[str, list[str]], message: str | Non
         error=message,
         connections=connections,
         connection_names=names,
-        projects=ado_choices(connection_id, "", "").projects,
+        choices=ado_choices(connection_id, "", ""),
         hooks=live,
         public_url=services.settings.public_url,
     )
@@ -61,11 +63,17 @@ def hooks() -> Response:
     return _page(request.args.to_dict(), {}, None, 200)
 
 
-@bp.get("/hooks/projects")
-def hook_projects() -> Response:
-    """htmx: the Project choices of the chosen connection."""
-    choices = ado_choices(as_id(request.args.get("connection_id")), "", "")
-    return page("_project_options.html", choices=choices, selected="")
+@bp.get("/hooks/choices")
+def hook_choices() -> Response:
+    """htmx: the Connection and Project choices again, for the connection chosen."""
+    form = request.args.to_dict()
+    return page(
+        "_hook_choices.html",
+        form=form,
+        errors={},
+        connections=get_services().store.list_connections(1, 1000)[0],
+        choices=ado_choices(as_id(form.get("connection_id")), "", ""),
+    )
 
 
 @bp.post("/hooks")
