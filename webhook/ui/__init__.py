@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import Flask, redirect
+from flask import Blueprint, Flask, redirect
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
 
@@ -19,6 +19,21 @@ from webhook.settings import Settings
 HKDF_INFO = b"ado-webhook admin web UI session signing key v1"
 
 csrf = CSRFProtect()
+UI_BLUEPRINTS = ("ui", "ui_root")
+"""Blueprints of HTML pages: not part of the JSON API (nor of /openapi.json)."""
+
+root_bp = Blueprint("ui_root", __name__)
+
+
+@root_bp.get("/")
+def root() -> Response:
+    """The service's front door is the admin web UI."""
+    return redirect("/ui/", code=302)
+
+
+def is_ui_endpoint(endpoint: str) -> bool:
+    """True for the endpoints of the admin web UI (HTML), False for the API's."""
+    return endpoint.partition(".")[0] in UI_BLUEPRINTS
 
 
 def session_signing_key(settings: Settings) -> bytes:
@@ -63,8 +78,4 @@ def init_app(app: Flask, settings: Settings) -> None:
     )
     csrf.init_app(app)
     app.register_blueprint(bp)
-
-    @app.get("/")
-    def root() -> Response:
-        """The service's front door is the admin web UI."""
-        return redirect("/ui/", code=302)
+    app.register_blueprint(root_bp)
