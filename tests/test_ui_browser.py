@@ -90,11 +90,11 @@ def page(browser: Any, live: Rig) -> Iterator[Any]:
         "console",
         lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
     )
-    tab.problems = problems
     try:
         yield tab
     finally:
         context.close()
+    assert problems == [], "\n".join(problems)
 
 
 def shot(page: Any, name: str) -> None:
@@ -307,7 +307,6 @@ def test_the_whole_story_in_a_browser(page: Any, live: Rig) -> None:
     nav(page, "Overview")
     expect(page.get_by_role("img", name=re.compile("Work items filed per day"))).to_be_visible()
     shot(page, "overview")
-    assert page.problems == [], "\n".join(page.problems)
 
 
 def test_sign_out_ends_the_session_and_a_copied_cookie_stops_working(
