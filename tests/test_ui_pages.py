@@ -600,3 +600,20 @@ def test_demo_keep_running_ends_with_the_ui_address_and_how_to_sign_in(
     assert running[-2].split() == ["admin", "web", "UI:", "http://127.0.0.1:8123/ui/"]
     assert "Admin token" in running[-1] and "sign in" in running[-1]
     assert "admin token (shown once): tok-123" in running[-3]
+
+
+def test_inline_test_results_say_what_went_wrong(ui: FlaskClient) -> None:
+    token = re.search(r'value="([^"]+)"', ui.get("/ui/jobs").get_data(as_text=True))
+    assert token
+    resp = ui.post(
+        "/ui/connections/99/test",
+        data={"csrf_token": token.group(1)},
+        headers={"HX-Request": "true"},
+    )
+    assert resp.status_code == 404
+    assert text_of(resp.get_data(as_text=True)) == "Failed — connection 99 does not exist"
+    resp = ui.post("/ui/connections/99/test", headers={"HX-Request": "true"})
+    assert resp.status_code == 400
+    fragment = resp.get_data(as_text=True)
+    assert "<html" not in fragment
+    assert text_of(fragment).startswith("Failed — This form was refused")

@@ -159,24 +159,28 @@ def _headers(response: Response) -> Response:
     return response
 
 
+def message_page(status: int, title: str, message: str) -> Response:
+    """An error said in words: a page, or just the sentence for an htmx request."""
+    if is_htmx():
+        return page("_message.html", status, message=message)
+    return page("message.html", status, title=title, message=message)
+
+
 @bp.errorhandler(CSRFError)
 def _csrf_failed(exc: CSRFError) -> Response:
-    return page(
-        "message.html",
+    return message_page(
         400,
-        title="Form refused",
-        message=(
-            "This form was refused: its security token is missing, expired or from another "
-            f"site ({exc.description}). Go back, reload the page and submit it again."
-        ),
+        "Form refused",
+        "This form was refused: its security token is missing, expired or from another "
+        f"site ({exc.description}). Go back, reload the page and submit it again.",
     )
 
 
 @bp.errorhandler(Missing)
 def _missing(exc: Missing) -> Response:
-    return page("message.html", 404, title="Not found", message=f"Not found: {exc}.")
+    return message_page(404, "Not found", f"Not found: {exc}.")
 
 
 @bp.errorhandler(ApiError)
 def _api_error(exc: ApiError) -> Response:
-    return page("message.html", exc.status, title="Refused", message=api_error_text(exc))
+    return message_page(exc.status, "Refused", api_error_text(exc))
