@@ -223,7 +223,9 @@ def test_work_item_types_api_lists_required_fields_with_allowed_values(
 def test_template_choices_come_from_azure_devops(ui: FlaskClient, sandbox: Sandbox) -> None:
     connect(ui, sandbox)
     html = ui.get("/ui/templates/new").get_data(as_text=True)
-    assert '<option value="1" selected>sandbox</option>' in html  # the only connection
+    assert '<option value="1">sandbox</option>' in html
+    html = ui.get("/ui/templates/choices?connection_id=1").get_data(as_text=True)
+    assert '<option value="1" selected>sandbox</option>' in html
     for project in ("AppSec", "Custom", "Platform", "Strict"):
         assert f"<option>{project}</option>" in html
     html = ui.get(

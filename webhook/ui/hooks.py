@@ -30,9 +30,6 @@ def _page(
     services = get_services()
     connections, _ = services.store.list_connections(1, 1000)
     connection_id = as_id(form.get("connection_id"))
-    if connection_id is None and len(connections) == 1:
-        connection_id = connections[0]["id"]
-        form = {**form, "connection_id": str(connection_id)}
     hooks, _ = services.store.list_hooks(1, 1000)
     subs = _subscriptions()
     live: list[dict[str, Any]] = []

@@ -165,12 +165,10 @@ def templates() -> Response:
 
 @bp.get("/templates/new")
 def new_template() -> Response:
-    """The New template form (choices already loaded for a single connection)."""
-    form = {"severity_threshold": "high", "title_format": DEFAULTS["title_format"]}
-    connections = _connections()
-    if len(connections) == 1:
-        form["connection_id"] = str(connections[0]["id"])
-    return _form_page(form)
+    """The New template form; choosing a connection loads its projects, and so on."""
+    # Nothing is preselected: each choice loads the next list, so a choice made while an
+    # earlier list is still loading cannot be overwritten by it.
+    return _form_page({"severity_threshold": "high", "title_format": DEFAULTS["title_format"]})
 
 
 @bp.get("/templates/choices")
