@@ -360,6 +360,8 @@ def test_keyboard_only_sign_in_and_navigation(page: Any) -> None:
 
 
 def test_pages_fit_a_narrow_window(page: Any) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     sign_in(page)
     page.set_viewport_size({"width": 380, "height": 800})
     for name in (
@@ -372,6 +374,31 @@ def test_pages_fit_a_narrow_window(page: Any) -> None:
         "Jobs",
     ):
         nav(page, name)
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 380, f"{name} scrolls sideways ({width}px)"
+        fits = "document.documentElement.scrollWidth <= window.innerWidth"
+        try:
+            page.wait_for_function(fits, timeout=5_000)  # once laid out for the new width
+        except PlaywrightTimeout:
+            width = page.evaluate("document.documentElement.scrollWidth")
+            raise AssertionError(f"{name} scrolls sideways ({width}px)") from None
         shot(page, f"narrow-{name.lower().replace(' ', '-')}")
+
+
+def test_a_choice_made_before_the_scripts_run_still_loads_the_next_list(
+    page: Any, live: Rig
+) -> None:
+    live.connect()
+    sign_in(page)
+    held: list[Any] = []
+    page.route("**/ui/static/htmx.min.js", lambda route: held.append(route))
+    page.goto("/ui/hooks", wait_until="commit")
+    for _ in range(400):  # let Playwright dispatch the held request to the handler
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page never asked for htmx"
+    # The page can be used while its deferred scripts are still on their way.
+    page.get_by_label("Connection").select_option(label="sandbox")
+    held[0].continue_()
+    page.get_by_label("Project").select_option("AppSec")
+    page.get_by_role("button", name="Register hooks").click()
+    says(page, "Registered 3 subscription(s) for AppSec")

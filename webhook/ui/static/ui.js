@@ -18,3 +18,19 @@ document.addEventListener("click", function (event) {
       : "Press Ctrl+C (or Cmd+C) to copy the selected secret.");
   }
 });
+
+// A choice made before htmx started (scripts are deferred: a page can be used a moment before
+// they run) would otherwise load nothing. htmx sets itself up first on DOMContentLoaded (its
+// script comes first); then every choice or text already changed is replayed once.
+document.addEventListener("DOMContentLoaded", function () {
+  if (!window.htmx) return;
+  document.querySelectorAll("[hx-get] select, select[hx-get]").forEach(function (select) {
+    var changed = Array.prototype.some.call(select.options, function (option) {
+      return option.selected !== option.defaultSelected;
+    });
+    if (changed) window.htmx.trigger(select, "change");
+  });
+  document.querySelectorAll("input[hx-get]").forEach(function (input) {
+    if (input.value !== input.defaultValue) window.htmx.trigger(input, "input");
+  });
+});
