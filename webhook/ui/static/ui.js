@@ -19,18 +19,24 @@ document.addEventListener("click", function (event) {
   }
 });
 
-// A choice made before htmx started (scripts are deferred: a page can be used a moment before
-// they run) would otherwise load nothing. htmx sets itself up first on DOMContentLoaded (its
-// script comes first); then every choice or text already changed is replayed once.
-document.addEventListener("DOMContentLoaded", function () {
-  if (!window.htmx) return;
-  document.querySelectorAll("[hx-get] select, select[hx-get]").forEach(function (select) {
-    var changed = Array.prototype.some.call(select.options, function (option) {
-      return option.selected !== option.defaultSelected;
+// A choice made while htmx was not yet listening (before its deferred script ran, or on new
+// content before htmx processed it) would load nothing. htmx announces each piece of content it
+// has set up (the whole body first) with htmx:load; every choice or text in it that already
+// differs from what the server rendered is then replayed once.
+document.addEventListener("htmx:load", function (event) {
+  var root = event.target;
+  if (!window.htmx || !root.querySelectorAll) return;
+  var selects = Array.prototype.slice.call(root.querySelectorAll("select"));
+  if (root.matches && root.matches("select")) selects.push(root);
+  selects.forEach(function (select) {
+    if (!select.closest("[hx-get]")) return;
+    // Without a `selected` attribute a select starts on its first option.
+    var initial = Array.prototype.findIndex.call(select.options, function (option) {
+      return option.defaultSelected;
     });
-    if (changed) window.htmx.trigger(select, "change");
+    if (select.selectedIndex !== Math.max(initial, 0)) window.htmx.trigger(select, "change");
   });
-  document.querySelectorAll("input[hx-get]").forEach(function (input) {
+  root.querySelectorAll("input[hx-get]").forEach(function (input) {
     if (input.value !== input.defaultValue) window.htmx.trigger(input, "input");
   });
 });
