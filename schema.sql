@@ -208,3 +208,21 @@ CREATE TABLE IF NOT EXISTS workers (
     host          TEXT NOT NULL,
     heartbeat_ts  REAL NOT NULL
 );
+
+-- Admin web UI (/ui/): server-side sign-in sessions. The cookie carries a random id; only its
+-- SHA-256 is stored, and signing out deletes the row, so a copied cookie stops working.
+CREATE TABLE IF NOT EXISTS ui_sessions (
+    id_hash       TEXT PRIMARY KEY,
+    created_ts    REAL NOT NULL,
+    last_seen_ts  REAL NOT NULL,
+    expires_ts    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ui_sessions_expires ON ui_sessions(expires_ts);
+
+-- Failed UI sign-ins per client address, shared by every web worker (throttling).
+CREATE TABLE IF NOT EXISTS ui_sign_in_failures (
+    client           TEXT PRIMARY KEY,
+    failures         INTEGER NOT NULL,
+    last_failure_ts  REAL NOT NULL,
+    locked_until_ts  REAL NOT NULL
+);

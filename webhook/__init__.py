@@ -38,6 +38,9 @@ def create_app(settings: Any = None) -> Flask:
     services.store.db.migrate()
     app.extensions["adowh"] = services
     register_error_handlers(app)
+    from webhook import ui
+
+    ui.init_app(app, settings)
     app.url_map.converters["int"] = _BoundedId
     for module in (
         scanner,

@@ -467,8 +467,10 @@ def _keep_running(waiter: _Waiter, base: str, sandbox: Any, token: str, log_path
     _say(f"  service:               {base}  (OpenAPI at {base}/openapi.json)")
     _say(f"  Azure DevOps stand-in: {sandbox.org_url}")
     _say(f"  service log:           {log_path}")
+    _say(f'  admin API:   curl -H "Authorization: Bearer <admin token>" {base}/admin/risks')
     _say(f"  admin token (shown once): {token}")
-    _say(f'  try: curl -H "Authorization: Bearer <admin token>" {base}/admin/risks')
+    _say(f"  admin web UI:          {base}/ui/")
+    _say("    sign in there by pasting the admin token above into the 'Admin token' field.")
     try:
         while True:
             waiter.check_alive()

@@ -113,6 +113,28 @@ def type_info_from_ado(
     )
 
 
+def required_field_details(fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every always-required field of a type with its allowed values and default, by name.
+
+    `fields` is the `GET …/workitemtypes/{type}/fields?$expand=allowedValues` answer
+    (WorkItemTypeFieldWithReferences: referenceName, name, alwaysRequired, defaultValue,
+    allowedValues; learn.microsoft.com/rest/api/azure/devops/wit/work-item-types-field/list).
+    Returns `[{"reference_name", "name", "allowed_values": [str], "default"}]`; a field whose
+    default is empty must be set by whoever creates the item (see type_info_from_ado).
+    """
+    out = [
+        {
+            "reference_name": f["referenceName"],
+            "name": f.get("name") or f["referenceName"],
+            "allowed_values": [str(v) for v in f.get("allowedValues") or []],
+            "default": None if f.get("defaultValue") in (None, "") else f.get("defaultValue"),
+        }
+        for f in fields
+        if f.get("alwaysRequired")
+    ]
+    return sorted(out, key=lambda d: str(d["reference_name"]).casefold())
+
+
 def type_info_to_json(info: WorkItemTypeInfo) -> dict[str, Any]:
     """Serializable form for the type cache."""
     return {

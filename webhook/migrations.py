@@ -31,4 +31,13 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE work_items ADD COLUMN title TEXT",
         "ALTER TABLE work_items ADD COLUMN body_hash TEXT",
     ],
+    # 5: the admin web UI's sign-in sessions and failed sign-in counts.
+    [
+        "CREATE TABLE IF NOT EXISTS ui_sessions (id_hash TEXT PRIMARY KEY,"
+        " created_ts REAL NOT NULL, last_seen_ts REAL NOT NULL, expires_ts REAL NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS ui_sessions_expires ON ui_sessions(expires_ts)",
+        "CREATE TABLE IF NOT EXISTS ui_sign_in_failures (client TEXT PRIMARY KEY,"
+        " failures INTEGER NOT NULL, last_failure_ts REAL NOT NULL,"
+        " locked_until_ts REAL NOT NULL)",
+    ],
 ]

@@ -12,6 +12,7 @@ from flask import Flask
 from marshmallow import Schema
 
 from webhook.schemas import MAX_ID, ErrorSchema
+from webhook.ui import is_ui_endpoint
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,7 +77,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
     spec.components.schema("Error", schema=ErrorSchema)
     paths: dict[str, dict[str, Any]] = {}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or is_ui_endpoint(rule.endpoint):
             continue
         view = app.view_functions[rule.endpoint]
         meta = getattr(view, "_apidoc", None)

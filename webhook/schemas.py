@@ -825,10 +825,18 @@ class StateSchema(Schema):
     category = fields.String(required=True)
 
 
+class RequiredFieldSchema(Schema):
+    reference_name = fields.String(required=True)
+    name = fields.String(required=True)
+    allowed_values = fields.List(fields.String(), required=True)
+    default = fields.Raw(allow_none=True, required=True)
+
+
 class WorkItemTypeSchema(Schema):
     name = fields.String(required=True)
     states = fields.List(fields.Nested(StateSchema), required=True)
     required_fields = fields.List(fields.String(), required=True)
+    required_field_details = fields.List(fields.Nested(RequiredFieldSchema))
 
 
 FIELD_VALUE_DOC = {

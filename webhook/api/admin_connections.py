@@ -13,7 +13,12 @@ from webhook.api.auth import require_admin
 from webhook.api.requests import load_body, load_query, page_body
 from webhook.domain.orgurl import OrgUrlError
 from webhook.errors import Conflict, NotFound, ValidationFailed
-from webhook.gateway import AdoGateway, OrganizationPaused, type_info_from_ado
+from webhook.gateway import (
+    AdoGateway,
+    OrganizationPaused,
+    required_field_details,
+    type_info_from_ado,
+)
 from webhook.openapi import doc
 from webhook.schemas import (
     ConnectionCreatedSchema,
@@ -74,14 +79,22 @@ def _connection(connection_id: int) -> dict[str, Any]:
 )
 def create_connection() -> ResponseReturnValue:
     """Validate the credentials against Azure DevOps, then save them encrypted."""
-    data = load_body(ConnectionCreateSchema())
+    return jsonify(create_checked_connection(load_body(ConnectionCreateSchema()))), 201
+
+
+def create_checked_connection(data: dict[str, Any]) -> dict[str, Any]:
+    """Validate loaded ConnectionCreateSchema data against Azure DevOps, then save it.
+
+    Returns the connection with its `projects`; raises ValidationFailed (organization URL),
+    ApiError `ado_auth_failed`, BadGateway or Conflict `connection_exists`. Shared with the UI.
+    """
     org = _org(data["organization_url"])
     projects = _projects(org, data["auth"])
     try:
         created = get_services().store.create_connection(data["name"], org, data["auth"])
     except AlreadyExists as exc:
         raise Conflict(str(exc), code="connection_exists") from None
-    return jsonify({**created, "projects": projects}), 201
+    return {**created, "projects": projects}
 
 
 @bp.get("")
@@ -160,6 +173,12 @@ def delete_connection(connection_id: int) -> ResponseReturnValue:
 )
 def test_connection(connection_id: int) -> ResponseReturnValue:
     """List projects with the stored credentials and say whether it worked."""
+    return jsonify(connection_test_result(connection_id))
+
+
+def connection_test_result(connection_id: int) -> dict[str, Any]:
+    """`{"ok", "message"}` after listing projects with the stored credentials (NotFound if
+    the connection does not exist). Shared with the UI's Test button."""
     _connection(connection_id)
     client = _gateway().client(connection_id)
     try:
@@ -167,10 +186,10 @@ def test_connection(connection_id: int) -> ResponseReturnValue:
     except OrganizationPaused as exc:
         raise paused_error(exc) from None
     except AdoAuthError as exc:
-        return jsonify({"ok": False, "message": f"credentials rejected: {exc.message}"})
+        return {"ok": False, "message": f"credentials rejected: {exc.message}"}
     except AdoError as exc:
-        return jsonify({"ok": False, "message": f"Azure DevOps unreachable: {exc.message}"})
-    return jsonify({"ok": True, "message": f"connected; {count} project(s) visible"})
+        return {"ok": False, "message": f"Azure DevOps unreachable: {exc.message}"}
+    return {"ok": True, "message": f"connected; {count} project(s) visible"}
 
 
 @bp.get("/<int:connection_id>/projects")
@@ -216,16 +235,16 @@ def list_work_item_types(connection_id: int, project: str) -> ResponseReturnValu
         start = (q["page"] - 1) * q["per_page"]
         items = []
         for t in types[start : start + q["per_page"]]:
+            type_fields = client.get_work_item_type_fields(project, t["name"])
             info = type_info_from_ado(
-                t["name"],
-                client.get_work_item_type_states(project, t["name"]),
-                client.get_work_item_type_fields(project, t["name"]),
+                t["name"], client.get_work_item_type_states(project, t["name"]), type_fields
             )
             items.append(
                 {
                     "name": info.name,
                     "states": [{"name": s.name, "category": s.category} for s in info.states],
                     "required_fields": sorted(info.required_fields),
+                    "required_field_details": required_field_details(type_fields),
                 }
             )
     return jsonify(page_body(items, len(types), q["page"], q["per_page"]))

@@ -19,7 +19,22 @@ from .server import Sandbox
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, start the sandbox, print its facts, wait for a signal."""
     parser = argparse.ArgumentParser(
-        prog="python -m webhook.sandbox", description="Local Azure DevOps stand-in."
+        prog="python -m webhook.sandbox",
+        description=(
+            "Local Azure DevOps stand-in (organization 'contoso', projects AppSec, Platform, "
+            "Custom and Strict). On start it prints one JSON line on stdout: "
+            '{"url", "org_url", "pat", "sp": {"tenant_id", "client_id", "client_secret"}}, '
+            "then serves until SIGTERM or Ctrl-C. Work item links "
+            "({org_url}/{project}/_workitems/edit/{id}) open a page where a person can change "
+            "the item's state."
+        ),
+        epilog=(
+            "Point the service at it with: WEBHOOK_ALLOWED_ORG_HOSTS=<host:port of url> "
+            "(loopback http is allowed only for hosts listed there), "
+            "WEBHOOK_ENTRA_AUTHORITY=<url> (for service principals), and "
+            "WEBHOOK_PUBLIC_URL=<the service's own base URL> (for service hooks); then add a "
+            "connection with organization URL <org_url> and the printed PAT (or the sp values)."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")

@@ -11,7 +11,7 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from . import auth, control, core, hooks, locations, wit
+from . import auth, control, core, hooks, locations, pages, wit
 from .delivery import DeliveryEngine
 from .faults import RestMiddleware, new_fault
 from .hooks import STATUSES, render_subscription
@@ -32,7 +32,7 @@ def create_app(sandbox: Sandbox) -> Flask:
     app = Flask(__name__)
     app.extensions["sandbox"] = sandbox
     app.extensions["sandbox_state"] = sandbox.state
-    for blueprint in (auth.bp, locations.bp, core.bp, wit.bp, hooks.bp, control.bp):
+    for blueprint in (auth.bp, locations.bp, core.bp, wit.bp, hooks.bp, control.bp, pages.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(SandboxError)

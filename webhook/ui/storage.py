@@ -1,0 +1,171 @@
+"""Storage verbs of the admin web UI: its own tables (sessions, failed sign-ins) and the
+read-only figures the Overview page shows. Views never speak SQL; this module and
+`webhook.store` do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from webhook import clock
+from webhook.db import Database
+
+SESSION_IDLE_SECONDS = 3600.0
+"""A session unused for this long ends (the next request goes to the sign-in page)."""
+SESSION_MAX_SECONDS = 12 * 3600.0
+"""A session ends this long after sign-in, used or not."""
+SESSION_TOUCH_SECONDS = 60.0
+"""last_seen is written at most this often per session (reads stay reads)."""
+
+FREE_FAILURES = 5
+"""Failed sign-ins from one address before it has to wait."""
+FIRST_LOCK_SECONDS = 30.0
+MAX_LOCK_SECONDS = 900.0
+FAILURE_MEMORY_SECONDS = 3600.0
+"""A failure older than this (with none since) is forgotten."""
+
+
+def session_hash(session_id: str) -> str:
+    """SHA-256 hex of a session id: what the database keeps instead of the id itself."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def lock_seconds(failures: int) -> float:
+    """How long an address waits after its n-th consecutive failure (0 for the first five).
+
+    Doubles from FIRST_LOCK_SECONDS with every failure past FREE_FAILURES, capped at
+    MAX_LOCK_SECONDS.
+    """
+    if failures < FREE_FAILURES:
+        return 0.0
+    return float(min(FIRST_LOCK_SECONDS * 2 ** (failures - FREE_FAILURES), MAX_LOCK_SECONDS))
+
+
+@dataclass(frozen=True)
+class SignInCheck:
+    """Whether an address may try to sign in now, and if not for how many more seconds."""
+
+    allowed: bool
+    wait_seconds: int = 0
+
+
+class UiStore:
+    """Sessions, sign-in throttling and Overview figures over the service's database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ---- sessions -----------------------------------------------------------------------
+
+    def create_session(self, session_id: str) -> None:
+        """Record a new signed-in session (and forget sessions that have ended)."""
+        now = clock.now()
+        with self.db.write() as conn:
+            conn.execute(
+                "DELETE FROM ui_sessions WHERE expires_ts <= ? OR last_seen_ts <= ?",
+                (now, now - SESSION_IDLE_SECONDS),
+            )
+            conn.execute(
+                "INSERT INTO ui_sessions(id_hash, created_ts, last_seen_ts, expires_ts)"
+                " VALUES (?,?,?,?)",
+                (session_hash(session_id), now, now, now + SESSION_MAX_SECONDS),
+            )
+
+    def session_alive(self, session_id: str) -> bool:
+        """True when the session exists and has neither expired nor idled out; touches it."""
+        now = clock.now()
+        key = session_hash(session_id)
+        row = self.db.conn.execute(
+            "SELECT last_seen_ts, expires_ts FROM ui_sessions WHERE id_hash=?", (key,)
+        ).fetchone()
+        if row is None:
+            return False
+        if row["expires_ts"] <= now or row["last_seen_ts"] + SESSION_IDLE_SECONDS <= now:
+            self.end_session(session_id)
+            return False
+        if now - row["last_seen_ts"] >= SESSION_TOUCH_SECONDS:
+            with self.db.write() as conn:
+                conn.execute("UPDATE ui_sessions SET last_seen_ts=? WHERE id_hash=?", (now, key))
+        return True
+
+    def end_session(self, session_id: str) -> None:
+        """Delete a session: its cookie, wherever copied, no longer signs anyone in."""
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM ui_sessions WHERE id_hash=?", (session_hash(session_id),))
+
+    # ---- sign-in throttling -------------------------------------------------------------
+
+    def sign_in_allowed(self, client: str) -> SignInCheck:
+        """Whether `client` (an address) may try a sign-in now."""
+        row = self.db.conn.execute(
+            "SELECT locked_until_ts FROM ui_sign_in_failures WHERE client=?", (client,)
+        ).fetchone()
+        now = clock.now()
+        if row is None or row["locked_until_ts"] <= now:
+            return SignInCheck(True)
+        return SignInCheck(False, max(1, int(row["locked_until_ts"] - now + 0.999)))
+
+    def record_sign_in_failure(self, client: str) -> SignInCheck:
+        """Count a failed sign-in; return whether the next try must wait."""
+        now = clock.now()
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT failures, last_failure_ts FROM ui_sign_in_failures WHERE client=?",
+                (client,),
+            ).fetchone()
+            failures = 1
+            if row is not None and now - row["last_failure_ts"] < FAILURE_MEMORY_SECONDS:
+                failures = row["failures"] + 1
+            wait = lock_seconds(failures)
+            conn.execute(
+                "INSERT INTO ui_sign_in_failures(client, failures, last_failure_ts,"
+                " locked_until_ts) VALUES (?,?,?,?) ON CONFLICT(client) DO UPDATE SET"
+                " failures=excluded.failures, last_failure_ts=excluded.last_failure_ts,"
+                " locked_until_ts=excluded.locked_until_ts",
+                (client, failures, now, now + wait),
+            )
+            conn.execute(
+                "DELETE FROM ui_sign_in_failures WHERE last_failure_ts < ?",
+                (now - FAILURE_MEMORY_SECONDS - MAX_LOCK_SECONDS,),
+            )
+        return SignInCheck(wait == 0, int(wait))
+
+    def clear_sign_in_failures(self, client: str) -> None:
+        """Forget an address's failures after it signed in."""
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM ui_sign_in_failures WHERE client=?", (client,))
+
+    # ---- Overview figures ---------------------------------------------------------------
+
+    def open_risks_by_severity(self) -> dict[str, int]:
+        """{severity: number of open risks}."""
+        rows = self.db.conn.execute(
+            "SELECT severity, count(*) AS n FROM risks WHERE status='open' GROUP BY severity"
+        ).fetchall()
+        return {r["severity"]: int(r["n"]) for r in rows}
+
+    def work_items_per_day(self, days: int) -> list[tuple[str, int]]:
+        """[(YYYY-MM-DD, work items filed that UTC day)] for the last `days` days, oldest first."""
+        now = clock.now()
+        dates = [clock.iso(now - 86400 * back)[:10] for back in range(days - 1, -1, -1)]
+        rows = self.db.conn.execute(
+            "SELECT substr(created_at, 1, 10) AS day, count(*) AS n FROM work_items"
+            " WHERE created_at >= ? GROUP BY day",
+            (dates[0],),
+        ).fetchall()
+        counts = {r["day"]: int(r["n"]) for r in rows}
+        return [(day, counts.get(day, 0)) for day in dates]
+
+    def paused_organizations(self) -> list[dict[str, Any]]:
+        """Organizations Azure DevOps asked to wait: [{"organization_url", "until_ts"}]."""
+        rows = self.db.conn.execute(
+            "SELECT organization_url, paused_until_ts FROM org_pauses"
+            " WHERE paused_until_ts > ? ORDER BY organization_url",
+            (clock.now(),),
+        ).fetchall()
+        return [
+            {"organization_url": r["organization_url"], "until_ts": r["paused_until_ts"]}
+            for r in rows
+        ]
