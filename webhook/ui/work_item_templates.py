@@ -52,7 +52,7 @@ def ado_choices(connection_id: Any, project: str, type_name: str) -> AdoChoices:
         return choices
     try:
         with ado_errors():
-            client = gateway().client(connection_id, respect_pause=False)
+            client = gateway().client(connection_id)
             choices.projects = sorted((p["name"] for p in client.list_projects()), key=str.lower)
             if project not in choices.projects:
                 return choices
