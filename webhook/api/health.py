@@ -42,6 +42,8 @@ def readyz() -> ResponseReturnValue:
     age = store.worker_heartbeat_age()
     checks["worker_heartbeat_age_seconds"] = None if age is None else round(age, 1)
     checks["worker"] = "ok" if age is not None and age <= HEARTBEAT_MAX_AGE else "stale"
+    # Shown, not gating: the service still takes deliveries while Azure DevOps cannot be read.
+    checks["reconcile"] = store.reconcile_health()
     ok = checks["database"] == "ok" and checks["worker"] == "ok"
     return jsonify({"status": "ok" if ok else "unavailable", "checks": checks}), 200 if ok else 503
 
