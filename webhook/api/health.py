@@ -43,7 +43,10 @@ def readyz() -> ResponseReturnValue:
     checks["worker_heartbeat_age_seconds"] = None if age is None else round(age, 1)
     checks["worker"] = "ok" if age is not None and age <= HEARTBEAT_MAX_AGE else "stale"
     # Shown, not gating: the service still takes deliveries while Azure DevOps cannot be read.
-    checks["reconcile"] = store.reconcile_health()
+    try:
+        checks["reconcile"] = store.reconcile_health()
+    except Exception as exc:  # a detail: never turns readiness into a 500
+        checks["reconcile"] = f"error: {type(exc).__name__}"
     ok = checks["database"] == "ok" and checks["worker"] == "ok"
     return jsonify({"status": "ok" if ok else "unavailable", "checks": checks}), 200 if ok else 503
 
