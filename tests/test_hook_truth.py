@@ -219,6 +219,8 @@ def test_a_reconciliation_that_keeps_failing_shows_and_other_projects_are_still_
     world.setup(("AppSec", "Bug"), ("Platform", "Issue"), hooks=False)
     app_item = linked_item(world, "AppSec", "A-1")
     platform_item = linked_item(world, "Platform", "P-1")
+    world.reconcile()
+    watermark = world.store.periodic_status()["reconcile"]["last_result"]["watermark"]
     world.sb.add_fault(kind="status", status=404, path_contains="appsec/_apis/wit/wiql", times=99)
     world.sb.set_state(app_item, "Closed", by=DANA)
     world.sb.set_state(platform_item, "Done", by=DANA)
@@ -231,6 +233,8 @@ def test_a_reconciliation_that_keeps_failing_shows_and_other_projects_are_still_
     assert metric(text, "adowh_reconcile_consecutive_failures") == 2
     ready = world.http.get("/readyz").get_json()["checks"]["reconcile"]
     assert ready["consecutive_failures"] == 2 and "AppSec" in ready["last_error"]
+    # The next pass starts where the last successful one left off.
+    assert world.store.periodic_status()["reconcile"]["last_result"]["watermark"] == watermark
     world.sb.clear_faults()
     world.reconcile()
     assert world.risk("A-1")["status"] == "resolved"
