@@ -1570,7 +1570,11 @@ class Store:
         jobs: list[JobSpec] = []
         if deleted is not None and bool(deleted) != bool(wi["deleted"]):
             if deleted:
-                detail: dict[str, Any] = {"id": wi["ado_id"], "by": change.deleted_by}
+                detail: dict[str, Any] = {
+                    "id": wi["ado_id"],
+                    "by": change.deleted_by,
+                    "via": change.origin,
+                }
                 if change.deleted_at:
                     detail["at"] = change.deleted_at
                 history.append(("work_item_deleted", detail))
