@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from webhook import metrics
-from webhook.ado import AdoNotFound
+from webhook.ado import AdoNotFound, AdoRateLimited
 from webhook.domain.hook_events import identity_name
 from webhook.domain.models import Risk, WorkItemTypeInfo
 from webhook.domain.rendering import (
@@ -34,7 +34,7 @@ from webhook.domain.sync_plan import (
     SEVERITY_CHANGED,
 )
 from webhook.domain.templates import tracking_tag
-from webhook.gateway import AdoGateway
+from webhook.gateway import AdoGateway, OrganizationPaused
 from webhook.services import Services
 from webhook.store import Job, WorkItemChange
 from webhook.worker import BatchHandler, PeriodicTask, PermanentFailure, RetryLater
@@ -76,10 +76,13 @@ class _ReconcilePass:
         read: Callable[[], WorkItemChange],
         apply: Callable[[WorkItemChange], bool],
     ) -> None:
-        """Read and apply one item's change; a failure is recorded, never raised."""
+        """Read and apply one item's change; a failure is recorded, not raised, unless it
+        concerns every item alike (Azure DevOps asked us to wait: the project is skipped)."""
         try:
             if apply(read()):
                 self.changes += 1
+        except (OrganizationPaused, AdoRateLimited):
+            raise
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("reconciliation could not apply work item %s: %s", item_id, reason)
