@@ -1641,26 +1641,32 @@ class Store:
 
     SKIPPED_EVENT = "work_item_update_skipped"
 
-    def note_skipped_while_deleted(self, job: Job) -> None:
+    def note_skipped_while_deleted(self, job: Job) -> bool:
         """Record in the risk's history that a job found its work item deleted.
 
         A deleted item is not recreated (SPEC 4, "Status back from Azure DevOps") and cannot be
         written to, so the job does nothing now; the entry keeps the job's kind, lane and
         payload so that restoring the item performs it then (see `_skipped_while_deleted`).
+        Returns False (nothing recorded) when the item is no longer deleted: checked in the
+        same transaction, so a restore applied meanwhile either sees this entry or came first.
         """
         if job.risk_id is None:
-            return
+            return False
         lane = job.lane.removeprefix(f"risk:{job.risk_id}:")
-        self.add_history(
-            job.risk_id,
-            self.SKIPPED_EVENT,
-            {
-                "reason": "work item deleted",
-                "kind": job.kind,
-                "lane": lane,
-                "payload": job.payload,
-            },
-        )
+        detail = {
+            "reason": "work item deleted",
+            "kind": job.kind,
+            "lane": lane,
+            "payload": job.payload,
+        }
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT deleted FROM work_items WHERE risk_id=?", (job.risk_id,)
+            ).fetchone()
+            if row is None or not row["deleted"]:
+                return False
+            self._add_history(conn, job.risk_id, [(self.SKIPPED_EVENT, detail)], clock.iso())
+        return True
 
     def _skipped_while_deleted(self, conn: sqlite3.Connection, risk_id: int) -> list[JobSpec]:
         """The jobs to perform now that the risk's item is back, in the order they were skipped.

@@ -168,8 +168,11 @@ class SyncHandlers:
             return None
         if wi["deleted"]:
             # Not written to (nor recreated) while deleted; recorded, and done on restore.
-            self.store.note_skipped_while_deleted(job)
-            return None
+            if self.store.note_skipped_while_deleted(job):
+                return None
+            wi = self.store.work_item_for(job.risk_id)  # restored meanwhile
+            if wi is None:
+                return None
         info = self.gateway.type_info(wi["connection_id"], wi["project"], wi["type"])
         return risk, wi, info
 
