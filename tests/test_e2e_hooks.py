@@ -304,3 +304,54 @@ def test_callback_to_scanner_is_signed_and_retried(tmp_path) -> None:
     ]:
         assert secret not in logs
     assert "Authorization" not in logs or "[REDACTED]" in logs
+
+
+def history_of(r: Rig, key: str) -> list[dict[str, Any]]:
+    history: list[dict[str, Any]] = r.admin("GET", f"/admin/risks/{risk_of(r, key)['id']}").json()[
+        "history"
+    ]
+    return history
+
+
+def test_issue_delete_and_restore_released_newest_first(tmp_path) -> None:
+    """Issue 9.2: hold deliveries, delete, restore, release newest first; then a severity
+    change. Deletion is credited to whoever deleted the item, not to its last editor."""
+    with rig(tmp_path) as r:
+        setup_loop(r, "AppSec", "Bug")
+        r.source()
+        r.send(risk("R-1"))
+        wi = linked(r, "R-1")
+        settled(r)
+        r.sb.set_state(wi["id"], "Active", by="Dana Developer <dana@contoso.com>")
+        settled(r)
+        r.sb.hold_deliveries()
+        r.sb.delete_item(wi["id"], by="Erin Eraser <erin@contoso.com>")
+        r.sb.restore_item(wi["id"], by="Sam Admin <sam@contoso.com>")
+        r.sb.release_deliveries(order="reverse")
+        settled(r)
+        assert risk_of(r, "R-1")["work_item"]["deleted"] is False
+        r.send(risk("R-1", severity="critical"))
+        wait_for(lambda: any("Critical" in c["text"] for c in r.sb.work_item(wi["id"])["comments"]))
+        r.sb.delete_item(wi["id"], by="Erin Eraser <erin@contoso.com>")
+        wait_for(lambda: risk_of(r, "R-1")["work_item"]["deleted"] is True)
+        deleted = [h["detail"] for h in history_of(r, "R-1") if h["event"] == "work_item_deleted"]
+        assert deleted[-1]["by"] == "Erin Eraser <erin@contoso.com>"
+
+
+def test_issue_bug_changed_to_task_and_removed(tmp_path) -> None:
+    """Issue 9.3: a linked Bug becomes a Task in `Removed` (a state Bugs do not have)."""
+    with rig(tmp_path) as r:
+        setup_loop(r, "AppSec", "Bug")
+        r.source()
+        r.send(risk("R-1"))
+        wi = linked(r, "R-1")
+        settled(r)
+        r.sb.change_type(wi["id"], "Task", state="Removed", by="Dana Developer <dana@contoso.com>")
+        got = wait_for(lambda: (x := risk_of(r, "R-1"))["status"] == "removed" and x)
+        assert got["work_item"]["type"] == "Task"
+        settled(r)  # nothing stays pending
+        r.sb.set_state(wi["id"], "Active")
+        wait_for(lambda: risk_of(r, "R-1")["status"] == "open")
+        r.send(risk("R-1", severity="critical"))
+        wait_for(lambda: any("Critical" in c["text"] for c in r.sb.work_item(wi["id"])["comments"]))
+        assert r.sb.work_item(wi["id"])["fields"]["Microsoft.VSTS.Common.Priority"] == 1

@@ -975,3 +975,35 @@ def test_many_concurrent_requests(sb: Sandbox):
     assert not errors
     assert len({i["id"] for i in sb.work_items()}) == 40
     assert time.monotonic() - started < 20
+
+
+def test_a_person_changes_a_work_item_type(
+    sb: Sandbox, client: requests.Session, receiver: Receiver
+):
+    subscribe(client, sb, receiver, "workitem.updated")
+    item = create(client, sb, {"System.Title": "t"}).json()
+    with requests.Session() as ctl:
+        changed = ctl.post(
+            f"{sb.url}/_sandbox/workitems/{item['id']}/type",
+            json={"type": "Task", "state": "Removed", "by": "Dana Developer <dana@contoso.com>"},
+        )
+        assert changed.status_code == 200, changed.text
+        refused = ctl.post(
+            f"{sb.url}/_sandbox/workitems/{item['id']}/type", json={"type": "Bug", "state": "Gone"}
+        )
+        assert refused.status_code == 400 and "Gone" in refused.json()["message"]
+        unknown = ctl.post(f"{sb.url}/_sandbox/workitems/{item['id']}/type", json={"type": "Nope"})
+        assert unknown.status_code == 404 and "VS402323" in unknown.json()["message"]
+    assert sb.wait_deliveries_idle(5)
+    read = client.get(f"{sb.org_url}/AppSec/_apis/wit/workitems/{item['id']}", params=V).json()
+    assert read["rev"] == 2
+    assert read["fields"]["System.WorkItemType"] == "Task"
+    assert read["fields"]["System.State"] == "Removed"
+    assert "Microsoft.VSTS.Common.Severity" not in read["fields"]  # Tasks have no Severity
+    (delivery,) = receiver.bodies()
+    resource = delivery["resource"]
+    assert resource["rev"] == 2
+    assert resource["fields"]["System.WorkItemType"] == {"oldValue": "Bug", "newValue": "Task"}
+    assert resource["fields"]["System.State"] == {"oldValue": "New", "newValue": "Removed"}
+    assert resource["revision"]["fields"]["System.WorkItemType"] == "Task"
+    assert resource["revision"]["fields"]["System.State"] == "Removed"

@@ -868,6 +868,30 @@ class AdoClient:
         params: list[tuple[str, str | int]] = [("$expand", expand)] if expand else []
         return self._object("GET", path, params=params)
 
+    def get_deleted_work_item(self, project: str, work_item_id: int) -> dict[str, Any]:
+        """Return a work item from the recycle bin (AzDO "Recycle Bin - Get Deleted Work Item").
+
+        Shape (WorkItemDelete): ``{id, code, deletedBy, deletedDate, name, project, type, url,
+        resource: {id, rev, fields, ...}}``; `deletedBy` names who deleted it (the deleted
+        event's fields only name the last editor, AZURE_DEVOPS.md 1.4). AdoNotFound when the
+        item is not in the recycle bin (restored, or destroyed).
+        """
+        path = f"/{_segment(project, 'project')}/_apis/wit/recyclebin/{_work_item_id(work_item_id)}"
+        return self._object("GET", path)
+
+    def list_deleted_work_item_ids(self, project: str) -> list[int]:
+        """Return the ids of the project's work items in the recycle bin.
+
+        AzDO "Recycle Bin - Get Deleted Work Item Shallow References": ``{count, value: [{id,
+        url}]}``; deleted items are not returned by WIQL or the batch read (AZURE_DEVOPS.md 1.4).
+        """
+        path = f"/{_segment(project, 'project')}/_apis/wit/recyclebin"
+        return [
+            int(ref["id"])
+            for ref in self._values(self._call("GET", path))
+            if isinstance(ref, Mapping) and isinstance(ref.get("id"), int)
+        ]
+
     def get_work_items_batch(
         self, project: str, ids: Iterable[int], *, fields: Sequence[str] | None = None
     ) -> list[dict[str, Any]]:

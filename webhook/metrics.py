@@ -107,7 +107,8 @@ RATE_LIMIT_PAUSES = Counter(
 HOOK_DELIVERIES = Counter(
     "adowh_hook_deliveries_total",
     "Azure DevOps service-hook deliveries, by event type and outcome "
-    "(recorded, duplicate, ignored, unauthorized, invalid, unavailable).",
+    "(recorded, duplicate, ignored, mismatch, not_ours, unauthorized, invalid, unavailable); "
+    'event types other than the work item events are counted as "other".',
     ["event_type", "outcome"],
 )
 JOBS_COMPLETED = Counter(
@@ -230,8 +231,10 @@ class StoreCollector(Collector):
         {"jobs": {"pending": {"count": 3, "oldest_age_seconds": 12.5}, "failed": {...}},
          "subscriptions": [{"id": 1, "event_type": "workitem.updated", "project": "P",
                             "status": "enabled"}],
-         "reconcile": {"last_run_at_unix": 1.7e9, "last_changes": 2, "last_ok": True},
-         "hook_check": {"last_run_at_unix": 1.7e9, "last_ok": True},
+         "reconcile": {"last_run_at_unix": 1.7e9, "last_changes": 2, "last_ok": True,
+                       "consecutive_failures": 0, "item_failures": 1},
+         "hook_check": {"last_run_at_unix": 1.7e9, "last_ok": True,
+                        "consecutive_failures": 0},
          "worker_heartbeat_age_seconds": 4.2}
 
     A missing key omits its metric; a failing ``snapshot()`` omits them all (logged), and a
@@ -337,6 +340,17 @@ class StoreCollector(Collector):
                 "1 if the last reconciliation pass succeeded, else 0.",
                 info.get("last_ok"),
             ),
+            _gauge(
+                "adowh_reconcile_consecutive_failures",
+                "Reconciliation passes in a row that failed (0 after one that succeeded).",
+                info.get("consecutive_failures"),
+            ),
+            _gauge(
+                "adowh_reconcile_item_failures",
+                "Linked work items the last reconciliation pass could not apply (it went on "
+                "past them; they are retried next pass).",
+                info.get("item_failures"),
+            ),
         ):
             if metric is not None:
                 yield metric
@@ -356,6 +370,11 @@ class StoreCollector(Collector):
                 "adowh_hook_check_last_ok",
                 "1 if the last subscription check succeeded, else 0.",
                 info.get("last_ok"),
+            ),
+            _gauge(
+                "adowh_hook_check_consecutive_failures",
+                "Subscription checks in a row that failed (0 after one that succeeded).",
+                info.get("consecutive_failures"),
             ),
         ):
             if metric is not None:

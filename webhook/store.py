@@ -108,7 +108,14 @@ class Lease:
 
 @dataclass(frozen=True)
 class WorkItemChange:
-    """A state change of a linked work item seen in Azure DevOps (hook or reconciliation)."""
+    """A change of a linked work item seen in Azure DevOps (hook event, or its current truth).
+
+    `rev` orders changes: with `check_rev` a change whose rev is at or below the one applied
+    last is stale and skipped; `allow_same_rev` also applies one at the same rev (the current
+    truth read from Azure DevOps: deletion and restore do not change the rev). `work_item_type`
+    and `project`, when given, are the item's type and project now (a person may change both).
+    `deleted_by`/`deleted_at` say who moved the item to the recycle bin, and when.
+    """
 
     rev: int | None
     state: str | None
@@ -116,8 +123,25 @@ class WorkItemChange:
     by: str | None
     at: str | None
     deleted: bool | None = None
-    check_rev: bool = True  # stale revs are skipped; deletions carry no comparable rev
+    check_rev: bool = True
     origin: str = "hook"
+    allow_same_rev: bool = False
+    work_item_type: str | None = None
+    project: str | None = None
+    deleted_by: str | None = None
+    deleted_at: str | None = None
+
+
+@dataclass(frozen=True)
+class HookAuth:
+    """What a hook's basic-auth user name stands for (see Store.hook_credentials)."""
+
+    hook_id: int
+    connection_id: int
+    password_hash: str
+    subscription_id: str | None
+    project: str
+    project_id: str | None
 
 
 @dataclass(frozen=True)
@@ -1584,13 +1608,35 @@ class Store:
             )
         return True
 
+    # Result keys a failed run keeps from the previous one (where the next run starts from).
+    PERIODIC_CARRY = ("watermark", "retry")
+
     def finish_periodic(self, name: str, owner: str, ok: bool, result: dict[str, Any]) -> None:
-        """Record how a periodic task ended and release its lease."""
+        """Record how a periodic task ended and release its lease.
+
+        The stored result gains `consecutive_failures` (0 after a run that succeeded). A failed
+        run keeps the previous result's `watermark` and `retry`, so the next run starts again
+        from where the last successful one left off.
+        """
         with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT last_result FROM periodic_runs WHERE name=? AND lease_owner=?",
+                (name, owner),
+            ).fetchone()
+            if row is None:
+                return
+            previous = _loads(row["last_result"], None)
+            previous = previous if isinstance(previous, dict) else {}
+            if ok:
+                stored = {**result, "consecutive_failures": 0}
+            else:
+                carried = {k: previous[k] for k in self.PERIODIC_CARRY if k in previous}
+                failures = int(previous.get("consecutive_failures") or 0) + 1
+                stored = {**carried, **result, "consecutive_failures": failures}
             conn.execute(
                 "UPDATE periodic_runs SET last_finished_ts=?, last_ok=?, last_result=?,"
                 " lease_owner=NULL, lease_expires_ts=NULL WHERE name=? AND lease_owner=?",
-                (clock.now(), int(ok), json.dumps(result), name, owner),
+                (clock.now(), int(ok), json.dumps(stored), name, owner),
             )
 
     def request_periodic(self, name: str) -> None:
@@ -1632,10 +1678,32 @@ class Store:
             run = periodic.get(name)
             if run and run["last_finished_ts"]:
                 entry = {"last_run_at_unix": run["last_finished_ts"], "last_ok": run["last_ok"]}
+                result = run["last_result"] or {}
+                entry["consecutive_failures"] = result.get("consecutive_failures", 0)
                 if name == "reconcile":
-                    entry["last_changes"] = (run["last_result"] or {}).get("changes", 0)
+                    entry["last_changes"] = result.get("changes", 0)
+                    entry["item_failures"] = result.get("item_failures", 0)
                 snapshot[key] = entry
         return snapshot
+
+    def reconcile_health(self) -> dict[str, Any] | None:
+        """How reconciliation is doing, for /readyz (None before its first run).
+
+        `{"last_ok", "last_run_at", "consecutive_failures", "last_error", "item_failures"}`:
+        a pass fails as a whole when a project cannot be read; items it could not apply are
+        counted in `item_failures` without failing the pass.
+        """
+        run = self.periodic_status().get("reconcile")
+        if not run or not run["last_finished_ts"]:
+            return None
+        result = run["last_result"] or {}
+        return {
+            "last_ok": run["last_ok"],
+            "last_run_at": clock.iso(run["last_finished_ts"]),
+            "consecutive_failures": result.get("consecutive_failures", 0),
+            "last_error": result.get("error"),
+            "item_failures": result.get("item_failures", 0),
+        }
 
     def get_risk_summary(self, risk_id: int) -> dict[str, Any] | None:
         """A risk as the list endpoint shows it, or None."""
@@ -1759,12 +1827,23 @@ class Store:
         with self.db.write() as conn:
             conn.execute("DELETE FROM hooks WHERE id=?", (hook_id,))
 
-    def hook_credentials(self, username: str) -> tuple[int, int, str] | None:
-        """(hook id, connection id, password hash) for a basic-auth user name."""
+    def hook_credentials(self, username: str) -> HookAuth | None:
+        """The hook a basic-auth user name belongs to (with its subscription and project)."""
         row = self.db.conn.execute(
-            "SELECT id, connection_id, password_hash FROM hooks WHERE username=?", (username,)
+            "SELECT id, connection_id, password_hash, subscription_id, project, project_id"
+            " FROM hooks WHERE username=?",
+            (username,),
         ).fetchone()
-        return None if row is None else (row["id"], row["connection_id"], row["password_hash"])
+        if row is None:
+            return None
+        return HookAuth(
+            hook_id=row["id"],
+            connection_id=row["connection_id"],
+            password_hash=row["password_hash"],
+            subscription_id=row["subscription_id"],
+            project=row["project"],
+            project_id=row["project_id"],
+        )
 
     def record_hook_event(
         self,
@@ -1815,20 +1894,26 @@ class Store:
 
         return self.db.write_grouped(record)
 
-    def linked_work_items(self, connection_id: int, project: str) -> dict[int, sqlite3.Row]:
+    def linked_work_items(
+        self, connection_id: int, project: str, *, include_deleted: bool = False
+    ) -> dict[int, sqlite3.Row]:
         """Work items linked to risks in one project, by Azure DevOps id."""
         rows = self.db.conn.execute(
-            "SELECT * FROM work_items WHERE connection_id=? AND project=? AND deleted=0",
+            "SELECT * FROM work_items WHERE connection_id=? AND project=?"
+            + ("" if include_deleted else " AND deleted=0"),
             (connection_id, project),
         ).fetchall()
         return {r["ado_id"]: r for r in rows}
 
-    def linked_projects(self) -> list[tuple[int, str]]:
+    def linked_projects(self, *, include_deleted: bool = False) -> list[tuple[int, str]]:
         """(connection id, project) pairs that have linked work items."""
+        where = "" if include_deleted else " WHERE deleted=0"
         return [
             (r[0], r[1])
             for r in self.db.conn.execute(
-                "SELECT DISTINCT connection_id, project FROM work_items WHERE deleted=0"
+                "SELECT DISTINCT connection_id, project FROM work_items"
+                + where
+                + " ORDER BY connection_id, project"
             )
         ]
 
@@ -1866,25 +1951,51 @@ class Store:
         ).fetchone()
         if wi is None or risk is None:
             return False
-        if change.check_rev and rev is not None and rev <= wi["rev"]:
+        stale = rev is not None and (
+            rev < wi["rev"] or (rev == wi["rev"] and not change.allow_same_rev)
+        )
+        if change.check_rev and stale:
             return False
         history: list[tuple[str, dict[str, Any]]] = []
+        jobs: list[JobSpec] = []
         if deleted is not None and bool(deleted) != bool(wi["deleted"]):
-            history.append(
-                (
-                    "work_item_deleted" if deleted else "work_item_restored",
-                    {"id": wi["ado_id"], "by": by},
-                )
-            )
+            if deleted:
+                detail: dict[str, Any] = {
+                    "id": wi["ado_id"],
+                    "by": change.deleted_by,
+                    "via": change.origin,
+                }
+                if change.deleted_at:
+                    detail["at"] = change.deleted_at
+                history.append(("work_item_deleted", detail))
+            else:
+                history.append(("work_item_restored", {"id": wi["ado_id"], "via": change.origin}))
+                jobs.extend(self._skipped_while_deleted(conn, risk_id))
+        new_type = change.work_item_type
+        if new_type and new_type != wi["type"]:
+            history.append(("work_item_type_changed", {"from": wi["type"], "to": new_type}))
+        new_project = change.project
+        if new_project and new_project != wi["project"]:
+            history.append(("work_item_moved", {"from": wi["project"], "to": new_project}))
         conn.execute(
             "UPDATE work_items SET rev=max(rev, coalesce(?, rev)),"
             " state=coalesce(?, state), state_category=coalesce(?, state_category),"
-            " deleted=coalesce(?, deleted), changed_at=coalesce(?, changed_at), updated_at=?"
+            " deleted=coalesce(?, deleted), changed_at=coalesce(?, changed_at),"
+            " type=coalesce(?, type), project=coalesce(?, project), updated_at=?"
             " WHERE risk_id=?",
-            (rev, state, category, None if deleted is None else int(deleted), at, now, risk_id),
+            (
+                rev,
+                state,
+                category,
+                None if deleted is None else int(deleted),
+                at,
+                new_type,
+                new_project,
+                now,
+                risk_id,
+            ),
         )
         new_status = decide_ado_state_change(risk["status"], category) if category else None
-        jobs: list[JobSpec] = []
         if new_status is not None:
             if new_status == "open":
                 conn.execute(
@@ -1915,3 +2026,71 @@ class Store:
         self._add_history(conn, risk_id, history, now)
         self._add_jobs(conn, risk_id, jobs, now_ts)
         return True
+
+    # ---- work the service could not do while an item was in the recycle bin ---------------
+
+    SKIPPED_EVENT = "work_item_update_skipped"
+
+    def note_skipped_while_deleted(self, job: Job) -> bool:
+        """Record in the risk's history that a job found its work item deleted.
+
+        A deleted item is not recreated (SPEC 4, "Status back from Azure DevOps") and cannot be
+        written to, so the job does nothing now; the entry keeps the job's kind, lane and
+        payload so that restoring the item performs it then (see `_skipped_while_deleted`).
+        Returns False (nothing recorded) when the item is no longer deleted: checked in the
+        same transaction, so a restore applied meanwhile either sees this entry or came first.
+        """
+        if job.risk_id is None:
+            return False
+        lane = job.lane.removeprefix(f"risk:{job.risk_id}:")
+        detail = {
+            "reason": "work item deleted",
+            "kind": job.kind,
+            "lane": lane,
+            "payload": job.payload,
+        }
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT deleted FROM work_items WHERE risk_id=?", (job.risk_id,)
+            ).fetchone()
+            if row is None or not row["deleted"]:
+                return False
+            self._add_history(conn, job.risk_id, [(self.SKIPPED_EVENT, detail)], clock.iso())
+        return True
+
+    def _skipped_while_deleted(self, conn: sqlite3.Connection, risk_id: int) -> list[JobSpec]:
+        """The jobs to perform now that the risk's item is back, in the order they were skipped.
+
+        Severity changes become one change from the severity the item last showed to the
+        risk's current one (none if it is back where it was).
+        """
+        last_delete = conn.execute(
+            "SELECT max(id) FROM risk_history WHERE risk_id=? AND event='work_item_deleted'",
+            (risk_id,),
+        ).fetchone()[0]
+        rows = conn.execute(
+            "SELECT detail FROM risk_history WHERE risk_id=? AND event=? AND id>? ORDER BY id",
+            (risk_id, self.SKIPPED_EVENT, last_delete or 0),
+        ).fetchall()
+        severity = conn.execute("SELECT severity FROM risks WHERE id=?", (risk_id,)).fetchone()
+        jobs: list[JobSpec] = []
+        severity_from: str | None = None
+        for row in rows:
+            detail = json.loads(row["detail"])
+            kind, payload = detail.get("kind"), detail.get("payload") or {}
+            if not isinstance(kind, str):
+                continue
+            if kind == "severity_changed":
+                if severity_from is None:
+                    severity_from = payload.get("from")
+                    if severity_from and severity and severity_from != severity["severity"]:
+                        jobs.append(
+                            JobSpec(
+                                kind,
+                                detail.get("lane") or "ado",
+                                {"from": severity_from, "to": severity["severity"]},
+                            )
+                        )
+                continue
+            jobs.append(JobSpec(kind, detail.get("lane") or "ado", payload))
+        return jobs

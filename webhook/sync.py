@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from webhook import metrics
-from webhook.ado import AdoClient, AdoConflict
+from webhook.ado import AdoClient, AdoConflict, AdoNotFound, AdoRateLimited
 from webhook.domain.hook_events import identity_name
 from webhook.domain.models import Risk, Template, WorkItemTypeInfo
 from webhook.domain.rendering import (
@@ -45,7 +46,7 @@ from webhook.domain.templates import (
     legacy_tracking_tag,
     tracking_tag,
 )
-from webhook.gateway import AdoGateway
+from webhook.gateway import AdoGateway, OrganizationPaused
 from webhook.services import Services
 from webhook.store import Job, WorkItemChange
 from webhook.worker import BatchHandler, PeriodicTask, PermanentFailure, RetryLater
@@ -58,7 +59,52 @@ ADOPTION_FIELDS = ["System.Tags", "System.TeamProject", "System.WorkItemType"]
 # item: a possible duplicate is better than adopting someone else's.
 MAX_ADOPTION_CANDIDATES = 200
 RECONCILE_OVERLAP_SECONDS = 300.0
-RECONCILE_FIELDS = ["System.State", "System.Rev", "System.ChangedBy", "System.ChangedDate"]
+RECONCILE_FIELDS = [
+    "System.State",
+    "System.Rev",
+    "System.ChangedBy",
+    "System.ChangedDate",
+    "System.WorkItemType",
+    "System.TeamProject",
+]
+RECONCILE_FAILURES_SHOWN = 20
+RECONCILE_RETRY_MAX = 1000
+
+
+class ReconcileFailed(Exception):
+    """A reconciliation pass could not read one or more projects (the others were done)."""
+
+
+@dataclass
+class _ReconcilePass:
+    """Counts and failures of one reconciliation pass."""
+
+    checked: int = 0
+    changes: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    retry: list[tuple[int, str, int]] = field(default_factory=list)
+    project_errors: list[str] = field(default_factory=list)
+
+    def attempt(
+        self,
+        connection_id: int,
+        project: str,
+        item_id: int,
+        read: Callable[[], WorkItemChange],
+        apply: Callable[[WorkItemChange], bool],
+    ) -> None:
+        """Read and apply one item's change; a failure is recorded, not raised, unless it
+        concerns every item alike (Azure DevOps asked us to wait: the project is skipped)."""
+        try:
+            if apply(read()):
+                self.changes += 1
+        except (OrganizationPaused, AdoRateLimited):
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("reconciliation could not apply work item %s: %s", item_id, reason)
+            self.failures.append({"id": item_id, "project": project, "reason": reason[:500]})
+            self.retry.append((connection_id, project, item_id))
 
 
 class SyncHandlers:
@@ -198,8 +244,15 @@ class SyncHandlers:
         assert job.risk_id is not None
         risk = self.store.load_risk(job.risk_id)
         wi = self.store.work_item_for(job.risk_id)
-        if risk is None or wi is None or wi["deleted"]:
+        if risk is None or wi is None:
             return None
+        if wi["deleted"]:
+            # Not written to (nor recreated) while deleted; recorded, and done on restore.
+            if self.store.note_skipped_while_deleted(job):
+                return None
+            wi = self.store.work_item_for(job.risk_id)  # restored meanwhile
+            if wi is None:
+                return None
         info = self.gateway.type_info(wi["connection_id"], wi["project"], wi["type"])
         return risk, wi, info
 
@@ -368,36 +421,129 @@ class SyncHandlers:
             event="work_item_reopened",
         )
 
-    def _category(self, wi: Any, state: str) -> str:
-        info = self.gateway.type_info(wi["connection_id"], wi["project"], wi["type"])
+    def _classify(self, connection_id: int, project: str, type_name: str, state: str) -> str | None:
+        """The category of `state` for that type in that project (refreshing the cached type
+        once when it does not list the state), or None when Azure DevOps does not know it."""
+        info = self.gateway.type_info(connection_id, project, type_name)
         category = classify_state(state, info)
         if category is None:
-            info = self.gateway.type_info(
-                wi["connection_id"], wi["project"], wi["type"], refresh=True
-            )
+            info = self.gateway.type_info(connection_id, project, type_name, refresh=True)
             category = classify_state(state, info)
+        return category
+
+    def _category(self, wi: Any, state: str) -> str:
+        category = self._classify(wi["connection_id"], wi["project"], wi["type"], state)
         if category is None:
             # Never guess from a state name: wait until Azure DevOps tells us its category.
             raise RetryLater(f"state {state!r} of {wi['type']} has no known category yet")
         return category
 
+    def _change_from_item(self, wi: Any, item: dict[str, Any], origin: str) -> WorkItemChange:
+        """The change a work item read from Azure DevOps (GET or batch read) amounts to.
+
+        The state is classified by the item's type and project as they are now (a person may
+        have changed them; SPEC 4); RetryLater when even a fresh read of that type does not
+        list the state.
+        """
+        fields = item.get("fields") or {}
+        state = fields.get("System.State")
+        type_name = fields.get("System.WorkItemType") or wi["type"]
+        project = fields.get("System.TeamProject") or wi["project"]
+        category = None
+        if state:
+            category = self._classify(wi["connection_id"], project, type_name, state)
+            if category is None:
+                raise RetryLater(
+                    f"state {state!r} of {type_name} in {project} has no known category"
+                )
+        rev = item.get("rev") or fields.get("System.Rev")
+        return WorkItemChange(
+            rev=int(rev) if rev is not None else None,
+            state=state,
+            category=category,
+            by=identity_name(fields.get("System.ChangedBy")),
+            at=fields.get("System.ChangedDate"),
+            deleted=False,
+            origin=origin,
+            allow_same_rev=True,
+            work_item_type=type_name,
+            project=project,
+        )
+
+    def current_truth(self, wi: Any, origin: str = "hook") -> WorkItemChange:
+        """Read the linked item as Azure DevOps has it now: live, or in the recycle bin.
+
+        Used where an event's revision cannot order it (deletion and restore keep the rev,
+        AZURE_DEVOPS.md 1.4/1.5) or its state cannot be classified by the type it names.
+        A live item gives its state, rev, type and project (deleted=False); otherwise the
+        recycle bin gives who deleted it and when (deleted=True); an item in neither was
+        destroyed and stays deleted. Azure DevOps errors propagate (the job retries).
+        """
+        client = self.gateway.client(wi["connection_id"])
+        try:
+            item = client.get_work_item(wi["project"], wi["ado_id"], expand=None)
+        except AdoNotFound:
+            item = None
+        if item is not None:
+            return self._change_from_item(wi, item, origin)
+        try:
+            binned: dict[str, Any] = client.get_deleted_work_item(wi["project"], wi["ado_id"])
+        except AdoNotFound:
+            binned = {}  # destroyed for good (or no longer readable): it is not coming back
+        resource = binned.get("resource") if isinstance(binned.get("resource"), dict) else {}
+        rev = resource.get("rev")
+        return WorkItemChange(
+            rev=int(rev) if isinstance(rev, int) else None,
+            state=None,
+            category=None,
+            by=None,
+            at=None,
+            deleted=True,
+            origin=origin,
+            allow_same_rev=True,
+            deleted_by=identity_name(binned.get("deletedBy")),
+            deleted_at=binned.get("deletedDate")
+            if isinstance(binned.get("deletedDate"), str)
+            else None,
+        )
+
     def _hook_change(self, job: Job) -> WorkItemChange | None:
-        """What a recorded Azure DevOps event changes (None: the risk has no work item now)."""
+        """What a recorded Azure DevOps event changes (None: nothing to apply).
+
+        An update newer than the last applied revision is applied as the event tells, its
+        state classified by the type (and project) the event reports. Deletion and restore
+        carry no revision that orders them, and an update whose state its type does not list
+        may come from a type change the event does not show: both read the item's current
+        truth from Azure DevOps instead (SPEC 4, "One odd item never stops the rest").
+        """
         assert job.risk_id is not None
         p = job.payload
         wi = self.store.work_item_for(job.risk_id)
         if wi is None:
             return None
-        deleted = p.get("deleted")
-        state = None if deleted else p.get("state")
+        rev = p.get("rev")
+        if p.get("event_type") != "workitem.updated" or not isinstance(rev, int):
+            return self.current_truth(wi)
+        if rev <= wi["rev"]:
+            return None  # stale or our own write's echo (checked again when applied)
+        state = p.get("state")
+        type_name = p.get("work_item_type") or wi["type"]
+        project = p.get("project") or wi["project"]
+        category = None
+        if state:
+            category = self._classify(wi["connection_id"], project, type_name, state)
+            if category is None:
+                return self.current_truth(wi)
         return WorkItemChange(
-            rev=p.get("rev"),
+            rev=rev,
             state=state,
-            category=self._category(wi, state) if state else None,
+            category=category,
             by=p.get("by"),
             at=p.get("at"),
-            deleted=deleted,
-            check_rev=p.get("event_type") == "workitem.updated",
+            # An item cannot be edited in the recycle bin: a newer update means it is back.
+            deleted=False if wi["deleted"] else None,
+            work_item_type=p.get("work_item_type"),
+            project=p.get("project"),
         )
 
     def apply_hook_event(self, job: Job) -> None:
@@ -418,47 +564,117 @@ class SyncHandlers:
             self.store.apply_hook_changes(ready)
         return failures
 
+    # ---- reconciliation -----------------------------------------------------------------
+
     def reconcile(self) -> dict[str, Any]:
-        """Periodic safety net: apply state changes the hooks missed (WIQL, then batch read)."""
+        """Periodic safety net: apply the changes the hooks missed (SPEC 4).
+
+        Per project: WIQL for linked items changed since the last pass (with an overlap), plus
+        items that failed last pass and items we hold as deleted; one batch read of those; the
+        recycle bin for deletions (an id the batch read did not return, or one listed in the
+        bin). Each item is applied on its own: one that fails is recorded and retried next
+        pass, and the pass goes on. A project that cannot be read is skipped too, but then the
+        pass fails at the end (its watermark stays) so that it shows in /metrics and /readyz.
+
+        Returns `{"watermark", "checked", "changes", "item_failures", "failed_items": [{"id",
+        "project", "reason"}, ...] (at most 20), "retry": [[connection_id, project, id], ...]}`.
+        """
         previous = (self.store.periodic_status().get("reconcile") or {}).get("last_result") or {}
         started = time.time()
         since = float(previous.get("watermark") or 0) - RECONCILE_OVERLAP_SECONDS
         since_dt = datetime.fromtimestamp(max(since, 0), tz=UTC)
-        changes = checked = 0
+        retry: dict[tuple[int, str], set[int]] = {}
+        for entry in previous.get("retry") or []:
+            if isinstance(entry, list) and len(entry) == 3:
+                retry.setdefault((int(entry[0]), str(entry[1])), set()).add(int(entry[2]))
+        run = _ReconcilePass()
         paused: set[int] = set()  # organization paused: no call now, the next pass covers it
-        for connection_id, project in self.store.linked_projects():
-            if self.gateway.paused_until(connection_id) is not None:
+        for connection_id, project in self.store.linked_projects(include_deleted=True):
+            if connection_id in paused or self.gateway.paused_until(connection_id) is not None:
                 paused.add(connection_id)
                 continue
-            client = self.gateway.client(connection_id)
-            linked = self.store.linked_work_items(connection_id, project)
-            ids = [i for i in client.changed_since(project, since_dt) if i in linked]
-            checked += len(ids)
-            for item in client.get_work_items_batch(project, ids, fields=RECONCILE_FIELDS):
-                row = linked.get(int(item["id"]))
-                fields = item.get("fields") or {}
-                rev = int(item.get("rev") or fields.get("System.Rev") or 0)
-                if row is None or rev <= row["rev"]:
-                    continue
-                state = fields.get("System.State")
-                change = WorkItemChange(
-                    rev=rev,
-                    state=state,
-                    category=self._category(row, state) if state else None,
-                    by=identity_name(fields.get("System.ChangedBy")),
-                    at=fields.get("System.ChangedDate"),
-                    origin="reconcile",
+            try:
+                self._reconcile_project(
+                    run,
+                    connection_id,
+                    project,
+                    since_dt,
+                    retry.get((connection_id, project), set()),
                 )
-                if self.store.apply_work_item_change(row["risk_id"], change):
-                    changes += 1
-        metrics.RECONCILE_CHANGES.inc(changes)
-        watermark = float(previous.get("watermark") or 0) if paused else started
+            except (OrganizationPaused, AdoRateLimited) as exc:
+                # Paused mid-pass (SPEC 4 "Pacing"): no more calls to it; not a failure.
+                log.info("reconciliation of %s paused: %s", project, exc)
+                paused.add(connection_id)
+            except Exception as exc:
+                log.warning("reconciliation of %s skipped: %s", project, exc)
+                run.project_errors.append(f"{project}: {type(exc).__name__}: {exc}")
+        metrics.RECONCILE_CHANGES.inc(run.changes)
+        if run.project_errors:
+            raise ReconcileFailed(
+                f"{len(run.project_errors)} project(s) could not be reconciled: "
+                + "; ".join(run.project_errors)[:1000]
+            )
         return {
-            "watermark": watermark,
-            "checked": checked,
-            "changes": changes,
+            # A paused organization was not read: the next pass starts where this one did.
+            "watermark": float(previous.get("watermark") or 0) if paused else started,
+            "checked": run.checked,
+            "changes": run.changes,
+            "item_failures": len(run.failures),
+            "failed_items": run.failures[:RECONCILE_FAILURES_SHOWN],
+            "retry": [[c, p, i] for c, p, i in run.retry][:RECONCILE_RETRY_MAX],
             "paused_connections": sorted(paused),
         }
+
+    def _reconcile_project(
+        self,
+        run: _ReconcilePass,
+        connection_id: int,
+        project: str,
+        since: datetime,
+        retry_ids: set[int],
+    ) -> None:
+        client = self.gateway.client(connection_id)
+        linked = self.store.linked_work_items(connection_id, project, include_deleted=True)
+        if not linked:
+            return
+        held_deleted = [i for i, row in linked.items() if row["deleted"]]
+        changed = [i for i in client.changed_since(project, since) if i in linked]
+        ids = list(dict.fromkeys([*changed, *(i for i in retry_ids if i in linked), *held_deleted]))
+        run.checked += len(ids)
+        returned: set[int] = set()
+        for item in client.get_work_items_batch(project, ids, fields=RECONCILE_FIELDS):
+            item_id = int(item["id"])
+            returned.add(item_id)
+            row = linked.get(item_id)
+            if row is None:
+                continue
+            rev = int(item.get("rev") or (item.get("fields") or {}).get("System.Rev") or 0)
+            if not row["deleted"] and rev <= row["rev"]:
+                continue
+            run.attempt(
+                connection_id,
+                project,
+                item_id,
+                lambda row=row, item=item: self._change_from_item(row, item, "reconcile"),
+                lambda change, row=row: self.store.apply_work_item_change(row["risk_id"], change),
+            )
+        # Deleted items are in neither WIQL nor the batch read: an id asked for and not
+        # returned, or one listed in the recycle bin, is looked up there (who deleted it).
+        binned = set(client.list_deleted_work_item_ids(project))
+        missing = [
+            i
+            for i, row in linked.items()
+            if not row["deleted"] and (i in binned or (i in ids and i not in returned))
+        ]
+        for item_id in missing:
+            row = linked[item_id]
+            run.attempt(
+                connection_id,
+                project,
+                item_id,
+                lambda row=row: self.current_truth(row, origin="reconcile"),
+                lambda change, row=row: self.store.apply_work_item_change(row["risk_id"], change),
+            )
 
     def handlers(self) -> dict[str, Callable[[Job], None]]:
         """Job kind → handler."""

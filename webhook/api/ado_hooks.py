@@ -20,7 +20,7 @@ from webhook import metrics
 from webhook.api.requests import parse_json_body
 from webhook.crypto import hash_password, verify_password
 from webhook.db import DatabaseUnavailable
-from webhook.domain.hook_events import parse_change
+from webhook.domain.hook_events import delivery_mismatch, event_label, parse_change
 from webhook.errors import ApiError, Unauthorized, Unavailable
 from webhook.logs import bind, unbind
 from webhook.openapi import doc
@@ -45,7 +45,9 @@ def _basic_credentials() -> tuple[str, str] | None:
 
 
 def _ack(outcome: str, event_type: str, status: int = 200) -> ResponseReturnValue:
-    metrics.HOOK_DELIVERIES.labels(event_type, outcome).inc()
+    # "unknown": the delivery could not be read at all (see the unauthorized count too).
+    label = event_type if event_type == "unknown" else event_label(event_type)
+    metrics.HOOK_DELIVERIES.labels(label, outcome).inc()
     return jsonify({"outcome": outcome}), status
 
 
@@ -58,19 +60,21 @@ def _ack(outcome: str, event_type: str, status: int = 200) -> ResponseReturnValu
     responses={200: HookAckSchema, 202: HookAckSchema},
 )
 def receive_hook() -> ResponseReturnValue:
-    """Authenticate, dedupe on the event id, record the change and its job; reply at once."""
+    """Authenticate, cross-check, dedupe on the event id, record the change and its job; reply
+    at once. The change recorded carries the type and project the event reports, so the worker
+    classifies the state by the item's type at that revision (SPEC 4)."""
     store = get_services().store
     creds = _basic_credentials()
     found = store.hook_credentials(creds[0]) if creds else None
     # Compare even when the user is unknown so timing does not reveal valid user names.
-    ok = verify_password(creds[1] if creds else "", found[2] if found else _DUMMY_HASH)
+    ok = verify_password(creds[1] if creds else "", found.password_hash if found else _DUMMY_HASH)
     if not (found and ok):
         metrics.HOOK_DELIVERIES.labels("unknown", "unauthorized").inc()
         raise Unauthorized(
             "missing or wrong hook credentials",
             headers={"WWW-Authenticate": 'Basic realm="ado-webhook hooks"'},
         )
-    hook_id, connection_id, _ = found
+    hook_id, connection_id = found.hook_id, found.connection_id
     try:
         payload = parse_json_body()
         data = _delivery.load(payload if isinstance(payload, dict) else {})
@@ -82,6 +86,21 @@ def receive_hook() -> ResponseReturnValue:
     token = bind(delivery_id=data["id"])
     try:
         change = parse_change(event_type, data["resource"])
+        mismatch = delivery_mismatch(
+            payload,
+            change,
+            subscription_id=found.subscription_id,
+            project_id=found.project_id,
+            project=found.project,
+        )
+        if mismatch is not None:
+            # SPEC 3.2: acknowledged (never a 4xx for our own subscription) and ignored.
+            log.warning(
+                "hook delivery ignored: %s",
+                mismatch,
+                extra={"fields": {"hook": hook_id, "event_type": event_label(event_type)}},
+            )
+            return _ack("mismatch", event_type)
         if change is None:
             return _ack("ignored", event_type)
         outcome = store.record_hook_event(
@@ -97,17 +116,19 @@ def receive_hook() -> ResponseReturnValue:
                 "by": change.by,
                 "at": change.at,
                 "deleted": change.deleted,
+                "work_item_type": change.work_item_type,
+                "project": change.project,
             },
         )
     except (DatabaseUnavailable, sqlite3.OperationalError) as exc:
-        metrics.HOOK_DELIVERIES.labels(event_type, "unavailable").inc()
+        metrics.HOOK_DELIVERIES.labels(event_label(event_type), "unavailable").inc()
         raise Unavailable(
             "cannot record the event right now; retry", headers={"Retry-After": "5"}
         ) from exc
     except Exception as exc:
         # A bug must not put the subscription on probation: 503 makes Azure DevOps retry.
         log.exception("hook delivery failed")
-        metrics.HOOK_DELIVERIES.labels(event_type, "unavailable").inc()
+        metrics.HOOK_DELIVERIES.labels(event_label(event_type), "unavailable").inc()
         raise Unavailable("cannot record the event right now; retry") from exc
     finally:
         unbind(token)

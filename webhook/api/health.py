@@ -54,6 +54,11 @@ def readyz() -> ResponseReturnValue:
     from webhook.subscriptions import unhooked_projects
 
     checks["service_hooks"] = unhooked_projects(store) or "ok"
+    # Shown, not gating: the service still takes deliveries while Azure DevOps cannot be read.
+    try:
+        checks["reconcile"] = store.reconcile_health()
+    except Exception as exc:  # a detail: never turns readiness into a 500
+        checks["reconcile"] = f"error: {type(exc).__name__}"
     ok = checks["database"] == "ok" and checks["worker"] == "ok"
     return jsonify({"status": "ok" if ok else "unavailable", "checks": checks}), 200 if ok else 503
 

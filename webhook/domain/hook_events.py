@@ -6,6 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 HANDLED = ("workitem.updated", "workitem.deleted", "workitem.restored")
+KNOWN_EVENT_TYPES = (
+    "workitem.created",
+    "workitem.updated",
+    "workitem.deleted",
+    "workitem.restored",
+    "workitem.commented",
+)
+"""The work item event types of publisher `tfs` (AZURE_DEVOPS.md 1.1)."""
 
 
 @dataclass(frozen=True)
@@ -17,6 +25,8 @@ class WorkItemChange:
     by: str | None
     at: str | None
     deleted: bool | None  # True on delete, False on restore, None otherwise
+    work_item_type: str | None = None  # System.WorkItemType the event reports (None: absent)
+    project: str | None = None  # System.TeamProject the event reports (None: absent)
 
 
 _MAX_INT = 2**63 - 1  # SQLite INTEGER; Azure DevOps ids and revisions are far smaller
@@ -74,6 +84,10 @@ def parse_change(event_type: str, resource: dict[str, Any]) -> WorkItemChange | 
         at = current.get("System.ChangedDate") or _new_value(deltas, "System.ChangedDate")
         rev = _int(resource.get("rev")) or _int(revision.get("rev"))
         deleted = None
+        work_item_type = current.get("System.WorkItemType") or _new_value(
+            deltas, "System.WorkItemType"
+        )
+        project = current.get("System.TeamProject") or _new_value(deltas, "System.TeamProject")
     else:
         fields = resource.get("fields") if isinstance(resource.get("fields"), dict) else {}
         work_item_id = _int(resource.get("id"))
@@ -82,6 +96,8 @@ def parse_change(event_type: str, resource: dict[str, Any]) -> WorkItemChange | 
         at = fields.get("System.ChangedDate")
         rev = _int(resource.get("rev"))
         deleted = event_type == "workitem.deleted"
+        work_item_type = fields.get("System.WorkItemType")
+        project = fields.get("System.TeamProject")
     if work_item_id is None or work_item_id <= 0:
         return None
     return WorkItemChange(
@@ -92,4 +108,60 @@ def parse_change(event_type: str, resource: dict[str, Any]) -> WorkItemChange | 
         by=by,
         at=at if isinstance(at, str) else None,
         deleted=deleted,
+        work_item_type=_text(work_item_type),
+        project=_text(project),
     )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def event_label(event_type: Any) -> str:
+    """The `event_type` metric label: a known work item event type, else "other".
+
+    Any authenticated caller may send any string; labelling by it would let one caller create
+    unbounded metric series.
+    """
+    return event_type if event_type in KNOWN_EVENT_TYPES else "other"
+
+
+def _same(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def delivery_mismatch(
+    envelope: dict[str, Any],
+    change: WorkItemChange | None,
+    *,
+    subscription_id: str | None,
+    project_id: str | None,
+    project: str,
+) -> str | None:
+    """Why a delivery does not belong to the subscription whose credentials it carries, or None.
+
+    SPEC 3.2: a delivery whose `subscriptionId` is not the registered subscription, or whose
+    project is not that subscription's project, is acknowledged and ignored. The envelope's
+    `subscriptionId` and `resourceContainers.project.id` are in real deliveries but not in the
+    documentation samples (AZURE_DEVOPS.md 1.1), so an absent value is not a mismatch; the
+    project name in the event's `System.TeamProject` is checked as well when present.
+    """
+    sent_sub = envelope.get("subscriptionId")
+    if (
+        isinstance(sent_sub, str)
+        and sent_sub
+        and subscription_id
+        and not _same(sent_sub, subscription_id)
+    ):
+        return "subscriptionId is not the subscription registered for these credentials"
+    containers = envelope.get("resourceContainers")
+    container = containers.get("project") if isinstance(containers, dict) else None
+    sent_project_id = container.get("id") if isinstance(container, dict) else None
+    if isinstance(sent_project_id, str) and sent_project_id and project_id:
+        if not _same(sent_project_id, project_id):
+            return "the event's project is not the subscription's project"
+        return None
+    # No project id to compare (names can change, ids cannot): fall back to the name.
+    if change is not None and change.project and project and not _same(change.project, project):
+        return "the work item's project is not the subscription's project"
+    return None

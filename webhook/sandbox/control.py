@@ -116,6 +116,17 @@ def set_state(item_id: int) -> Response:
     return json_response(sandbox().set_state(item_id, data.get("state", ""), by=data.get("by")))
 
 
+@bp.post("/workitems/<int:item_id>/type")
+def change_type(item_id: int) -> Response:
+    """Change a work item's type as a person: `{"type", "state"?, "by"?}`."""
+    data = body()
+    return json_response(
+        sandbox().change_type(
+            item_id, data.get("type", ""), state=data.get("state"), by=data.get("by")
+        )
+    )
+
+
 @bp.post("/workitems/<int:item_id>/fields")
 def update_fields(item_id: int) -> Response:
     """Change fields as a person: `{"fields": {...}, "by"?}`."""

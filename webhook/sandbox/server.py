@@ -17,7 +17,14 @@ from .faults import RestMiddleware, new_fault
 from .hooks import STATUSES, render_subscription
 from .state import DEFAULT_ADMIN, DEFAULT_PERSON, SandboxState
 from .wire import Identity, SandboxError
-from .workitems import add_comment, create_item, delete_item, restore_item, set_fields
+from .workitems import (
+    add_comment,
+    change_type,
+    create_item,
+    delete_item,
+    restore_item,
+    set_fields,
+)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -276,6 +283,16 @@ class Sandbox:
         """Change fields as a person (fires workitem.updated, and .commented for History)."""
         with self.state.lock:
             set_fields(self.state, self.state.item(item_id), fields, _person(by, DEFAULT_PERSON))
+            return self._describe(item_id)
+
+    def change_type(
+        self, item_id: int, type_name: str, *, state: str | None = None, by: str | None = None
+    ) -> dict[str, Any]:
+        """Change a work item's type (and state) as a person (fires workitem.updated)."""
+        with self.state.lock:
+            item = self.state.item(item_id)
+            wit = self.state.work_item_type(item.project, type_name)
+            change_type(self.state, item, wit, state, _person(by, DEFAULT_PERSON))
             return self._describe(item_id)
 
     def add_comment(

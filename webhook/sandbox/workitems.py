@@ -617,6 +617,39 @@ def set_fields(
     return update_item(state, item, ops, by)
 
 
+def change_type(
+    state: SandboxState,
+    item: WorkItem,
+    wit: WorkItemTypeDef,
+    state_name: str | None,
+    by: Identity,
+) -> WorkItem:
+    """Change a work item's type as a person does in the web UI ("Change type").
+
+    One new revision (fires workitem.updated) whose fields and revision snapshot show the new
+    `System.WorkItemType` and a state of the new type: `state_name`, else the current state if
+    the new type has it, else the new type's first state. Fields the new type lacks are dropped.
+    """
+    if state_name:
+        target = wit.state(state_name)
+        if target is None:
+            raise not_in_list("State", state_name)
+    else:
+        target = wit.state(str(item.fields.get("System.State", ""))) or wit.initial_state
+    now = _change_time(item)
+    draft = _new_draft(item)
+    draft.fields = {ref: v for ref, v in draft.fields.items() if wit.field(ref) is not None}
+    draft.fields["System.WorkItemType"] = wit.name
+    draft.fields["System.State"] = target.name
+    old_type = item.type
+    item.type = wit
+    try:
+        return _save(state, item, draft, by, now)
+    except Exception:
+        item.type = old_type
+        raise
+
+
 def add_comment(state: SandboxState, item: WorkItem, text: str, fmt: str, by: Identity) -> Comment:
     """Add a discussion comment (a new revision carrying System.History)."""
     now = _change_time(item)
