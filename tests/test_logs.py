@@ -361,11 +361,11 @@ def test_filter_covers_foreign_loggers(capture):
     assert "abcdefgh12345" not in first["msg"] and BEARER not in second["msg"]
 
 
-def test_plain_handler_with_filter_is_redacted():
-    """The filter also works on a non-JSON handler (it rewrites the record itself)."""
+def test_formatter_redacts_on_any_handler():
+    """Redaction is part of the formatter, so another handler given it is redacted too."""
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
-    handler.addFilter(logs.RedactingFilter())
+    handler.setFormatter(logs.JsonFormatter())
     logger = logging.getLogger("webhook.plain-test")
     logger.addHandler(handler)
     logger.propagate = False
