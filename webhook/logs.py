@@ -467,7 +467,7 @@ def _format_message(_: Any, __: str, event: EventDict) -> EventDict:
     return event
 
 
-_sensitive_key = functools.lru_cache(maxsize=1024)(_is_sensitive_key)  # keys repeat
+_sensitive_key = functools.lru_cache(maxsize=1024)(_is_sensitive_key)
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -489,9 +489,12 @@ def _redacted_line(_: Any, __: str, event: EventDict) -> dict[str, Any]:
     ids = {key: event.pop(key) for key in _CORE_IDS if key in event}
     for key, value in (ids | event).items():
         key = str(key)
-        if len(key) > 32 or not key.isidentifier():
+        if len(key) <= 32 and key.isidentifier():
+            sensitive = _sensitive_key(key)  # cached: these are the code's names, and repeat
+        else:
             key = redact_text(key)
-        if _sensitive_key(key) and not (value is None or isinstance(value, bool | int | float)):
+            sensitive = _is_sensitive_key(key)
+        if sensitive and not (value is None or isinstance(value, bool | int | float)):
             value = REDACTED
         line[f"{key}_" if key in _RESERVED else key] = redact(value)
     if exc:
