@@ -253,7 +253,7 @@ def test_gunicorn_conf_settings(monkeypatch, tmp_path):
     assert conf["accesslog"] == "-" and conf["errorlog"] == "-"
     assert "%({x-request-id}o)s" in conf["access_log_format"]
     assert "%(U)s" in conf["access_log_format"]  # path without the query string
-    assert conf["logconfig_dict"]["handlers"]["stderr"]["filters"] == ["redact"]
+    assert conf["logconfig_dict"]["handlers"]["stderr"]["class"] == "webhook.logs.JsonStreamHandler"
     assert conf["forwarded_allow_ips"] == "127.0.0.1,::1"
     assert isinstance(conf["limit_request_line"], int) and conf["limit_request_line"] > 0
     assert callable(conf["child_exit"])

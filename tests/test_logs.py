@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import structlog
 
 from webhook import logs
 
@@ -103,6 +104,50 @@ def test_plain_extra_attributes_and_collisions(capture):
     (line,) = capture()
     assert line["risk_id"] == 7
     assert line["msg"] == "m" and line["msg_"] == "shadow"
+
+
+def test_fields_named_like_the_line_or_structlog_keys_are_kept(capture):
+    """A field may not replace the message, level, traceback... it gets a trailing "_"."""
+    fields = {"event": "e", "exception": "x", "exc_info": "i", "level": "l", "_record": "r"}
+    logging.getLogger("x").info("the message", extra={"fields": fields, "stack_info_": 1})
+    (line,) = capture()
+    assert line["msg"] == "the message" and line["level"] == "INFO" and "exc" not in line
+    assert line["event_"] == "e" and line["exception_"] == "x" and line["exc_info_"] == "i"
+    assert line["level_"] == "l" and line["_record_"] == "r" and line["stack_info_"] == 1
+
+
+def test_structlog_loggers_write_the_same_lines(capture):
+    """structlog.get_logger() events: same shape, same context ids, same redaction."""
+    log = structlog.get_logger("webhook.native")
+    with logs.request_context(request_id="req-5"):
+        log.info("risk stored", risk_id=7, client_secret="cs-value-123456", note=f"x {WHSEC}")
+        try:
+            raise ValueError(f"token={REGISTERED}")
+        except ValueError:
+            log.exception("failed %s", "once")
+    stored, failed = capture()
+    assert list(stored)[:5] == ["ts", "level", "logger", "msg", "request_id"]
+    assert stored["logger"] == "webhook.native" and stored["level"] == "INFO"
+    assert stored["msg"] == "risk stored" and stored["request_id"] == "req-5"
+    assert stored["risk_id"] == 7 and stored["client_secret"] == "[REDACTED]"
+    assert WHSEC not in stored["note"]
+    assert failed["level"] == "ERROR" and failed["msg"] == "failed once"
+    assert "ValueError" in failed["exc"] and REGISTERED not in failed["exc"]
+
+
+def test_a_field_that_cannot_be_shown_drops_the_content_not_the_line(capture):
+    class Broken:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+        __repr__ = __str__
+
+    logging.getLogger("x").warning("token=%s", "abcdefgh123", extra={"fields": {"b": Broken()}})
+    logging.getLogger("x").info("next")
+    broken, following = capture()
+    assert broken["level"] == "WARNING" and "dropped its content" in broken["msg"]
+    assert "abcdefgh123" not in json.dumps(broken)
+    assert following["msg"] == "next"
 
 
 def test_exception_as_exc_string(capture):
@@ -361,11 +406,11 @@ def test_filter_covers_foreign_loggers(capture):
     assert "abcdefgh12345" not in first["msg"] and BEARER not in second["msg"]
 
 
-def test_plain_handler_with_filter_is_redacted():
-    """The filter also works on a non-JSON handler (it rewrites the record itself)."""
+def test_formatter_redacts_on_any_handler():
+    """Redaction is part of the formatter, so another handler given it is redacted too."""
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
-    handler.addFilter(logs.RedactingFilter())
+    handler.setFormatter(logs.JsonFormatter())
     logger = logging.getLogger("webhook.plain-test")
     logger.addHandler(handler)
     logger.propagate = False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
 import subprocess
@@ -13,6 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import risk, signed_headers
 from webhook import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,6 +142,38 @@ def test_contract_metrics_present_and_labelled():
     assert b"_created{" not in body
 
 
+@in_process_only
+def test_request_seconds_observed_by_route_template(client, scanner, admin):
+    """Every Flask route but the scanner webhook is timed, labelled by its URL rule."""
+
+    def count(route: str) -> float:
+        return REGISTRY.get_sample_value("adowh_http_request_seconds_count", {"route": route}) or 0
+
+    routes = ("/healthz", "/admin/risks/<int:risk_id>", "unmatched")
+    before = {route: count(route) for route in routes}
+    assert scanner.send({"risk": risk("R-1")}).status_code == 202  # the fast door
+    body = json.dumps({"risk": risk("R-2")}).encode()
+    chunked = client.post(  # no Content-Length, as gunicorn passes a chunked body: Flask's route
+        "/webhooks/risks/sast",
+        input_stream=io.BytesIO(body),
+        headers={**signed_headers(scanner.secret, body), "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert chunked.status_code == 202
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/admin/risks/1", headers=admin).status_code == 200
+    assert client.get("/admin/risks/999", headers=admin).status_code == 404
+    assert client.get("/no/such/page").status_code == 404
+    assert {route: count(route) - before[route] for route in routes} == {
+        "/healthz": 1,
+        "/admin/risks/<int:risk_id>": 2,
+        "unmatched": 1,
+    }
+    body, _ = metrics.render_metrics(None)
+    assert value(body, "adowh_http_request_seconds_count", route="/healthz") == count("/healthz")
+    assert b'adowh_http_request_seconds_count{route="/webhooks' not in body
+
+
 def test_store_collector_full_snapshot():
     body, _ = metrics.render_metrics(lambda: FULL_SNAPSHOT)
     assert value(body, "adowh_jobs", state="pending") == 3
@@ -243,6 +278,7 @@ def test_store_collector_can_be_registered_without_querying():
 
 CHILD = """
 import sys
+from tests.conftest import risk, signed_headers
 from webhook import metrics
 metrics.RISKS_RECEIVED.labels(action="created").inc(int(sys.argv[1]))
 metrics.HOOK_DELIVERIES.labels(event_type="workitem.updated", outcome="recorded").inc()

@@ -291,18 +291,18 @@ def test_both_doors_store_and_replay_alike(client: FlaskClient, scanner: Scanner
 
 
 def test_fast_door_echoes_request_id_and_logs_with_it(
-    client: FlaskClient, scanner: Scanner, caplog
+    client: FlaskClient, scanner: Scanner, capsys
 ) -> None:
     body = json.dumps({"risk": risk()}).encode()
     headers = {**signed_headers(scanner.secret, body), "webhook-signature": "v1,AAAA"}
-    with caplog.at_level("WARNING"):
-        resp = client.post(
-            "/webhooks/risks/sast", data=body, headers={**headers, "X-Request-Id": "req-42"}
-        )
+    resp = client.post(
+        "/webhooks/risks/sast", data=body, headers={**headers, "X-Request-Id": "req-42"}
+    )
     assert resp.status_code == 401
     assert resp.headers["X-Request-Id"] == "req-42"
-    rejected = [r for r in caplog.records if r.getMessage() == "scanner signature rejected"]
-    assert rejected and rejected[-1]._adowh_ctx.get("request_id") == "req-42"
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    rejected = [line for line in lines if line["msg"] == "scanner signature rejected"]
+    assert rejected and rejected[-1]["request_id"] == "req-42"
 
 
 @pytest.mark.parametrize("door", ["fast", "flask"])

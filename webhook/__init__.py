@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Flask, g, request
@@ -13,6 +14,7 @@ __version__ = "0.1.0"
 
 def create_app(settings: Any = None) -> Flask:
     """Build the Flask app: settings, storage, blueprints, error handlers — wiring only."""
+    from webhook import metrics
     from webhook.api import (
         admin_connections,
         admin_hooks,
@@ -57,6 +59,7 @@ def create_app(settings: Any = None) -> Flask:
 
     @app.before_request
     def _start() -> None:
+        g.started = time.monotonic()
         g.request_id = request_id(request.headers.get("X-Request-Id"))
         g.log_token = bind(request_id=g.request_id)
         if request.path == "/hooks/ado":
@@ -65,6 +68,12 @@ def create_app(settings: Any = None) -> Flask:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        # Duration by route template (a bounded label). The scanner webhook is left out: its
+        # common shape skips Flask anyway, and adowh_scanner_requests_total counts it.
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        started = g.get("started")
+        if started is not None and not route.startswith(scanner.PATH_PREFIX):
+            metrics.HTTP_REQUEST_SECONDS.labels(route).observe(time.monotonic() - started)
         return response
 
     @app.teardown_request

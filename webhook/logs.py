@@ -1,20 +1,22 @@
-"""Structured JSON logging with request/delivery/job context and secret redaction.
+"""JSON log lines on structlog: context ids, stdlib and gunicorn records, secret redaction.
 
 Every log line is one JSON object on stderr::
 
     {"ts": "2024-05-01T12:00:00.123Z", "level": "INFO", "logger": "webhook.api",
      "msg": "risk stored", "request_id": "...", "risk_id": 7}
 
-* ``configure_logging(level)`` installs the one handler on the root logger (idempotent).
+* ``configure_logging(level)`` puts one :class:`JsonStreamHandler` on the root logger. Its
+  formatter is structlog's ``ProcessorFormatter``: stdlib records (ours, gunicorn, werkzeug,
+  urllib3, ...) and structlog loggers go through the same processors into the same lines.
 * ``request_context(**ids)`` / ``bind(**ids)`` put ``request_id``, ``delivery_id``, ``job_id``
-  (or any other id) on every line emitted inside them. They use :mod:`contextvars`, so each
-  thread (gunicorn gthread workers, the sync worker's threads) has its own ids.
-* ``RedactingFilter`` sits on the handler, so it covers every logger that reaches it
-  (ours, gunicorn, werkzeug, urllib3, ...). It scrubs credentials from the message, the
-  %-arguments, ``extra`` fields and exception text. Secrets known at runtime (admin token,
-  Fernet keys, decrypted PATs) are added with ``register_secret``.
-* ``gunicorn_logconfig_dict()`` gives gunicorn's ``logconfig_dict`` the same JSON format and
-  filter; with ``GUNICORN_ACCESS_LOG_FORMAT`` access lines become structured JSON too.
+  (or any other id) on every line emitted inside them: thin wrappers over
+  ``structlog.contextvars``, so each thread (gunicorn gthread workers, the sync worker's
+  threads) has its own ids.
+* The project's redaction (sensitive keys, credential patterns, secrets registered at runtime
+  with ``register_secret``, length caps) is a processor: it covers the message (%-arguments
+  redacted before formatting), every field, and the traceback.
+* ``gunicorn_logconfig_dict()`` gives gunicorn's ``logconfig_dict`` the same handler; with
+  ``GUNICORN_ACCESS_LOG_FORMAT`` access lines become structured JSON too.
 """
 
 from __future__ import annotations
@@ -22,25 +24,30 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import json
 import logging
 import os
 import re
 import sys
 import threading
-import traceback
 from collections.abc import Iterator, Mapping
-from contextvars import ContextVar, Token
+from contextvars import Token
 from datetime import UTC, datetime
 from typing import IO, Any
 from urllib.parse import quote
+
+import structlog
+from structlog.contextvars import bind_contextvars, get_contextvars
+from structlog.processors import JSONRenderer, format_exc_info
+from structlog.stdlib import ProcessorFormatter
+from structlog.typing import EventDict
 
 __all__ = [
     "GUNICORN_ACCESS_LOG_FORMAT",
     "REDACTED",
     "JsonFormatter",
     "JsonStreamHandler",
-    "RedactingFilter",
     "bind",
     "clear_context",
     "configure_logging",
@@ -56,53 +63,45 @@ __all__ = [
 REDACTED = "[REDACTED]"
 
 # --------------------------------------------------------------------------------------------
-# Context ids (contextvars: per thread and per asyncio task, never shared between requests)
+# Context ids: structlog.contextvars (per thread and per asyncio task, never shared)
 # --------------------------------------------------------------------------------------------
-
-_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("adowh_log_context", default=None)
 
 
 def current_context() -> dict[str, Any]:
     """The ids bound in the current context (a copy)."""
-    return dict(_CONTEXT.get() or {})
+    return {key: value for key, value in get_contextvars().items() if value is not None}
 
 
-def bind(**ids: Any) -> Token[dict[str, Any] | None]:
+def bind(**ids: Any) -> Mapping[str, Token[Any]]:
     """Add ids (``request_id=...``, ``job_id=...``) to every following line of this context.
 
-    A value of ``None`` removes that id. Returns a token for :func:`unbind`; a long-running
-    thread (the sync worker) may also just call ``bind`` again for the next job.
+    A value of ``None`` removes that id. Returns the tokens :func:`unbind` restores from; a
+    long-running thread (the sync worker) may also just call ``bind`` again for the next job.
     """
-    merged = dict(_CONTEXT.get() or {})
-    for key, value in ids.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return _CONTEXT.set(merged)
+    return bind_contextvars(**ids)
 
 
-def unbind(token: Token[dict[str, Any] | None]) -> None:
-    """Undo a :func:`bind` (restores the ids that were bound before it)."""
+def unbind(tokens: Mapping[str, Token[Any]]) -> None:
+    """Undo a :func:`bind`: its ids get back the values they had before it (or none)."""
     try:
-        _CONTEXT.reset(token)
-    except ValueError:  # token from another context (e.g. another thread): just clear
-        _CONTEXT.set(None)
+        structlog.contextvars.reset_contextvars(**tokens)
+    except ValueError:  # tokens from another context (e.g. another thread): just drop the ids
+        bind_contextvars(**dict.fromkeys(tokens))
 
 
 def clear_context() -> None:
     """Drop every bound id in the current context."""
-    _CONTEXT.set(None)
+    structlog.contextvars.clear_contextvars()
 
 
 @contextlib.contextmanager
 def request_context(**ids: Any) -> Iterator[dict[str, Any]]:
     """``with request_context(request_id=rid): ...`` binds ids for the block, then restores."""
-    token = bind(**ids)
+    tokens = bind(**ids)
     try:
         yield current_context()
     finally:
-        unbind(token)
+        unbind(tokens)
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,116 +392,116 @@ class _RedactingMapping(dict):  # type: ignore[type-arg]
         return redact(value) if isinstance(value, str | bytes) else value
 
 
+# --------------------------------------------------------------------------------------------
+# JSON lines: structlog's ProcessorFormatter with the processors below
+# --------------------------------------------------------------------------------------------
+
+# gunicorn access atoms written as fields of the access line (see gunicorn's access_log_format).
+_ACCESS_ATOMS = {
+    "method": "m",
+    "path": "U",
+    "status": "s",
+    "duration_ms": "M",
+    "bytes": "b",
+    "remote_addr": "h",
+    "request_id": "{x-request-id}o",
+}
+GUNICORN_ACCESS_LOG_FORMAT = json.dumps({key: f"%({atom})s" for key, atom in _ACCESS_ATOMS.items()})
+"""gunicorn ``access_log_format``: path without the query string, response ``X-Request-Id``."""
+
 _STANDARD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
     | {"message", "asctime", "taskName"}
 )
 _CORE_IDS = ("request_id", "delivery_id", "job_id")
-_PLAIN_FORMATTER = logging.Formatter()
-
-
-def _redact_record(record: logging.LogRecord) -> None:
-    """Scrub a record in place (message, args, extras, exception); idempotent."""
-    if getattr(record, "_adowh_redacted", False):
-        return
-    record._adowh_redacted = True  # type: ignore[attr-defined]
-    if not hasattr(record, "_adowh_ctx"):
-        record._adowh_ctx = current_context()  # type: ignore[attr-defined]
-
-    args = record.args
-    if isinstance(args, Mapping):
-        record.args = _RedactingMapping(args)
-    else:
-        if args:
-            record.args = _redact_arg(args)
-        try:
-            message = record.getMessage()
-        except Exception:  # malformed format/args: keep both, never lose the line
-            message = f"{record.msg!s} (args: {args!r})"
-        record.msg = redact_text(message)
-        record.args = None
-
-    for key, value in list(record.__dict__.items()):
-        if key in _STANDARD_ATTRS or key.startswith("_adowh_"):
-            continue
-        if key == "fields" and isinstance(value, Mapping):
-            record.fields = redact(value)  # type: ignore[attr-defined]
-        elif _is_sensitive_key(key) and not (
-            value is None or isinstance(value, bool | int | float)
-        ):
-            setattr(record, key, REDACTED)
-        else:
-            setattr(record, key, redact(value))
-
-    if record.exc_info and not record.exc_text:
-        record.exc_text = _PLAIN_FORMATTER.formatException(record.exc_info)
-    if record.exc_text:
-        record.exc_text = redact_text(record.exc_text, MAX_EXC_CHARS)
-    if record.stack_info:
-        record.stack_info = redact_text(record.stack_info, MAX_EXC_CHARS)
-
-
-class RedactingFilter(logging.Filter):
-    """Handler filter that removes credentials from every record passing the handler."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            _redact_record(record)
-        except Exception:  # pragma: no cover - redaction must never drop a line unredacted
-            record.msg = "log record could not be redacted; dropped its content"
-            record.args = None
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-# --------------------------------------------------------------------------------------------
-# JSON formatting
-# --------------------------------------------------------------------------------------------
-
-GUNICORN_ACCESS_LOG_FORMAT = (
-    '{"method": "%(m)s", "path": "%(U)s", "status": "%(s)s", "duration_ms": "%(M)s", '
-    '"bytes": "%(b)s", "remote_addr": "%(h)s", "request_id": "%({x-request-id}o)s"}'
+# The line's own keys and those structlog's processors work with: a field of one of these names
+# is written with a trailing "_" ("msg_").
+_RESERVED = frozenset(
+    {"ts", "level", "logger", "msg", "exc", "stack", "event", "exception", "exc_info", "stack_info"}
 )
-"""gunicorn ``access_log_format``: path without the query string, response ``X-Request-Id``."""
 
 
-class _JsonEscapingMapping(dict):  # type: ignore[type-arg]
-    """Wraps gunicorn's atoms so each substituted value is a valid JSON string body."""
-
-    def __init__(self, original: Mapping[str, Any]) -> None:
-        super().__init__(dict.fromkeys(original, ""))
-        self._original = original
-
-    def __getitem__(self, key: str) -> str:
-        value = self._original[key]
-        if isinstance(value, str):
-            value = value.replace('\\"', '"')  # undo gunicorn's SafeAtoms quote escaping
-        return json.dumps("" if value is None else str(value), ensure_ascii=False)[1:-1]
+def _stdlib_fields(_: Any, __: str, event: EventDict) -> EventDict:
+    """Processor for stdlib records: their ``extra`` attributes (``fields`` flattened)."""
+    for key, value in event["_record"].__dict__.items():
+        if key not in _STANDARD_ATTRS:
+            fields = value if key == "fields" and isinstance(value, Mapping) else {key: value}
+            for name, item in fields.items():
+                event[f"{name}_" if name in _RESERVED or name[:1] == "_" else name] = item
+    return event
 
 
-def _access_fields(record: logging.LogRecord) -> dict[str, Any] | None:
-    if not isinstance(record.args, Mapping) or not isinstance(record.msg, str):
-        return None
+def _merge_context(_: Any, __: str, event: EventDict) -> EventDict:
+    """Processor: the bound ids (one bound to None is absent); a field of the same name wins."""
+    for key, value in get_contextvars().items():
+        if value is not None:
+            event.setdefault(key, value)
+    return event
+
+
+def _format_message(_: Any, __: str, event: EventDict) -> EventDict:
+    """Processor: ``event`` %-formatted with its arguments redacted first.
+
+    Arguments are redacted before formatting so that a dict's sensitive keys still count. A
+    gunicorn access line written with GUNICORN_ACCESS_LOG_FORMAT becomes fields instead.
+    """
+    args, template = event.pop("positional_args", None), str(event.get("event", ""))
+    if not args:
+        return event
+    if template == GUNICORN_ACCESS_LOG_FORMAT and isinstance(args, Mapping):
+        for key, atom in _ACCESS_ATOMS.items():  # values redacted with every field, below
+            value = args[atom]
+            if isinstance(value, str):  # undo gunicorn's SafeAtoms quote escaping
+                value = value.replace('\\"', '"')
+            if value not in ("-", "", None):
+                with contextlib.suppress(ValueError, TypeError):
+                    value = int(value) if key in ("status", "bytes", "duration_ms") else value
+                event[key] = value
+        event["event"] = " ".join(str(event[k]) for k in ("method", "path", "status") if k in event)
+        return event
+    args = _RedactingMapping(args) if isinstance(args, Mapping) else _redact_arg(args)
     try:
-        parsed = json.loads(record.msg % _JsonEscapingMapping(record.args))
-    except (ValueError, TypeError, KeyError):
-        return None
-    if not isinstance(parsed, dict):
-        return None
-    fields: dict[str, Any] = {}
-    for key, value in parsed.items():
-        if value in ("-", "", None):
-            continue
-        if key in ("status", "bytes", "duration_ms") and isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                value = int(value)
-        fields[key] = value
-    return fields
+        event["event"] = template % args
+    except Exception:  # malformed format/args: keep both, never lose the line
+        event["event"] = f"{template} (args: {args!r})"
+    return event
 
 
-def _json_default(value: Any) -> str:
-    return redact_text(str(value))
+_sensitive_key = functools.lru_cache(maxsize=1024)(_is_sensitive_key)
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    """``2024-05-01T12:00:00.123Z``: when the record was made, UTC, milliseconds."""
+    created = datetime.fromtimestamp(record.created, tz=UTC)
+    return created.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _redacted_line(_: Any, __: str, event: EventDict) -> dict[str, Any]:
+    """Processor: the line in its key order (ts, level, logger, msg, ids, fields), redacted.
+
+    Keys are names the code chose; one that is not a short identifier is scrubbed like text.
+    """
+    record: logging.LogRecord = event.pop("_record")
+    event.pop("_from_structlog", None)
+    line = {"ts": _timestamp(record), "level": record.levelname, "logger": record.name}
+    line["msg"] = redact_text(str(event.pop("event", "")))
+    exc, stack = event.pop("exception", None), event.pop("stack_info", None)
+    ids = {key: event.pop(key) for key in _CORE_IDS if key in event}
+    for key, value in (ids | event).items():
+        key = str(key)
+        if len(key) <= 32 and key.isidentifier():
+            sensitive = _sensitive_key(key)  # cached: these are the code's names, and repeat
+        else:
+            key = redact_text(key)
+            sensitive = _is_sensitive_key(key)
+        if sensitive and not (value is None or isinstance(value, bool | int | float)):
+            value = REDACTED
+        line[f"{key}_" if key in _RESERVED else key] = redact(value)
+    if exc:
+        line["exc"] = redact_text(str(exc), MAX_EXC_CHARS)
+    if isinstance(stack, str):
+        line["stack"] = redact_text(stack, MAX_EXC_CHARS)
+    return line
 
 
 # What json.dumps(ensure_ascii=False) leaves raw but a line-based reader would split a line at
@@ -511,68 +510,46 @@ def _json_default(value: Any) -> str:
 _UNSAFE_IN_LINE = re.compile("[\x85\u2028\u2029\ud800-\udfff]")
 
 
-def _escape_separators(line: str) -> str:
-    """`line` (JSON text) with line separators and lone surrogates written as \\uXXXX escapes."""
-    if line.isascii():
-        return line
-    return _UNSAFE_IN_LINE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+def _dumps(line: dict[str, Any], **kwargs: Any) -> str:
+    """JSON text with line separators and lone surrogates written as \\uXXXX escapes."""
+    text = json.dumps(line, **kwargs)
+    if text.isascii():
+        return text
+    return _UNSAFE_IN_LINE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record (ts, level, logger, msg, ids, extras, exc)."""
+class JsonFormatter(ProcessorFormatter):
+    """structlog's ProcessorFormatter with this module's processors: one redacted JSON line.
+
+    Usable on any handler. A record whose formatting fails (an object whose ``str`` raises)
+    still gives a line, without its content, instead of logging's report of the raw message.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            foreign_pre_chain=[_stdlib_fields],
+            processors=[
+                _merge_context,
+                _format_message,
+                format_exc_info,
+                _redacted_line,
+                JSONRenderer(_dumps, ensure_ascii=False, default=lambda v: redact_text(str(v))),
+            ],
+            pass_foreign_args=True,
+            use_get_message=False,
+        )
 
     def format(self, record: logging.LogRecord) -> str:
-        _redact_record(record)  # also safe when used without the filter
-        line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, tz=UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
-            "level": record.levelname,
-            "logger": record.name,
-        }
-        access = _access_fields(record) if record.name == "gunicorn.access" else None
-        if access is not None:
-            line["msg"] = " ".join(
-                str(access[k]) for k in ("method", "path", "status") if k in access
-            )
-        else:
-            line["msg"] = record.getMessage()
-
-        context = getattr(record, "_adowh_ctx", None) or current_context()
-        for key in _CORE_IDS:
-            if key in context:
-                line[key] = context[key]
-        for key, value in context.items():
-            line.setdefault(key, value)
-
-        extras: dict[str, Any] = {}
-        if access:
-            extras.update(access)
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, Mapping):
-            extras.update(fields)
-        for key, value in record.__dict__.items():
-            if key in _STANDARD_ATTRS or key == "fields" or key.startswith("_adowh_"):
-                continue
-            extras[key] = value
-        for key, value in extras.items():
-            if key in ("ts", "level", "logger", "msg", "exc", "stack"):
-                key = f"{key}_"
-            line[key] = value
-
-        if record.exc_text:
-            line["exc"] = record.exc_text
-        elif record.exc_info:
-            line["exc"] = redact_text(
-                "".join(traceback.format_exception(*record.exc_info)), MAX_EXC_CHARS
-            )
-        if record.stack_info:
-            line["stack"] = record.stack_info
-        return _escape_separators(json.dumps(line, ensure_ascii=False, default=_json_default))
+        try:
+            return super().format(record)
+        except Exception:
+            dropped = "log record could not be formatted; dropped its content"
+            line = {"ts": _timestamp(record), "level": record.levelname, "msg": dropped}
+            return json.dumps({**line, "logger": record.name})
 
 
 class JsonStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """StreamHandler with the JSON formatter and the redaction filter built in.
+    """StreamHandler writing :class:`JsonFormatter` lines to ``stream``.
 
     Without an explicit stream it writes to whatever ``sys.stderr`` is at emit time.
     """
@@ -583,7 +560,6 @@ class JsonStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._fixed_stream = stream
         super().__init__(stream)
         self.setFormatter(JsonFormatter())
-        self.addFilter(RedactingFilter())
 
     @property  # type: ignore[override]
     def stream(self) -> IO[str]:
@@ -592,17 +568,6 @@ class JsonStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, value: IO[str] | None) -> None:
         self._fixed_stream = value if value is not sys.stderr else None
-
-    def addFilter(self, filter: Any) -> None:
-        if isinstance(filter, RedactingFilter) and any(
-            isinstance(f, RedactingFilter) for f in self.filters
-        ):
-            return
-        super().addFilter(filter)
-
-    def setFormatter(self, fmt: logging.Formatter | None) -> None:
-        # dictConfig may pass a plain formatter; keep JSON lines whatever it asks for.
-        super().setFormatter(fmt if isinstance(fmt, JsonFormatter) else JsonFormatter())
 
 
 # --------------------------------------------------------------------------------------------
@@ -630,8 +595,6 @@ def _level_number(level: str | int | None) -> tuple[int, bool]:
     text = (level or "INFO").strip().upper()
     if text.isdigit():
         return int(text), True
-    if text == "WARN":
-        text = "WARNING"
     number = logging.getLevelNamesMapping().get(text)
     if number is None:
         return logging.INFO, False
@@ -651,9 +614,15 @@ def configure_logging(level: str | int = "INFO", *, stream: IO[str] | None = Non
             root.removeHandler(handler)
             with contextlib.suppress(Exception):
                 handler.flush()
-    handler = JsonStreamHandler(stream)
-    root.addHandler(handler)
+    root.addHandler(JsonStreamHandler(stream))
     root.setLevel(number)
+    # structlog loggers (structlog.get_logger()) hand their events to the same handler.
+    structlog.configure(
+        processors=[ProcessorFormatter.wrap_for_formatter],
+        logger_factory=logging.getLogger,
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
 
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(
@@ -695,15 +664,7 @@ def gunicorn_logconfig_dict(level: str | int | None = None) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": "webhook.logs.RedactingFilter"}},
-        "formatters": {"json": {"()": "webhook.logs.JsonFormatter"}},
-        "handlers": {
-            "stderr": {
-                "class": "webhook.logs.JsonStreamHandler",
-                "formatter": "json",
-                "filters": ["redact"],
-            }
-        },
+        "handlers": {"stderr": {"class": "webhook.logs.JsonStreamHandler"}},
         "root": {"level": name, "handlers": ["stderr"]},
         "loggers": loggers,
     }

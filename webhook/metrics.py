@@ -132,7 +132,8 @@ RECONCILE_CHANGES = Counter(
 )
 HTTP_REQUEST_SECONDS = Histogram(
     "adowh_http_request_seconds",
-    "HTTP request duration in seconds, by route (the URL rule, not the raw path).",
+    "HTTP request duration in seconds, by route: the URL rule, not the raw path ('unmatched' "
+    "for a 404/405). The scanner webhook is not included (see adowh_scanner_requests_total).",
     ["route"],
 )
 
