@@ -214,24 +214,24 @@ def _shutdown(sock: Any) -> None:
 _WATCHDOG = _Watchdog()
 
 
-class _WatchedHTTPConnection(HTTPConnection):
+class _Watched:
+    """Mixin for urllib3 connections: the watchdog may cut the socket at the call's deadline."""
+
     def connect(self) -> None:
         _WATCHDOG.watch(self)
-        super().connect()
+        super().connect()  # type: ignore[misc]
 
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> None:
         _WATCHDOG.watch(self)
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        _WATCHDOG.watch(self)
-        super().connect()
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        _WATCHDOG.watch(self)
-        super().request(*args, **kwargs)
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):

@@ -132,16 +132,23 @@ def _entra_authority(raw: str, allowed_hosts: frozenset[str]) -> str | None:
     return authority
 
 
+def _read_int(env: Mapping[str, str], name: str, what: str) -> int | None:
+    """The variable as a whole number, None when unset; SettingsError naming it otherwise."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be {what}, got {raw!r}") from None
+
+
 def _positive_int(
     env: Mapping[str, str], name: str, default: int, maximum: int | None = None
 ) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
+    value = _read_int(env, name, "a whole number")
+    if value is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {value}")
     if maximum is not None and value > maximum:
@@ -151,13 +158,9 @@ def _positive_int(
 
 def _whole_seconds(env: Mapping[str, str], name: str, default: int, *, maximum: int) -> int:
     """A number of seconds from 0 (no waiting) to maximum; SettingsError naming the variable."""
-    raw = env.get(name, "").strip()
-    if not raw:
+    value = _read_int(env, name, "a whole number of seconds")
+    if value is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number of seconds, got {raw!r}") from None
     if not 0 <= value <= maximum:
         raise SettingsError(f"{name} must be between 0 and {maximum} seconds, got {value}")
     return value

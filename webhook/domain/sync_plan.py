@@ -77,20 +77,7 @@ def content_hash(risk: Risk) -> str:
     Never raises on text: validation refuses lone surrogates (webhook.schemas.Text), but should
     one slip through, "surrogatepass" still gives each distinct text its own stable hash.
     """
-    canonical = {
-        "name": risk.name,
-        "severity": risk.severity,
-        "status": risk.status,
-        "url": risk.url,
-        "definition": risk.definition,
-        "evidence": risk.evidence,
-        "proof": risk.proof,
-        "remediation": risk.remediation,
-        "assets": [[a.group, a.identifier] for a in risk.assets],
-        "project": risk.project,
-        "tags": list(risk.tags),
-    }
-    return _digest(canonical)
+    return _digest({**_shown(risk), "status": risk.status, "tags": list(risk.tags)})
 
 
 def item_content_hash(risk: Risk) -> str:
@@ -98,19 +85,22 @@ def item_content_hash(risk: Risk) -> str:
 
     Source and key never change for a stored risk; status and tags are not part of the body.
     """
-    return _digest(
-        {
-            "name": risk.name,
-            "severity": risk.severity,
-            "url": risk.url,
-            "definition": risk.definition,
-            "evidence": risk.evidence,
-            "proof": risk.proof,
-            "remediation": risk.remediation,
-            "assets": [[a.group, a.identifier] for a in risk.assets],
-            "project": risk.project,
-        }
-    )
+    return _digest(_shown(risk))
+
+
+def _shown(risk: Risk) -> dict[str, Any]:
+    """What a risk's work item shows of it (title and body), as plain JSON values."""
+    return {
+        "name": risk.name,
+        "severity": risk.severity,
+        "url": risk.url,
+        "definition": risk.definition,
+        "evidence": risk.evidence,
+        "proof": risk.proof,
+        "remediation": risk.remediation,
+        "assets": [[a.group, a.identifier] for a in risk.assets],
+        "project": risk.project,
+    }
 
 
 def _digest(canonical: dict[str, Any]) -> str:
