@@ -29,7 +29,7 @@ def _load_settings() -> Any:
 
 def _private_dir(folder: Path) -> None:
     """Create the database's folder owner-only (0700) before anything else puts files in it."""
-    from webhook.db import DatabaseUnusable, ensure_private_dir
+    from webhook.storage.sqlite.database import DatabaseUnusable, ensure_private_dir
 
     try:
         ensure_private_dir(folder)
@@ -84,7 +84,7 @@ def _prepare_metrics_dir(settings: Any) -> None:
 
 def cmd_init_db(_: argparse.Namespace) -> int:
     """Create or migrate the database."""
-    from webhook.db import Database
+    from webhook.storage.sqlite.database import Database
 
     settings = _load_settings()
     version = Database(settings.db_path).migrate()
@@ -173,7 +173,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _ensure_dev_secrets(Path(os.environ.get("WEBHOOK_DB", "var/webhook.db")).parent)
     settings = _load_settings()
     _prepare_metrics_dir(settings)
-    from webhook.db import Database
+    from webhook.storage.sqlite.database import Database
 
     Database(settings.db_path).migrate()
     from webhook.gunicorn_app import GunicornApp
@@ -244,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ado-webhook` console script."""
     args = build_parser().parse_args(argv)
-    from webhook.db import DatabaseUnusable
     from webhook.settings import SettingsError
+    from webhook.storage.sqlite.database import DatabaseUnusable
 
     try:
         return int(args.func(args) or 0)

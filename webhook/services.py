@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from flask import current_app
 
 from webhook.crypto import SecretBox
-from webhook.db import Database
 from webhook.settings import Settings
+from webhook.storage.sqlite.database import Database
 from webhook.store import Store
 
 

@@ -11,12 +11,10 @@ import secrets as pysecrets
 import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from webhook import clock
 from webhook.crypto import SecretBox, new_source_secret
-from webhook.db import Database
 from webhook.domain.models import Asset, Risk, Template
 from webhook.domain.sync_plan import (
     CONTENT_CHANGED,
@@ -28,6 +26,17 @@ from webhook.domain.sync_plan import (
     content_hash,
     item_content_hash,
     plan_risk_change,
+)
+from webhook.storage.errors import AlreadyExists, InUse, Missing, StorageError
+from webhook.storage.sqlite.database import Database
+from webhook.storage.types import (
+    HookAuth,
+    IngestOutcome,
+    Job,
+    Lease,
+    SourceAuth,
+    WorkItemChange,
+    WorkItemLink,
 )
 
 ROTATION_GRACE_SECONDS = 24 * 3600
@@ -48,108 +57,7 @@ BACKFILL_BATCH = 2_000
 READY_PROBE_BYTES = 16 * 1024
 
 
-class StoreError(Exception):
-    """Base class for store errors."""
-
-
-class AlreadyExists(StoreError):
-    """A row with that unique name already exists."""
-
-
-class Missing(StoreError):
-    """The row does not exist."""
-
-
-class InUse(StoreError):
-    """The row is referenced by others and cannot be deleted."""
-
-
-@dataclass(frozen=True)
-class SourceAuth:
-    id: int
-    name: str
-    callback_url: str | None
-    secrets: tuple[str, ...]  # current first, then the previous one while still valid
-
-
-@dataclass(frozen=True)
-class Job:
-    """One claim of a recorded job, as its holder sees it.
-
-    `token` is the fencing token of this claim: every claim of the job increments it, and the
-    holder's outcome (complete, fail, retry later, linking a work item) is recorded only while
-    the job still carries that token, i.e. nobody took it over meanwhile.
-    """
-
-    id: int
-    kind: str
-    risk_id: int | None
-    lane: str
-    payload: dict[str, Any]
-    attempts: int  # including the current claim
-    lease_owner: str | None
-    token: int = 0
-    taken_over: bool = False  # claimed from a holder whose lease ran out without an outcome
-
-    @property
-    def outcome_unknown(self) -> bool:
-        """An earlier claim may have done (part of) the work without recording it."""
-        return self.taken_over or self.token > 1 or self.attempts > 1
-
-
-@dataclass(frozen=True)
-class Lease:
-    """What an observer saw of a running job's lease: renewals move `renewals` on."""
-
-    id: int
-    token: int
-    renewals: int
-
-
-@dataclass(frozen=True)
-class WorkItemChange:
-    """A change of a linked work item seen in Azure DevOps (hook event, or its current truth).
-
-    `rev` orders changes: with `check_rev` a change whose rev is at or below the one applied
-    last is stale and skipped; `allow_same_rev` also applies one at the same rev (the current
-    truth read from Azure DevOps: deletion and restore do not change the rev). `work_item_type`
-    and `project`, when given, are the item's type and project now (a person may change both).
-    `deleted_by`/`deleted_at` say who moved the item to the recycle bin, and when.
-    """
-
-    rev: int | None
-    state: str | None
-    category: str | None
-    by: str | None
-    at: str | None
-    deleted: bool | None = None
-    check_rev: bool = True
-    origin: str = "hook"
-    allow_same_rev: bool = False
-    work_item_type: str | None = None
-    project: str | None = None
-    deleted_by: str | None = None
-    deleted_at: str | None = None
-
-
-@dataclass(frozen=True)
-class HookAuth:
-    """What a hook's basic-auth user name stands for (see Store.hook_credentials)."""
-
-    hook_id: int
-    connection_id: int
-    password_hash: str
-    subscription_id: str | None
-    project: str
-    project_id: str | None
-
-
-@dataclass(frozen=True)
-class IngestOutcome:
-    status: int
-    response: str  # the JSON answer, exactly as stored for replays of this webhook-id
-    replayed: bool
-    actions: tuple[str, ...]
+StoreError = StorageError
 
 
 def _page(
@@ -228,6 +136,26 @@ def risk_from_row(row: sqlite3.Row) -> Risk:
         project=row["project"],
         tags=json.loads(row["tags"]),
     )
+
+
+def link_from_row(row: sqlite3.Row) -> WorkItemLink:
+    """Build a WorkItemLink from its work_items row."""
+    return WorkItemLink(**{**dict(row), "deleted": bool(row["deleted"])})
+
+
+__all__ = [
+    "AlreadyExists",
+    "HookAuth",
+    "InUse",
+    "IngestOutcome",
+    "Job",
+    "Lease",
+    "Missing",
+    "SourceAuth",
+    "StoreError",
+    "WorkItemChange",
+    "WorkItemLink",
+]
 
 
 class Store:
@@ -1356,11 +1284,12 @@ class Store:
 
     # ---- work items ---------------------------------------------------------------------
 
-    def work_item_for(self, risk_id: int) -> sqlite3.Row | None:
+    def work_item_for(self, risk_id: int) -> WorkItemLink | None:
         """The work item linked to a risk, if any."""
-        return self.db.conn.execute(  # type: ignore[no-any-return]
+        row = self.db.conn.execute(
             "SELECT * FROM work_items WHERE risk_id=?", (risk_id,)
         ).fetchone()
+        return None if row is None else link_from_row(row)
 
     def work_item_owner(self, connection_id: int, ado_id: int) -> int | None:
         """The risk an Azure DevOps work item is linked to, if any."""
@@ -1896,14 +1825,14 @@ class Store:
 
     def linked_work_items(
         self, connection_id: int, project: str, *, include_deleted: bool = False
-    ) -> dict[int, sqlite3.Row]:
+    ) -> dict[int, WorkItemLink]:
         """Work items linked to risks in one project, by Azure DevOps id."""
         rows = self.db.conn.execute(
             "SELECT * FROM work_items WHERE connection_id=? AND project=?"
             + ("" if include_deleted else " AND deleted=0"),
             (connection_id, project),
         ).fetchall()
-        return {r["ado_id"]: r for r in rows}
+        return {r["ado_id"]: link_from_row(r) for r in rows}
 
     def linked_projects(self, *, include_deleted: bool = False) -> list[tuple[int, str]]:
         """(connection id, project) pairs that have linked work items."""

@@ -24,7 +24,7 @@ from webhook.errors import ApiError
 from webhook.gateway import AdoGateway
 from webhook.schemas import flatten_errors
 from webhook.services import get_services
-from webhook.store import Missing
+from webhook.storage.errors import Missing
 from webhook.ui import csrf
 from webhook.ui.storage import UiStore
 

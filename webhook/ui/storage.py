@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook import clock
-from webhook.db import Database
+from webhook.storage.sqlite.database import Database
 
 SESSION_IDLE_SECONDS = 3600.0
 """A session unused for this long ends (the next request goes to the sign-in page)."""
