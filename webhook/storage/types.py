@@ -9,6 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.domain.work_item_changes import WorkItemChange
+
+__all__ = [
+    "HookAuth",
+    "IngestOutcome",
+    "Job",
+    "Lease",
+    "SourceAuth",
+    "WorkItemChange",
+    "WorkItemLink",
+]
+
 
 @dataclass(frozen=True)
 class SourceAuth:
@@ -52,32 +64,6 @@ class Lease:
     id: int
     token: int
     renewals: int
-
-
-@dataclass(frozen=True)
-class WorkItemChange:
-    """A change of a linked work item seen in Azure DevOps (hook event, or its current truth).
-
-    `rev` orders changes: with `check_rev` a change whose rev is at or below the one applied
-    last is stale and skipped; `allow_same_rev` also applies one at the same rev (the current
-    truth read from Azure DevOps: deletion and restore do not change the rev). `work_item_type`
-    and `project`, when given, are the item's type and project now (a person may change both).
-    `deleted_by`/`deleted_at` say who moved the item to the recycle bin, and when.
-    """
-
-    rev: int | None
-    state: str | None
-    category: str | None
-    by: str | None
-    at: str | None
-    deleted: bool | None = None
-    check_rev: bool = True
-    origin: str = "hook"
-    allow_same_rev: bool = False
-    work_item_type: str | None = None
-    project: str | None = None
-    deleted_by: str | None = None
-    deleted_at: str | None = None
 
 
 @dataclass(frozen=True)

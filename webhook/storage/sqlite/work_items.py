@@ -8,9 +8,17 @@ from typing import Any
 
 from webhook import clock
 from webhook.domain.sync_plan import (
-    CONTENT_CHANGED,
     JobSpec,
     WrittenContent,
+)
+from webhook.domain.work_item_changes import (
+    SKIPPED_EVENT,
+    LinkedItem,
+    catch_up_after_link,
+    is_stale,
+    plan_work_item_change,
+    replay_skipped,
+    restores,
 )
 from webhook.storage.errors import InUse, Missing
 from webhook.storage.sqlite.common import (
@@ -152,22 +160,13 @@ class SqliteWorkItems(SqliteRepo):
                 now,
             )
             # The scanner may have changed the risk while Azure DevOps was creating the item.
-            catch_up: list[JobSpec] = []
-            if risk["severity"] != rendered_severity:
-                catch_up.append(
-                    JobSpec(
-                        "severity_changed",
-                        "ado",
-                        {"from": rendered_severity, "to": risk["severity"]},
-                    )
-                )
-            if risk["status"] == "resolved":
-                catch_up.append(JobSpec("scanner_resolved", "ado", {}))
-            if not catch_up and (
-                written.item_hash is None or written.item_hash != risk["item_hash"]
-            ):
-                # Content changed meanwhile (any update above brings the content along).
-                catch_up.append(JobSpec(CONTENT_CHANGED, "ado", {}))
+            catch_up = catch_up_after_link(
+                severity=risk["severity"],
+                status=risk["status"],
+                item_hash=risk["item_hash"],
+                rendered_severity=rendered_severity,
+                written=written,
+            )
             self._add_jobs(conn, risk_id, catch_up, now_ts)
         return True
 
@@ -249,11 +248,8 @@ class SqliteWorkItems(SqliteRepo):
     def _apply_change(
         self, conn: sqlite3.Connection, risk_id: int, change: WorkItemChange, now_ts: float
     ) -> bool:
-        from webhook.domain.states import decide_ado_state_change
-
+        """Apply `change` inside `conn`'s transaction (see webhook.domain.work_item_changes)."""
         now = clock.iso(now_ts)
-        rev, state, category = change.rev, change.state, change.category
-        by, at, deleted = change.by, change.at, change.deleted
         wi = conn.execute("SELECT * FROM work_items WHERE risk_id=?", (risk_id,)).fetchone()
         risk = conn.execute(
             "SELECT r.status, s.callback_url FROM risks r"
@@ -262,32 +258,23 @@ class SqliteWorkItems(SqliteRepo):
         ).fetchone()
         if wi is None or risk is None:
             return False
-        stale = rev is not None and (
-            rev < wi["rev"] or (rev == wi["rev"] and not change.allow_same_rev)
+        item = LinkedItem(
+            ado_id=wi["ado_id"],
+            rev=wi["rev"],
+            deleted=bool(wi["deleted"]),
+            type=wi["type"],
+            project=wi["project"],
         )
-        if change.check_rev and stale:
+        if is_stale(item, change):
             return False
-        history: list[tuple[str, dict[str, Any]]] = []
-        jobs: list[JobSpec] = []
-        if deleted is not None and bool(deleted) != bool(wi["deleted"]):
-            if deleted:
-                detail: dict[str, Any] = {
-                    "id": wi["ado_id"],
-                    "by": change.deleted_by,
-                    "via": change.origin,
-                }
-                if change.deleted_at:
-                    detail["at"] = change.deleted_at
-                history.append(("work_item_deleted", detail))
-            else:
-                history.append(("work_item_restored", {"id": wi["ado_id"], "via": change.origin}))
-                jobs.extend(self._skipped_while_deleted(conn, risk_id))
-        new_type = change.work_item_type
-        if new_type and new_type != wi["type"]:
-            history.append(("work_item_type_changed", {"from": wi["type"], "to": new_type}))
-        new_project = change.project
-        if new_project and new_project != wi["project"]:
-            history.append(("work_item_moved", {"from": wi["project"], "to": new_project}))
+        plan = plan_work_item_change(
+            item,
+            change,
+            risk_status=risk["status"],
+            has_callback=bool(risk["callback_url"]),
+            replay=self._skipped_while_deleted(conn, risk_id) if restores(item, change) else (),
+        )
+        deleted = change.deleted
         conn.execute(
             "UPDATE work_items SET rev=max(rev, coalesce(?, rev)),"
             " state=coalesce(?, state), state_category=coalesce(?, state_category),"
@@ -295,50 +282,34 @@ class SqliteWorkItems(SqliteRepo):
             " type=coalesce(?, type), project=coalesce(?, project), updated_at=?"
             " WHERE risk_id=?",
             (
-                rev,
-                state,
-                category,
+                change.rev,
+                change.state,
+                change.category,
                 None if deleted is None else int(deleted),
-                at,
-                new_type,
-                new_project,
+                change.at,
+                change.work_item_type,
+                change.project,
                 now,
                 risk_id,
             ),
         )
-        new_status = decide_ado_state_change(risk["status"], category) if category else None
-        if new_status is not None:
-            if new_status == "open":
-                conn.execute(
-                    "UPDATE risks SET status='open', resolution_state=NULL, resolution_by=NULL,"
-                    " resolution_at=NULL, updated_at=? WHERE id=?",
-                    (now, risk_id),
-                )
-            else:
-                conn.execute(
-                    "UPDATE risks SET status=?, resolution_state=?, resolution_by=?,"
-                    " resolution_at=?, updated_at=? WHERE id=?",
-                    (new_status, state, by, at or now, now, risk_id),
-                )
-            history.append(
-                (
-                    "status_changed",
-                    {
-                        "from": risk["status"],
-                        "to": new_status,
-                        "state": state,
-                        "by": by,
-                        "via": change.origin,
-                    },
-                )
+        if plan.new_status == "open":
+            conn.execute(
+                "UPDATE risks SET status='open', resolution_state=NULL, resolution_by=NULL,"
+                " resolution_at=NULL, updated_at=? WHERE id=?",
+                (now, risk_id),
             )
-            if risk["callback_url"]:
-                jobs.append(JobSpec("callback", "callback", {"status": new_status}))
-        self._add_history(conn, risk_id, history, now)
-        self._add_jobs(conn, risk_id, jobs, now_ts)
+        elif plan.new_status is not None:
+            conn.execute(
+                "UPDATE risks SET status=?, resolution_state=?, resolution_by=?,"
+                " resolution_at=?, updated_at=? WHERE id=?",
+                (plan.new_status, change.state, change.by, change.at or now, now, risk_id),
+            )
+        self._add_history(conn, risk_id, plan.history, now)
+        self._add_jobs(conn, risk_id, plan.jobs, now_ts)
         return True
 
-    SKIPPED_EVENT = "work_item_update_skipped"
+    SKIPPED_EVENT = SKIPPED_EVENT
 
     def note_skipped_while_deleted(self, job: Job) -> bool:
         """Record in the risk's history that a job found its work item deleted.
@@ -364,42 +335,21 @@ class SqliteWorkItems(SqliteRepo):
             ).fetchone()
             if row is None or not row["deleted"]:
                 return False
-            self._add_history(conn, job.risk_id, [(self.SKIPPED_EVENT, detail)], clock.iso())
+            self._add_history(conn, job.risk_id, [(SKIPPED_EVENT, detail)], clock.iso())
         return True
 
     def _skipped_while_deleted(self, conn: sqlite3.Connection, risk_id: int) -> list[JobSpec]:
-        """The jobs to perform now that the risk's item is back, in the order they were skipped.
-
-        Severity changes become one change from the severity the item last showed to the
-        risk's current one (none if it is back where it was).
-        """
+        """The jobs skipped since the item's last deletion, to perform now it is back."""
         last_delete = conn.execute(
             "SELECT max(id) FROM risk_history WHERE risk_id=? AND event='work_item_deleted'",
             (risk_id,),
         ).fetchone()[0]
         rows = conn.execute(
             "SELECT detail FROM risk_history WHERE risk_id=? AND event=? AND id>? ORDER BY id",
-            (risk_id, self.SKIPPED_EVENT, last_delete or 0),
+            (risk_id, SKIPPED_EVENT, last_delete or 0),
         ).fetchall()
         severity = conn.execute("SELECT severity FROM risks WHERE id=?", (risk_id,)).fetchone()
-        jobs: list[JobSpec] = []
-        severity_from: str | None = None
-        for row in rows:
-            detail = json.loads(row["detail"])
-            kind, payload = detail.get("kind"), detail.get("payload") or {}
-            if not isinstance(kind, str):
-                continue
-            if kind == "severity_changed":
-                if severity_from is None:
-                    severity_from = payload.get("from")
-                    if severity_from and severity and severity_from != severity["severity"]:
-                        jobs.append(
-                            JobSpec(
-                                kind,
-                                detail.get("lane") or "ado",
-                                {"from": severity_from, "to": severity["severity"]},
-                            )
-                        )
-                continue
-            jobs.append(JobSpec(kind, detail.get("lane") or "ado", payload))
-        return jobs
+        return replay_skipped(
+            (json.loads(row["detail"]) for row in rows),
+            severity["severity"] if severity else None,
+        )
