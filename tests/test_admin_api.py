@@ -181,8 +181,8 @@ def test_openapi_covers_every_route(client: FlaskClient, app) -> None:
 
 
 def test_migration_brings_a_version_1_database_up_to_date(tmp_path) -> None:
-    from webhook.db import Database, schema_sql
     from webhook.migrations import MIGRATIONS
+    from webhook.storage.sqlite.database import Database, schema_sql
 
     old = sqlite3.connect(tmp_path / "old.db")
     v1 = (

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from webhook.db import Database, DatabaseBusy
+from webhook.storage.sqlite.database import Database, DatabaseBusy
 
 
 class CountingDatabase(Database):

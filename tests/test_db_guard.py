@@ -29,8 +29,8 @@ from tests.conftest import Scanner, risk, signed_headers
 from tests.test_scanner_webhook import _chunked
 from webhook import create_app
 from webhook.crypto import hash_password
-from webhook.db import Database
 from webhook.settings import Settings
+from webhook.storage.sqlite.database import Database
 
 WAIT = 0.3  # the wait budget of these tests' database, in seconds
 HOOK_USER, HOOK_PASSWORD = "adowh-guard", "guard-password-0123456789"

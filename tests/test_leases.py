@@ -18,11 +18,11 @@ from flask.testing import FlaskClient
 
 from webhook import clock, create_app
 from webhook.ado import AdoRateLimited
-from webhook.db import DatabaseBusy
 from webhook.domain.models import Risk, WorkItemState, WorkItemTypeInfo
 from webhook.domain.sync_plan import JobSpec
 from webhook.gateway import OrganizationPaused
 from webhook.services import Services
+from webhook.storage.sqlite.database import DatabaseBusy
 from webhook.store import JOB_LEASE_SECONDS, Job, Lease, Store
 from webhook.sync import SyncHandlers
 from webhook.worker import MAX_ATTEMPTS, RetryLater, RetryPolicy, Worker

@@ -309,7 +309,7 @@ def test_fast_door_echoes_request_id_and_logs_with_it(
 def test_busy_database_is_503_and_a_bug_is_a_logged_500(
     app, client: FlaskClient, scanner: Scanner, monkeypatch, caplog, door: str
 ) -> None:
-    from webhook.db import DatabaseBusy
+    from webhook.storage.sqlite.database import DatabaseBusy
 
     store = app.extensions["adowh"].store
 

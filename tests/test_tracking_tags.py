@@ -187,7 +187,7 @@ def test_work_items_carry_one_unforgeable_tracking_tag(world: World) -> None:
     assert len(tracking) == 1 and MAC_TAG.fullmatch(tracking[0]), tags
     assert MAC_TAG.fullmatch(tracking[0]).group(1) == str(rid)  # type: ignore[union-attr]
     assert tracking[0] != legacy_tracking_tag(world.store.installation_id(), rid)
-    assert world.link(rid)["tag"] == tracking[0]
+    assert world.link(rid).tag == tracking[0]
 
 
 def test_stored_reserved_tags_are_never_written_to_an_item(world: World) -> None:
@@ -276,9 +276,9 @@ def test_retry_across_the_upgrade_never_adopts_the_attackers_item(world: World) 
     job = world.run_create(victim)
     assert job.attempts == 2
     link = world.link(victim)
-    assert link is not None and link["ado_id"] != planted["id"]
-    assert world.link(attacker)["ado_id"] == planted["id"]  # untouched
-    assert MAC_TAG.fullmatch(link["tag"]) and len(world.items_tagged(link["tag"])) == 1
+    assert link is not None and link.ado_id != planted["id"]
+    assert world.link(attacker).ado_id == planted["id"]  # untouched
+    assert MAC_TAG.fullmatch(link.tag) and len(world.items_tagged(link.tag)) == 1
     assert len(world.items()) == 2
     refused = [h for h in world.history(victim) if h["event"] == "work_item_adoption_refused"]
     assert refused and refused[0]["detail"]["items"][0]["id"] == planted["id"]
@@ -309,7 +309,7 @@ def test_an_unlinked_item_with_the_legacy_tag_is_adopted_only_if_it_is_ours(
     world.fail_once(victim)
     world.run_create(victim)
     link = world.link(victim)
-    assert link["ado_id"] != planted["id"] and MAC_TAG.fullmatch(link["tag"])
+    assert link.ado_id != planted["id"] and MAC_TAG.fullmatch(link.tag)
     refused = [h for h in world.history(victim) if h["event"] == "work_item_adoption_refused"]
     assert reason in " ".join(refused[0]["detail"]["items"][0]["reasons"])
 
@@ -322,7 +322,7 @@ def test_a_legacy_job_still_adopts_the_item_its_first_attempt_made(world: World)
     made = world.sb.create_item("AppSec", "Bug", {"System.Title": "V", "System.Tags": legacy})
     world.fail_once(victim)
     world.run_create(victim)
-    assert world.link(victim)["ado_id"] == made["id"] and world.link(victim)["tag"] == legacy
+    assert world.link(victim).ado_id == made["id"] and world.link(victim).tag == legacy
     assert len(world.items()) == 1
     assert world.history(victim)[-1]["event"] == "work_item_adopted"
 
@@ -344,5 +344,5 @@ def test_a_lost_create_response_is_adopted_by_the_tag_recorded_before_sending(
     )["tag"]
     assert MAC_TAG.fullmatch(recorded) and recorded in made["fields"]["System.Tags"]
     world.run_create(rid)
-    assert world.link(rid)["ado_id"] == made["id"] and world.link(rid)["tag"] == recorded
+    assert world.link(rid).ado_id == made["id"] and world.link(rid).tag == recorded
     assert len(world.items()) == 1

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.ui_helpers import COOKIE, csrf_token, page_parts, post_form, sign_in, text_of
 from webhook import clock, create_app
-from webhook.ui.storage import FREE_FAILURES, SESSION_IDLE_SECONDS, SESSION_MAX_SECONDS
+from webhook.domain.ui_sessions import FREE_FAILURES, SESSION_IDLE_SECONDS, SESSION_MAX_SECONDS
 
 UI_PAGES = (
     "/ui/",

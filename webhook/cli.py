@@ -29,12 +29,9 @@ def _load_settings() -> Any:
 
 def _private_dir(folder: Path) -> None:
     """Create the database's folder owner-only (0700) before anything else puts files in it."""
-    from webhook.db import DatabaseUnusable, ensure_private_dir
+    from webhook.storage import prepare_folder
 
-    try:
-        ensure_private_dir(folder)
-    except OSError as exc:
-        raise DatabaseUnusable(folder, f"cannot create the folder: {exc.strerror or exc}") from exc
+    prepare_folder(folder)
 
 
 def _ensure_dev_secrets(var_dir: Path) -> None:
@@ -84,10 +81,10 @@ def _prepare_metrics_dir(settings: Any) -> None:
 
 def cmd_init_db(_: argparse.Namespace) -> int:
     """Create or migrate the database."""
-    from webhook.db import Database
+    from webhook.storage import migrate_storage
 
     settings = _load_settings()
-    version = Database(settings.db_path).migrate()
+    version = migrate_storage(settings.db_path)
     print(f"database {settings.db_path} at schema version {version}")
     return 0
 
@@ -173,9 +170,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _ensure_dev_secrets(Path(os.environ.get("WEBHOOK_DB", "var/webhook.db")).parent)
     settings = _load_settings()
     _prepare_metrics_dir(settings)
-    from webhook.db import Database
+    from webhook.storage import migrate_storage
 
-    Database(settings.db_path).migrate()
+    migrate_storage(settings.db_path)
     from webhook.gunicorn_app import GunicornApp
 
     supervisor = None if args.no_worker else _WorkerSupervisor(args.worker_threads)
@@ -244,12 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ado-webhook` console script."""
     args = build_parser().parse_args(argv)
-    from webhook.db import DatabaseUnusable
     from webhook.settings import SettingsError
+    from webhook.storage.errors import StorageUnusable
 
     try:
         return int(args.func(args) or 0)
-    except (SettingsError, DatabaseUnusable) as exc:
+    except (SettingsError, StorageUnusable) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130

@@ -9,7 +9,7 @@ from flask import Flask, Response, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from webhook.db import DatabaseUnavailable, unavailable
+from webhook.storage.errors import StorageBusy, storage_unavailable
 
 
 class ApiError(Exception):
@@ -110,7 +110,7 @@ def api_error_json(exc: ApiError) -> str:
     return json_text(error_body(exc.code, exc.message, exc.details))
 
 
-def unavailable_error(found: DatabaseUnavailable) -> Unavailable:
+def unavailable_error(found: StorageBusy) -> Unavailable:
     """The 503 for a database that cannot take requests now (busy past the wait budget, disk
     full, its file removed or replaced, I/O errors): nothing was stored, so the client is asked
     to retry (Retry-After, in seconds). SPEC 3.2: Azure DevOps' "try later" is 503, never 500.
@@ -125,7 +125,7 @@ def unavailable_error(found: DatabaseUnavailable) -> Unavailable:
 
 def database_unavailable(exc: BaseException) -> Unavailable | None:
     """`unavailable_error` for an exception that means the database is unavailable, else None."""
-    found = unavailable(exc)
+    found = storage_unavailable(exc)
     return None if found is None else unavailable_error(found)
 
 

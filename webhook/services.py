@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from flask import current_app
 
 from webhook.crypto import SecretBox
-from webhook.db import Database
 from webhook.settings import Settings
+from webhook.storage import open_storage
 from webhook.store import Store
 
 
@@ -21,8 +21,8 @@ class Services:
     def from_settings(cls, settings: Settings) -> Services:
         """Wire the store over the configured database."""
         box = SecretBox(settings.secret_keys)
-        store = Store(
-            Database(settings.db_path), box, content_sync_seconds=settings.content_sync_seconds
+        store = open_storage(
+            settings.db_path, box, content_sync_seconds=settings.content_sync_seconds
         )
         return cls(settings=settings, store=store)
 

@@ -48,7 +48,7 @@ from webhook.domain.templates import (
 )
 from webhook.gateway import AdoGateway, OrganizationPaused
 from webhook.services import Services
-from webhook.store import Job, WorkItemChange
+from webhook.storage.types import Job, WorkItemChange, WorkItemLink
 from webhook.worker import BatchHandler, PeriodicTask, PermanentFailure, RetryLater
 
 log = logging.getLogger(__name__)
@@ -246,21 +246,21 @@ class SyncHandlers:
         wi = self.store.work_item_for(job.risk_id)
         if risk is None or wi is None:
             return None
-        if wi["deleted"]:
+        if wi.deleted:
             # Not written to (nor recreated) while deleted; recorded, and done on restore.
             if self.store.note_skipped_while_deleted(job):
                 return None
             wi = self.store.work_item_for(job.risk_id)  # restored meanwhile
             if wi is None:
                 return None
-        info = self.gateway.type_info(wi["connection_id"], wi["project"], wi["type"])
+        info = self.gateway.type_info(wi.connection_id, wi.project, wi.type)
         return risk, wi, info
 
     def _already_commented(self, job: Job, wi: Any) -> bool:
         if job.attempts <= 1:
             return False
-        client = self.gateway.client(wi["connection_id"])
-        comments = client.list_comments(wi["project"], wi["ado_id"])
+        client = self.gateway.client(wi.connection_id)
+        comments = client.list_comments(wi.project, wi.ado_id)
         return any(comment_has_marker(c.get("text") or "", self.marker(job)) for c in comments)
 
     def _content(
@@ -272,18 +272,18 @@ class SyncHandlers:
         differ is the item read (unless `item`, read already, is given) to see whether people
         changed it meanwhile. SPEC 4, "Content stays current".
         """
-        template = self.store.load_template(wi["template_id"]) if wi["template_id"] else None
+        template = self.store.load_template(wi.template_id) if wi.template_id else None
         title = format_title(template.title_format, risk) if template else None
-        if item is None and title_may_change(title, wi["title"]):
-            client = self.gateway.client(wi["connection_id"])
-            item = client.get_work_item(wi["project"], wi["ado_id"], expand=None)
+        if item is None and title_may_change(title, wi.title):
+            client = self.gateway.client(wi.connection_id)
+            item = client.get_work_item(wi.project, wi.ado_id, expand=None)
         fields = (item or {}).get("fields") or {}
         return build_content_update(
             risk,
             info,
             title=title,
-            last_title=wi["title"],
-            last_body_hash=wi["body_hash"],
+            last_title=wi.title,
+            last_body_hash=wi.body_hash,
             current_title=fields.get("System.Title"),
             current_rev=int(item["rev"]) if item and item.get("rev") is not None else None,
             risk_link=self.risk_link(risk),
@@ -298,23 +298,23 @@ class SyncHandlers:
         content: ContentUpdate | None = None,
     ) -> None:
         """Apply ops plus the content ops in one PATCH (one revision) and record the result."""
-        client = self.gateway.client(wi["connection_id"])
+        client = self.gateway.client(wi.connection_id)
         if content is not None:
             ops = [*content.ops, *ops]
         try:
-            item = client.update_work_item(wi["project"], wi["ado_id"], ops)
+            item = client.update_work_item(wi.project, wi.ado_id, ops)
         except AdoConflict as exc:
             if not any(op.get("op") == "test" for op in ops):
                 raise
             # The item changed after we read its title (AZURE_DEVOPS.md 3.3): read it again,
             # after the usual backoff (nothing was written: the whole PATCH was refused).
             raise RetryLater(
-                f"work item {wi['ado_id']} changed while being updated: {exc.message}"
+                f"work item {wi.ado_id} changed while being updated: {exc.message}"
             ) from None
         fields = item.get("fields") or {}
         state = fields.get("System.State")
         self.store.record_work_item_state(
-            wi["risk_id"],
+            wi.risk_id,
             rev=int(item.get("rev") or 0),
             state=state,
             state_category=classify_state(state, info) if state else None,
@@ -386,8 +386,8 @@ class SyncHandlers:
         target = None
         item = None
         if move_to:
-            client = self.gateway.client(wi["connection_id"])
-            item = client.get_work_item(wi["project"], wi["ado_id"])
+            client = self.gateway.client(wi.connection_id)
+            item = client.get_work_item(wi.project, wi.ado_id)
             state = (item.get("fields") or {}).get("System.State")
             if (self._category(wi, state) if state else None) not in leave_in:
                 target = first_state_in(info, move_to)
@@ -401,7 +401,7 @@ class SyncHandlers:
         """Comment that the scanner no longer sees the risk; close the item if so configured."""
         assert job.risk_id is not None
         wi = self.store.work_item_for(job.risk_id)
-        template = self.store.load_template(wi["template_id"]) if wi and wi["template_id"] else None
+        template = self.store.load_template(wi.template_id) if wi and wi.template_id else None
         close = template is not None and template.close_on_resolve
         self._comment_and_move(
             job,
@@ -432,13 +432,15 @@ class SyncHandlers:
         return category
 
     def _category(self, wi: Any, state: str) -> str:
-        category = self._classify(wi["connection_id"], wi["project"], wi["type"], state)
+        category = self._classify(wi.connection_id, wi.project, wi.type, state)
         if category is None:
             # Never guess from a state name: wait until Azure DevOps tells us its category.
-            raise RetryLater(f"state {state!r} of {wi['type']} has no known category yet")
+            raise RetryLater(f"state {state!r} of {wi.type} has no known category yet")
         return category
 
-    def _change_from_item(self, wi: Any, item: dict[str, Any], origin: str) -> WorkItemChange:
+    def _change_from_item(
+        self, wi: WorkItemLink, item: dict[str, Any], origin: str
+    ) -> WorkItemChange:
         """The change a work item read from Azure DevOps (GET or batch read) amounts to.
 
         The state is classified by the item's type and project as they are now (a person may
@@ -447,11 +449,11 @@ class SyncHandlers:
         """
         fields = item.get("fields") or {}
         state = fields.get("System.State")
-        type_name = fields.get("System.WorkItemType") or wi["type"]
-        project = fields.get("System.TeamProject") or wi["project"]
+        type_name = fields.get("System.WorkItemType") or wi.type
+        project = fields.get("System.TeamProject") or wi.project
         category = None
         if state:
-            category = self._classify(wi["connection_id"], project, type_name, state)
+            category = self._classify(wi.connection_id, project, type_name, state)
             if category is None:
                 raise RetryLater(
                     f"state {state!r} of {type_name} in {project} has no known category"
@@ -470,7 +472,7 @@ class SyncHandlers:
             project=project,
         )
 
-    def current_truth(self, wi: Any, origin: str = "hook") -> WorkItemChange:
+    def current_truth(self, wi: WorkItemLink, origin: str = "hook") -> WorkItemChange:
         """Read the linked item as Azure DevOps has it now: live, or in the recycle bin.
 
         Used where an event's revision cannot order it (deletion and restore keep the rev,
@@ -479,15 +481,15 @@ class SyncHandlers:
         recycle bin gives who deleted it and when (deleted=True); an item in neither was
         destroyed and stays deleted. Azure DevOps errors propagate (the job retries).
         """
-        client = self.gateway.client(wi["connection_id"])
+        client = self.gateway.client(wi.connection_id)
         try:
-            item = client.get_work_item(wi["project"], wi["ado_id"], expand=None)
+            item = client.get_work_item(wi.project, wi.ado_id, expand=None)
         except AdoNotFound:
             item = None
         if item is not None:
             return self._change_from_item(wi, item, origin)
         try:
-            binned: dict[str, Any] = client.get_deleted_work_item(wi["project"], wi["ado_id"])
+            binned: dict[str, Any] = client.get_deleted_work_item(wi.project, wi.ado_id)
         except AdoNotFound:
             binned = {}  # destroyed for good (or no longer readable): it is not coming back
         resource = binned.get("resource") if isinstance(binned.get("resource"), dict) else {}
@@ -524,14 +526,14 @@ class SyncHandlers:
         rev = p.get("rev")
         if p.get("event_type") != "workitem.updated" or not isinstance(rev, int):
             return self.current_truth(wi)
-        if rev <= wi["rev"]:
+        if rev <= wi.rev:
             return None  # stale or our own write's echo (checked again when applied)
         state = p.get("state")
-        type_name = p.get("work_item_type") or wi["type"]
-        project = p.get("project") or wi["project"]
+        type_name = p.get("work_item_type") or wi.type
+        project = p.get("project") or wi.project
         category = None
         if state:
-            category = self._classify(wi["connection_id"], project, type_name, state)
+            category = self._classify(wi.connection_id, project, type_name, state)
             if category is None:
                 return self.current_truth(wi)
         return WorkItemChange(
@@ -541,7 +543,7 @@ class SyncHandlers:
             by=p.get("by"),
             at=p.get("at"),
             # An item cannot be edited in the recycle bin: a newer update means it is back.
-            deleted=False if wi["deleted"] else None,
+            deleted=False if wi.deleted else None,
             work_item_type=p.get("work_item_type"),
             project=p.get("project"),
         )
@@ -637,7 +639,7 @@ class SyncHandlers:
         linked = self.store.linked_work_items(connection_id, project, include_deleted=True)
         if not linked:
             return
-        held_deleted = [i for i, row in linked.items() if row["deleted"]]
+        held_deleted = [i for i, row in linked.items() if row.deleted]
         changed = [i for i in client.changed_since(project, since) if i in linked]
         ids = list(dict.fromkeys([*changed, *(i for i in retry_ids if i in linked), *held_deleted]))
         run.checked += len(ids)
@@ -649,14 +651,14 @@ class SyncHandlers:
             if row is None:
                 continue
             rev = int(item.get("rev") or (item.get("fields") or {}).get("System.Rev") or 0)
-            if not row["deleted"] and rev <= row["rev"]:
+            if not row.deleted and rev <= row.rev:
                 continue
             run.attempt(
                 connection_id,
                 project,
                 item_id,
                 lambda row=row, item=item: self._change_from_item(row, item, "reconcile"),
-                lambda change, row=row: self.store.apply_work_item_change(row["risk_id"], change),
+                lambda change, row=row: self.store.apply_work_item_change(row.risk_id, change),
             )
         # Deleted items are in neither WIQL nor the batch read: an id asked for and not
         # returned, or one listed in the recycle bin, is looked up there (who deleted it).
@@ -664,7 +666,7 @@ class SyncHandlers:
         missing = [
             i
             for i, row in linked.items()
-            if not row["deleted"] and (i in binned or (i in ids and i not in returned))
+            if not row.deleted and (i in binned or (i in ids and i not in returned))
         ]
         for item_id in missing:
             row = linked[item_id]
@@ -673,7 +675,7 @@ class SyncHandlers:
                 project,
                 item_id,
                 lambda row=row: self.current_truth(row, origin="reconcile"),
-                lambda change, row=row: self.store.apply_work_item_change(row["risk_id"], change),
+                lambda change, row=row: self.store.apply_work_item_change(row.risk_id, change),
             )
 
     def handlers(self) -> dict[str, Callable[[Job], None]]:

@@ -36,7 +36,6 @@ import logging
 import os
 import random
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -54,9 +53,9 @@ from webhook.ado import (
     AdoRuleError,
     AdoTransient,
 )
-from webhook.db import DatabaseUnavailable
 from webhook.gateway import OrganizationPaused
 from webhook.logs import request_context
+from webhook.storage.errors import StorageBusy, storage_operational
 from webhook.store import JOB_LEASE_SECONDS, Job, Lease, Store
 
 log = logging.getLogger(__name__)
@@ -86,9 +85,9 @@ class PermanentFailure(Exception):
 
 def database_unavailable(exc: BaseException) -> bool:
     """A database that is locked, busy, full or gone: a pause, not a fault of the job."""
-    if isinstance(exc, DatabaseUnavailable):
+    if isinstance(exc, StorageBusy):
         return True
-    if isinstance(exc, sqlite3.OperationalError):
+    if storage_operational(exc):
         text = str(exc).lower()
         return any(word in text for word in ("locked", "busy", "full", "disk i/o"))
     return False
@@ -443,7 +442,7 @@ class Worker:
             try:
                 if not self.run_once():
                     stop.wait(self.idle_poll)
-            except DatabaseUnavailable:  # busy, full, file gone: readyz says which
+            except StorageBusy:  # busy, full, file gone: readyz says which
                 stop.wait(0.2)
             except Exception:
                 log.exception("worker loop error")

@@ -33,7 +33,7 @@ from webhook.schemas import (
     path_name_problem,
 )
 from webhook.services import get_services
-from webhook.store import AlreadyExists, InUse, Missing
+from webhook.storage.errors import AlreadyExists, InUse, Missing
 
 bp = Blueprint("admin_connections", __name__, url_prefix="/admin/connections")
 bp.before_request(require_admin)

@@ -14,7 +14,7 @@ from webhook.gateway import AdoGateway
 from webhook.openapi import doc
 from webhook.schemas import HookCreateSchema, HookPageSchema, HookSetupSchema, PageQuerySchema
 from webhook.services import get_services
-from webhook.store import Missing
+from webhook.storage.errors import Missing
 from webhook.subscriptions import PublicUrlMissing, Subscriptions
 
 bp = Blueprint("admin_hooks", __name__, url_prefix="/admin/hooks")

@@ -15,7 +15,7 @@ from webhook.errors import Conflict, NotFound
 from webhook.openapi import doc
 from webhook.schemas import JobPageSchema, JobQuerySchema, JobSchema
 from webhook.services import get_services
-from webhook.store import InUse, Missing
+from webhook.storage.errors import InUse, Missing
 
 bp = Blueprint("admin_jobs", __name__, url_prefix="/admin/jobs")
 bp.before_request(require_admin)

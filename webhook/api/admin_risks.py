@@ -17,7 +17,7 @@ from webhook.schemas import (
     RiskQuerySchema,
 )
 from webhook.services import get_services
-from webhook.store import InUse, Missing
+from webhook.storage.errors import InUse, Missing
 
 bp = Blueprint("admin_risks", __name__, url_prefix="/admin/risks")
 bp.before_request(require_admin)

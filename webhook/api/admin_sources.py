@@ -18,7 +18,7 @@ from webhook.schemas import (
     SourceWithSecretSchema,
 )
 from webhook.services import get_services
-from webhook.store import AlreadyExists, Missing
+from webhook.storage.errors import AlreadyExists, Missing
 
 bp = Blueprint("admin_sources", __name__, url_prefix="/admin/sources")
 bp.before_request(require_admin)

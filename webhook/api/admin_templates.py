@@ -28,7 +28,7 @@ from webhook.schemas import (
     TemplateSchema,
 )
 from webhook.services import get_services
-from webhook.store import AlreadyExists, Missing
+from webhook.storage.errors import AlreadyExists, Missing
 from webhook.subscriptions import hook_coverage
 
 bp = Blueprint("admin_templates", __name__, url_prefix="/admin/templates")

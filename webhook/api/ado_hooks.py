@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import sqlite3
 
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -19,13 +18,13 @@ from marshmallow import ValidationError
 from webhook import metrics
 from webhook.api.requests import parse_json_body
 from webhook.crypto import hash_password, verify_password
-from webhook.db import DatabaseUnavailable
 from webhook.domain.hook_events import delivery_mismatch, event_label, parse_change
 from webhook.errors import ApiError, Unauthorized, Unavailable
 from webhook.logs import bind, unbind
 from webhook.openapi import doc
 from webhook.schemas import HookAckSchema, HookDeliverySchema
 from webhook.services import get_services
+from webhook.storage.errors import storage_operational
 
 bp = Blueprint("ado_hooks", __name__)
 log = logging.getLogger(__name__)
@@ -120,12 +119,12 @@ def receive_hook() -> ResponseReturnValue:
                 "project": change.project,
             },
         )
-    except (DatabaseUnavailable, sqlite3.OperationalError) as exc:
-        metrics.HOOK_DELIVERIES.labels(event_label(event_type), "unavailable").inc()
-        raise Unavailable(
-            "cannot record the event right now; retry", headers={"Retry-After": "5"}
-        ) from exc
     except Exception as exc:
+        if storage_operational(exc):  # busy, full, gone, or another engine failure
+            metrics.HOOK_DELIVERIES.labels(event_label(event_type), "unavailable").inc()
+            raise Unavailable(
+                "cannot record the event right now; retry", headers={"Retry-After": "5"}
+            ) from exc
         # A bug must not put the subscription on probation: 503 makes Azure DevOps retry.
         log.exception("hook delivery failed")
         metrics.HOOK_DELIVERIES.labels(event_label(event_type), "unavailable").inc()

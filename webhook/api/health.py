@@ -8,10 +8,10 @@ from flask import Blueprint, Response, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from webhook import metrics
-from webhook.db import unavailable
 from webhook.openapi import build_spec, doc
 from webhook.schemas import HealthSchema
 from webhook.services import get_services
+from webhook.storage.errors import storage_unavailable
 
 bp = Blueprint("health", __name__)
 HEARTBEAT_MAX_AGE = 30.0
@@ -64,7 +64,7 @@ def readyz() -> ResponseReturnValue:
 
 
 def _reason(exc: Exception) -> str:
-    found = unavailable(exc)
+    found = storage_unavailable(exc)
     return found.reason if found is not None else type(exc).__name__
 
 

@@ -25,7 +25,6 @@ from werkzeug.datastructures import EnvironHeaders
 
 from webhook import clock, metrics
 from webhook.api.requests import load_body, request_id
-from webhook.db import DatabaseUnavailable
 from webhook.domain.signatures import SignatureError, parse_headers, verify
 from webhook.errors import (
     INTERNAL_ERROR_JSON,
@@ -40,6 +39,7 @@ from webhook.logs import bind, unbind
 from webhook.openapi import doc
 from webhook.schemas import IngestResponseSchema, RiskEnvelopeSchema, risks_from_payload
 from webhook.services import Services, get_services
+from webhook.storage.errors import StorageBusy
 
 bp = Blueprint("scanner", __name__)
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def ingest(
     risks = risks_from_payload(payload, found.name)
     try:
         outcome = services.store.record_risks(found, headers.webhook_id, risks)
-    except DatabaseUnavailable as exc:
+    except StorageBusy as exc:
         # Nothing was stored (busy, disk full, file gone); Standard Webhooks senders retry.
         metrics.WEBHOOK_REQUESTS.labels("503").inc()
         raise unavailable_error(exc) from None

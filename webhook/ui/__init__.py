@@ -50,6 +50,7 @@ def session_signing_key(settings: Settings) -> bytes:
 def init_app(app: Flask, settings: Settings) -> None:
     """Register the UI blueprint, its session and CSRF configuration, and `/` → `/ui/`."""
     # Importing the page modules attaches their views to the blueprint.
+    from webhook.domain.ui_sessions import SESSION_MAX_SECONDS
     from webhook.ui import (  # noqa: F401
         account,
         connections,
@@ -61,7 +62,6 @@ def init_app(app: Flask, settings: Settings) -> None:
         work_item_templates,
     )
     from webhook.ui.core import SESSION_COOKIE, bp
-    from webhook.ui.storage import SESSION_MAX_SECONDS
 
     secure = bool(settings.public_url and settings.public_url.startswith("https://"))
     app.config.update(

@@ -24,9 +24,9 @@ from webhook.errors import ApiError
 from webhook.gateway import AdoGateway
 from webhook.schemas import flatten_errors
 from webhook.services import get_services
-from webhook.store import Missing
+from webhook.storage.errors import Missing
+from webhook.storage.interfaces import UiSessionRepository
 from webhook.ui import csrf
-from webhook.ui.storage import UiStore
 
 bp = Blueprint(
     "ui",
@@ -55,9 +55,9 @@ NAVIGATION: tuple[tuple[str, str], ...] = (
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
 
-def ui_store() -> UiStore:
+def ui_store() -> UiSessionRepository:
     """The UI's storage verbs over the service's database."""
-    return UiStore(get_services().store.db)
+    return get_services().store.ui_sessions
 
 
 def gateway() -> AdoGateway:

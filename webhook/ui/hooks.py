@@ -13,7 +13,7 @@ from webhook.api.ado_errors import ado_errors
 from webhook.errors import ApiError
 from webhook.schemas import HookCreateSchema
 from webhook.services import get_services
-from webhook.store import Missing
+from webhook.storage.errors import Missing
 from webhook.subscriptions import PublicUrlMissing, Subscriptions
 from webhook.ui.core import as_id, bp, form_errors, gateway, page
 from webhook.ui.work_item_templates import ado_choices

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, flash, redirect, url_for
 
 from webhook.services import get_services
-from webhook.store import InUse
+from webhook.storage.errors import InUse
 from webhook.ui.core import bp, page
 
 PER_PAGE = 100

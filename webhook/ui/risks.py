@@ -8,7 +8,7 @@ from marshmallow import ValidationError
 
 from webhook.schemas import RiskQuerySchema
 from webhook.services import get_services
-from webhook.store import InUse, Missing
+from webhook.storage.errors import InUse, Missing
 from webhook.ui.core import SEVERITIES, as_id, bp, form_errors, page
 
 PER_PAGE = 50

@@ -9,7 +9,7 @@ from marshmallow import ValidationError
 
 from webhook.schemas import SourceCreateSchema
 from webhook.services import get_services
-from webhook.store import AlreadyExists
+from webhook.storage.errors import AlreadyExists
 from webhook.ui.core import bp, form_errors, page
 
 REQUIRED_MESSAGE = "Missing data for required field."

@@ -18,7 +18,7 @@ from webhook.errors import ApiError
 from webhook.gateway import required_field_details, type_info_from_ado
 from webhook.schemas import TemplateCreateSchema
 from webhook.services import get_services
-from webhook.store import AlreadyExists, Missing
+from webhook.storage.errors import AlreadyExists, Missing
 from webhook.ui.core import SEVERITIES, as_id, bp, form_errors, gateway, page
 
 FIELD_PREFIX = "field:"

@@ -1,57 +1,27 @@
-"""Storage verbs of the admin web UI: its own tables (sessions, failed sign-ins) and the
-read-only figures the Overview page shows. Views never speak SQL; this module and
-`webhook.store` do.
+"""Storage verbs of the admin web UI over SQLite: its own tables (sessions, failed sign-ins)
+and the read-only figures the Overview page shows. Views never speak SQL; the session and
+throttling policy is `webhook.domain.ui_sessions`.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from typing import Any
 
 from webhook import clock
-from webhook.db import Database
-
-SESSION_IDLE_SECONDS = 3600.0
-"""A session unused for this long ends (the next request goes to the sign-in page)."""
-SESSION_MAX_SECONDS = 12 * 3600.0
-"""A session ends this long after sign-in, used or not."""
-SESSION_TOUCH_SECONDS = 60.0
-"""last_seen is written at most this often per session (reads stay reads)."""
-
-FREE_FAILURES = 5
-"""Failed sign-ins from one address before it has to wait."""
-FIRST_LOCK_SECONDS = 30.0
-MAX_LOCK_SECONDS = 900.0
-FAILURE_MEMORY_SECONDS = 3600.0
-"""A failure older than this (with none since) is forgotten."""
+from webhook.domain.ui_sessions import (
+    FAILURE_MEMORY_SECONDS,
+    MAX_LOCK_SECONDS,
+    SESSION_IDLE_SECONDS,
+    SESSION_MAX_SECONDS,
+    SESSION_TOUCH_SECONDS,
+    SignInCheck,
+    lock_seconds,
+    session_hash,
+)
+from webhook.storage.sqlite.database import Database
 
 
-def session_hash(session_id: str) -> str:
-    """SHA-256 hex of a session id: what the database keeps instead of the id itself."""
-    return hashlib.sha256(session_id.encode()).hexdigest()
-
-
-def lock_seconds(failures: int) -> float:
-    """How long an address waits after its n-th consecutive failure (0 for the first five).
-
-    Doubles from FIRST_LOCK_SECONDS with every failure past FREE_FAILURES, capped at
-    MAX_LOCK_SECONDS.
-    """
-    if failures < FREE_FAILURES:
-        return 0.0
-    return float(min(FIRST_LOCK_SECONDS * 2 ** (failures - FREE_FAILURES), MAX_LOCK_SECONDS))
-
-
-@dataclass(frozen=True)
-class SignInCheck:
-    """Whether an address may try to sign in now, and if not for how many more seconds."""
-
-    allowed: bool
-    wait_seconds: int = 0
-
-
-class UiStore:
+class SqliteUiSessions:
     """Sessions, sign-in throttling and Overview figures over the service's database."""
 
     def __init__(self, db: Database) -> None:
@@ -169,3 +139,6 @@ class UiStore:
             {"organization_url": r["organization_url"], "until_ts": r["paused_until_ts"]}
             for r in rows
         ]
+
+
+UiStore = SqliteUiSessions

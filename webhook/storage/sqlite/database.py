@@ -28,9 +28,10 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from webhook.migrations import MIGRATIONS
+from webhook.storage.errors import StorageBusy, StorageUnusable, register_engine
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
+log = logging.getLogger("webhook.db")  # the name its log lines have always carried
 
 # The longest any caller waits for the database: the writers' lock and SQLite's busy handler
 # together. A scanner or Azure DevOps retries a 503 later; a request held for 20-30 s behind a
@@ -48,18 +49,13 @@ PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
 
 
-class DatabaseUnavailable(Exception):
+class DatabaseUnavailable(StorageBusy):
     """The database cannot take this request now and nothing of it was stored; retry later.
 
-    `reason` is a short phrase for people (/readyz, error messages); `retry_after` the seconds
-    an HTTP client is asked to wait (the Retry-After header of the 503).
+    The SQLite face of `webhook.storage.errors.StorageBusy` (which callers outside this package
+    catch): `reason` is a short phrase for people (/readyz, error messages); `retry_after` the
+    seconds an HTTP client is asked to wait (the Retry-After header of the 503).
     """
-
-    reason = "unavailable"
-    retry_after = 5
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.reason)
 
 
 class DatabaseBusy(DatabaseUnavailable):
@@ -83,13 +79,8 @@ class DatabaseGone(DatabaseUnavailable):
     retry_after = 30
 
 
-class DatabaseUnusable(Exception):
+class DatabaseUnusable(StorageUnusable):
     """The database cannot be used at start: one line naming the file and the problem."""
-
-    def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(f"database {path}: {problem}")
-        self.path = path
-        self.problem = problem
 
 
 def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
@@ -116,6 +107,13 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
         return DatabaseUnavailable(f"{exc} ({exc.sqlite_errorname})")  # type: ignore[attr-defined]
     return None
+
+
+def _operational(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError)
+
+
+register_engine(unavailable=unavailable, operational=_operational)
 
 
 def _problem(exc: BaseException, path: Path) -> str:
@@ -193,7 +191,7 @@ def schema_sql() -> str:
     packaged = resources.files("webhook").joinpath("schema.sql")
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    checkout = Path(__file__).resolve().parent.parent / "schema.sql"
+    checkout = Path(__file__).resolve().parents[3] / "schema.sql"
     return checkout.read_text(encoding="utf-8")
 
 

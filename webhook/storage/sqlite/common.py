@@ -1,0 +1,174 @@
+"""What the SQLite repositories share: the base class (database, secret box, the helpers
+that record history and jobs inside a transaction) and row → value conversions."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from webhook import clock
+from webhook.crypto import SecretBox
+from webhook.domain.models import Asset, Risk, Template
+from webhook.domain.sync_plan import (
+    JobSpec,
+)
+from webhook.storage.interfaces import JOB_LEASE_SECONDS as JOB_LEASE_SECONDS
+from webhook.storage.sqlite.database import Database
+from webhook.storage.types import (
+    Job,
+    WorkItemLink,
+)
+
+
+def page_rows(
+    conn: sqlite3.Connection, sql: str, params: list[Any], page: int, per_page: int, order: str
+) -> tuple[list[sqlite3.Row], int]:
+    total = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
+    rows = conn.execute(
+        f"{sql} ORDER BY {order} LIMIT ? OFFSET ?", [*params, per_page, (page - 1) * per_page]
+    ).fetchall()
+    return rows, total
+
+
+def asset_dicts(assets_json: str | None) -> list[dict[str, str]]:
+    """`[[group, identifier], ...]` as stored → `[{"group", "identifier"}, ...]`."""
+    return [{"group": g, "identifier": i} for g, i in json.loads(assets_json or "[]")]
+
+
+def loads(value: str | None, default: Any) -> Any:
+    return default if value is None else json.loads(value)
+
+
+def template_from_row(row: sqlite3.Row | dict[str, Any]) -> Template:
+    """Build the domain Template from its row."""
+    sources = loads(row["sources"], None)
+    return Template(
+        id=row["id"],
+        name=row["name"],
+        connection_id=row["connection_id"],
+        project=row["project"],
+        work_item_type=row["work_item_type"],
+        auto_create=bool(row["auto_create"]),
+        severity_threshold=row["severity_threshold"],
+        sources=tuple(sources) if sources is not None else None,
+        title_format=row["title_format"],
+        tags=tuple(loads(row["tags"], [])),
+        area_path=row["area_path"],
+        iteration_path=row["iteration_path"],
+        fields=loads(row["fields"], {}),
+        close_on_resolve=bool(row["close_on_resolve"]),
+    )
+
+
+def risk_from_row(row: sqlite3.Row) -> Risk:
+    """Build the domain Risk from its row."""
+    return Risk(
+        id=row["id"],
+        source=row["source"],
+        key=row["key"],
+        name=row["name"],
+        severity=row["severity"],
+        status=row["status"],
+        url=row["url"],
+        definition=row["definition"],
+        evidence=row["evidence"],
+        proof=row["proof"],
+        remediation=row["remediation"],
+        assets=[Asset(group=g, identifier=i) for g, i in json.loads(row["assets"])],
+        project=row["project"],
+        tags=json.loads(row["tags"]),
+    )
+
+
+def link_from_row(row: sqlite3.Row) -> WorkItemLink:
+    """Build a WorkItemLink from its work_items row."""
+    return WorkItemLink(**{**dict(row), "deleted": bool(row["deleted"])})
+
+
+class SqliteRepo:
+    """Base of the SQLite repositories: one database, one secret box, shared helpers."""
+
+    def __init__(self, db: Database, box: SecretBox, *, content_sync_seconds: float = 60.0) -> None:
+        self.db = db
+        self.box = box
+        # WEBHOOK_CONTENT_SYNC_SECONDS: content changes of one item gathered into one update.
+        self.content_sync_seconds = content_sync_seconds
+        self._secret_cache: dict[str, str] = {}
+        self._source_rows: dict[str, tuple[float, tuple[Any, ...]]] = {}
+        self._tracking_key: bytes | None = None
+
+    def _add_history(
+        self,
+        conn: sqlite3.Connection,
+        risk_id: int,
+        events: Iterable[tuple[str, dict[str, Any]]],
+        now: str,
+    ) -> None:
+        rows = [(risk_id, now, event, json.dumps(detail)) for event, detail in events]
+        if rows:
+            conn.executemany(
+                "INSERT INTO risk_history(risk_id, at, event, detail) VALUES (?, ?, ?, ?)", rows
+            )
+
+    def _add_jobs(
+        self,
+        conn: sqlite3.Connection,
+        risk_id: int | None,
+        jobs: Iterable[JobSpec],
+        now_ts: float,
+        lane_prefix: str | None = None,
+    ) -> None:
+        prefix = lane_prefix or f"risk:{risk_id}"
+        rows = [
+            (
+                j.kind,
+                risk_id,
+                f"{prefix}:{j.lane}",
+                json.dumps(j.payload),
+                now_ts + j.delay,
+                now_ts,
+                now_ts,
+            )
+            for j in jobs
+        ]
+        if rows:
+            conn.executemany(
+                "INSERT INTO jobs(kind, risk_id, lane, payload, next_attempt_ts, created_ts,"
+                " updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    @staticmethod
+    def _holds(conn: sqlite3.Connection, job: Job) -> bool:
+        """Whether `job`'s claim is still the job's current one (same fencing token)."""
+        row = conn.execute(
+            "SELECT 1 FROM jobs WHERE id=? AND claim_token=? AND state='running'",
+            (job.id, job.token),
+        ).fetchone()
+        return row is not None
+
+    def _finish_job(
+        self, conn: sqlite3.Connection, job: Job, state: str, error: str | None, next_ts: float
+    ) -> bool:
+        cur = conn.execute(
+            "UPDATE jobs SET state=?, last_error=?, next_attempt_ts=?, lease_owner=NULL,"
+            " lease_expires_ts=NULL, updated_ts=? WHERE id=? AND claim_token=? AND state='running'",
+            (state, error, next_ts, clock.now(), job.id, job.token),
+        )
+        return cur.rowcount == 1
+
+    @staticmethod
+    def _job_dict(row: sqlite3.Row) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "kind": row["kind"],
+            "state": row["state"],
+            "attempts": row["attempts"],
+            "last_error": row["last_error"],
+            "risk_id": row["risk_id"],
+            "next_attempt_at": clock.iso(row["next_attempt_ts"])
+            if row["state"] == "pending"
+            else None,
+        }

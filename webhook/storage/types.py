@@ -1,0 +1,115 @@
+"""Plain value types storage hands out and takes in (never engine rows, never API dictionaries).
+
+Domain objects (`Risk`, `Template`) live in `webhook.domain.models`; these are the storage-side
+facts about them: a claim of a job, what is linked to what, what an ingestion answered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.domain.work_item_changes import WorkItemChange
+
+__all__ = [
+    "HookAuth",
+    "IngestOutcome",
+    "Job",
+    "Lease",
+    "SourceAuth",
+    "WorkItemChange",
+    "WorkItemLink",
+]
+
+
+@dataclass(frozen=True)
+class SourceAuth:
+    """A scanner source as the signature check needs it."""
+
+    id: int
+    name: str
+    callback_url: str | None
+    secrets: tuple[str, ...]  # current first, then the previous one while still valid
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claim of a recorded job, as its holder sees it.
+
+    `token` is the fencing token of this claim: every claim of the job increments it, and the
+    holder's outcome (complete, fail, retry later, linking a work item) is recorded only while
+    the job still carries that token, i.e. nobody took it over meanwhile.
+    """
+
+    id: int
+    kind: str
+    risk_id: int | None
+    lane: str
+    payload: dict[str, Any]
+    attempts: int  # including the current claim
+    lease_owner: str | None
+    token: int = 0
+    taken_over: bool = False  # claimed from a holder whose lease ran out without an outcome
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """An earlier claim may have done (part of) the work without recording it."""
+        return self.taken_over or self.token > 1 or self.attempts > 1
+
+
+@dataclass(frozen=True)
+class Lease:
+    """What an observer saw of a running job's lease: renewals move `renewals` on."""
+
+    id: int
+    token: int
+    renewals: int
+
+
+@dataclass(frozen=True)
+class WorkItemLink:
+    """The Azure DevOps work item linked to a risk, as last written or read by the service.
+
+    `rev` is the newest revision applied; `title`/`body_hash` what the service last wrote
+    (None: unknown); `deleted` whether the item sits in the recycle bin; times are ISO 8601.
+    """
+
+    risk_id: int
+    connection_id: int
+    template_id: int | None
+    ado_id: int
+    project: str
+    type: str
+    url: str | None
+    state: str | None
+    state_category: str | None
+    rev: int
+    deleted: bool
+    tag: str
+    changed_at: str | None
+    title: str | None
+    body_hash: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class HookAuth:
+    """What a hook's basic-auth user name stands for (see HookRepository.hook_credentials)."""
+
+    hook_id: int
+    connection_id: int
+    password_hash: str
+    subscription_id: str | None
+    project: str
+    project_id: str | None
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What a scanner delivery answered: `response` is the JSON text, as stored for replays."""
+
+    status: int
+    response: str  # the JSON answer, exactly as stored for replays of this webhook-id
+    replayed: bool
+    actions: tuple[str, ...]
