@@ -492,6 +492,11 @@ BAD_BODIES = [
     ),
     pytest.param(b'{"risk": {"key": "\xff", "name": "n", "severity": "high"}}', "UTF-8", id="ff"),
     pytest.param(b'{"risk": {"key": "\xc0\xaf"}}', "UTF-8", id="overlong"),
+    # Tokens Python's decoder takes but RFC 8259 does not; numbers a float cannot hold.
+    pytest.param(b'{"risk": {"key": "k", "name": NaN}}', "NaN is not a JSON number", id="nan"),
+    pytest.param(b'{"risks": [-Infinity]}', "-Infinity is not a JSON number", id="minus-inf"),
+    pytest.param(b'{"risk": {"key": 1e999}}', "1e999 is out of range", id="overflow"),
+    pytest.param(b'{"risk": {"key": ' + b"9" * 50_000 + b"}}", "more than", id="huge-int"),
 ]
 
 

@@ -83,6 +83,9 @@ class GunicornApp(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
         self.cfg.set("logconfig_dict", logs.gunicorn_logconfig_dict())
         self.cfg.set("access_log_format", logs.GUNICORN_ACCESS_LOG_FORMAT)
+        # gunicorn 24+ opens a control socket at one fixed path per user, shared by every serve
+        # on the machine; nothing here uses it.
+        self.cfg.set("control_socket_disable", True)
         self.cfg.set("child_exit", metrics.child_exit)
         if self._on_ready:
             on_ready = self._on_ready

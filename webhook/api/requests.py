@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import secrets
+import sys
 from typing import Any
 
 from flask import request
@@ -37,11 +39,31 @@ def decode_json(data: bytes) -> Any:
             code="invalid_json",
         ) from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise ApiError("request body is nested too deeply", code="invalid_json") from None
-    except ValueError as exc:
+    except _NotJson as exc:
         raise ApiError(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    except ValueError as exc:
+        message = str(exc)
+        if "integer string conversion" in message:  # Python's own limit, with its own advice
+            message = f"a number has more than {sys.get_int_max_str_digits()} digits"
+        raise ApiError(f"request body is not valid JSON: {message}", code="invalid_json") from None
+
+
+class _NotJson(ValueError):
+    """A token Python's decoder accepts but RFC 8259 does not."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJson(f"{text[:40]} is out of range for a number")
+    return value
 
 
 def parse_json_body(raw: bytes | None = None) -> Any:
