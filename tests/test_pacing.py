@@ -249,6 +249,17 @@ def test_admin_requests_answer_503_ado_paused_during_a_pause(
     assert len(rest_calls(sb)) == 1  # none of them called Azure DevOps
 
 
+def test_a_connection_test_met_by_a_429_says_paused_not_unreachable(
+    web: FlaskClient, sb: Sandbox, connection: int
+) -> None:
+    pause_with_429(sb, "/_apis/projects")
+    resp = web.post(f"/admin/connections/{connection}/test", headers=ADMIN)
+    assert resp.status_code == 503, resp.get_json()
+    error = resp.get_json()["error"]
+    assert error["code"] == "ado_paused" and "unreachable" not in error["message"]
+    assert resp.headers["Retry-After"] == "4"
+
+
 def test_new_credentials_for_a_paused_organization_answer_503(
     web: FlaskClient, services: Services, sb: Sandbox, uncached: None
 ) -> None:

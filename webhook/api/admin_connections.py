@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from webhook.ado import AdoAuthError, AdoError
+from webhook.ado import AdoAuthError, AdoError, AdoRateLimited
 from webhook.api.ado_errors import ado_errors, paused_error
 from webhook.api.auth import require_admin
 from webhook.api.requests import load_body, load_query, page_body
@@ -183,8 +183,8 @@ def connection_test_result(connection_id: int) -> dict[str, Any]:
     client = _gateway().client(connection_id)
     try:
         count = len(client.list_projects())
-    except OrganizationPaused as exc:
-        raise paused_error(exc) from None
+    except (OrganizationPaused, AdoRateLimited) as exc:
+        raise paused_error(exc) from None  # 503 ado_paused with Retry-After, like every call
     except AdoAuthError as exc:
         return {"ok": False, "message": f"credentials rejected: {exc.message}"}
     except AdoError as exc:

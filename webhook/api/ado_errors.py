@@ -13,14 +13,24 @@ from webhook.gateway import OrganizationPaused
 DEFAULT_RATE_LIMIT_SECONDS = 30
 
 
-def paused_error(exc: OrganizationPaused) -> ApiError:
-    """503 ``ado_paused`` naming the organization, with ``Retry-After`` in whole seconds
-    (rounded up) until its pause ends (SPEC 4 "Pacing")."""
+def paused_error(exc: OrganizationPaused | AdoRateLimited) -> ApiError:
+    """503 ``ado_paused`` with ``Retry-After`` in whole seconds (rounded up): for a paused
+    organization, until its pause ends, naming it; for a 429 just met, its Retry-After (the
+    client has paused the organization on it already). SPEC 4 "Pacing"."""
+    if isinstance(exc, OrganizationPaused):
+        return Unavailable(
+            f"{exc}; try again later",
+            code="ado_paused",
+            details={"organization": exc.organization, "retry_after_seconds": exc.seconds_left()},
+            headers={"Retry-After": str(exc.seconds_left())},
+        )
+    wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_SECONDS
+    seconds = max(1, int(-(-wait // 1)))
     return Unavailable(
-        f"{exc}; try again later",
+        f"Azure DevOps asked to wait (rate limited): {exc.message}; try again later",
         code="ado_paused",
-        details={"organization": exc.organization, "retry_after_seconds": exc.seconds_left()},
-        headers={"Retry-After": str(exc.seconds_left())},
+        details={"retry_after_seconds": seconds},
+        headers={"Retry-After": str(seconds)},
     )
 
 
@@ -44,17 +54,7 @@ def ado_errors(not_found: str | None = None) -> Iterator[None]:
         raise ValidationFailed(
             f"Azure DevOps refused it: {exc.message}", details={"azure_devops": [exc.message]}
         ) from None
-    except OrganizationPaused as exc:
+    except (OrganizationPaused, AdoRateLimited) as exc:
         raise paused_error(exc) from None
-    except AdoRateLimited as exc:
-        # The client paused the organization on the answer's Retry-After already.
-        wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_SECONDS
-        seconds = max(1, int(-(-wait // 1)))
-        raise Unavailable(
-            f"Azure DevOps asked to wait (rate limited): {exc.message}; try again later",
-            code="ado_paused",
-            details={"retry_after_seconds": seconds},
-            headers={"Retry-After": str(seconds)},
-        ) from None
     except AdoError as exc:
         raise BadGateway(f"Azure DevOps is unreachable or failing: {exc.message}") from None
