@@ -39,11 +39,14 @@ def readyz() -> ResponseReturnValue:
     """
     store = get_services().store
     checks: dict[str, Any] = {}
+    retry_after = 0  # seconds, when the database is why it is not ready
     try:
         store.check_writable()
         checks["database"] = "ok"
     except Exception as exc:  # any failure means not ready
         checks["database"] = f"error: {_reason(exc)}"
+        found = storage_unavailable(exc)
+        retry_after = max(1, int(found.retry_after)) if found is not None else 1
     try:
         age = store.worker_heartbeat_age()
     except Exception:  # the database check above says why
@@ -53,14 +56,21 @@ def readyz() -> ResponseReturnValue:
     # A warning, not unreadiness: such projects still sync by reconciliation.
     from webhook.subscriptions import unhooked_projects
 
-    checks["service_hooks"] = unhooked_projects(store) or "ok"
+    try:
+        checks["service_hooks"] = unhooked_projects(store) or "ok"
+    except Exception as exc:  # a detail: the database check above says why
+        checks["service_hooks"] = f"error: {_reason(exc)}"
     # Shown, not gating: the service still takes deliveries while Azure DevOps cannot be read.
     try:
         checks["reconcile"] = store.reconcile_health()
     except Exception as exc:  # a detail: never turns readiness into a 500
         checks["reconcile"] = f"error: {type(exc).__name__}"
     ok = checks["database"] == "ok" and checks["worker"] == "ok"
-    return jsonify({"status": "ok" if ok else "unavailable", "checks": checks}), 200 if ok else 503
+    body = jsonify({"status": "ok" if ok else "unavailable", "checks": checks})
+    if ok:
+        return body, 200
+    # Always the same shape when not ready; Retry-After when the database is the reason.
+    return body, 503, {"Retry-After": str(retry_after)} if retry_after else {}
 
 
 def _reason(exc: Exception) -> str:
