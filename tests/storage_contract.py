@@ -316,6 +316,36 @@ def test_a_hook_event_is_recorded_once_and_only_for_linked_items(storage: Storag
     assert kinds == ["apply_hook_event"]
 
 
+def test_an_event_for_a_deleted_hook_is_missing_not_a_duplicate(storage: Storage) -> None:
+    source, connection, template = _world(storage)
+    storage.risks.record_risks(source, "m1", [_risk("a")])
+    _link(storage, 1, connection, template, 70)
+    hook = _hook(storage, connection)
+    storage.hooks.delete_hook(hook)
+    for event_id, work_item in (("e1", 70), ("e2", 99)):  # a linked item and a foreign one
+        with pytest.raises(Missing):
+            storage.hooks.record_hook_event(
+                hook_id=hook,
+                connection_id=connection,
+                event_id=event_id,
+                event_type="workitem.updated",
+                work_item_id=work_item,
+                rev=2,
+                change={"state": "Done"},
+            )
+    with pytest.raises(Missing):  # a hook id that never existed
+        storage.hooks.record_hook_event(
+            hook_id=hook + 100,
+            connection_id=connection,
+            event_id="e3",
+            event_type="workitem.deleted",
+            work_item_id=70,
+            rev=None,
+            change={},
+        )
+    assert storage.jobs.claim_jobs("w", limit=10, kinds=("apply_hook_event",)) == []
+
+
 # ---- operations ---------------------------------------------------------------------------
 
 
