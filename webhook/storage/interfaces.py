@@ -19,10 +19,11 @@ dumps.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from webhook.domain.models import Risk, Template
-from webhook.domain.sync_plan import WrittenContent
+from webhook.domain.sync_plan import JobSpec, WrittenContent
 from webhook.domain.ui_sessions import SignInCheck
 from webhook.storage.types import (
     HookAuth,
@@ -110,6 +111,22 @@ class JobRepository(Protocol):
 
     def retry_job(self, job_id: int) -> dict[str, Any]:
         """Requeue a failed job now, with a fresh budget of attempts (Missing, InUse)."""
+        ...
+
+    def enqueue(
+        self,
+        jobs: Iterable[JobSpec],
+        *,
+        risk_id: int | None = None,
+        lane: str | None = None,
+        at: float | None = None,
+    ) -> list[int]:
+        """Record `jobs` (pending) and return their ids, in order.
+
+        Each job's lane is `<lane>:<spec.lane>`; `lane` defaults to `risk:<risk_id>`. A job is
+        due `spec.delay` seconds after `at` (epoch seconds; default now). Inside a unit of work
+        the jobs commit or roll back with the rest of it.
+        """
         ...
 
     def claim_jobs(
@@ -518,6 +535,19 @@ class Storage(
     Protocol,
 ):
     """Every repository over one store; each property names one aggregate's repository."""
+
+    def unit_of_work(self) -> AbstractContextManager[Storage]:
+        """One write transaction spanning repositories: `with storage.unit_of_work() as uow:`.
+
+        Every write made through `uow` (or through this storage, on this thread) until the
+        block ends is part of it: all commit together when the block ends, or none when it
+        raises. So a state change and the jobs it implies (`uow.jobs.enqueue(...)`) are recorded
+        together or not at all. A verb that raises inside the block undoes only its own writes
+        (the block may catch its error and go on). Reads inside see the unit's own writes.
+        Waits and errors as for any write (StorageBusy when the database stays busy). Verbs
+        that batch concurrent callers (record_risks, record_hook_event) run inline in it.
+        """
+        ...
 
     @property
     def sources(self) -> SourceRepository:

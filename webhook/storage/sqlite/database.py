@@ -282,6 +282,11 @@ class Database(GroupCommit):
         I/O failures; the body's own exceptions pass through after the rollback. `deadline`
         (time.monotonic()) replaces `busy_timeout` seconds from now as the end of the wait.
         """
+        joined = self._unit_conn()
+        if joined is not None:  # inside a unit of work: a part of its transaction
+            with self._part(joined):
+                yield joined
+            return
         if deadline is None:
             deadline = time.monotonic() + self.busy_timeout
         self._refuse_if_gone()
@@ -346,8 +351,52 @@ class Database(GroupCommit):
         conn.execute("RELEASE room")
 
     @contextmanager
+    def unit(self, *, deadline: float | None = None) -> Iterator[sqlite3.Connection]:
+        """One write transaction that every `write`, `write_grouped` and `read` of this thread
+        joins until it ends: commit when the block ends, roll back everything on an error.
+
+        Each joined `write` is a SAVEPOINT: its own error rolls back only its part, and the
+        block may catch it and go on. A nested `unit` is such a part. Errors as for `write`.
+        """
+        joined = self._unit_conn()
+        if joined is not None:
+            with self._part(joined):
+                yield joined
+            return
+        with self.write(deadline=deadline) as conn:
+            self._local.unit_pid = os.getpid()
+            try:
+                yield conn
+            finally:
+                self._local.unit_pid = None
+
+    def _unit_conn(self) -> sqlite3.Connection | None:
+        """This thread's connection while it holds a unit of work open, else None."""
+        if getattr(self._local, "unit_pid", None) != os.getpid():
+            return None
+        return self.conn
+
+    @staticmethod
+    @contextmanager
+    def _part(conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("SAVEPOINT unit_part")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO unit_part")
+                conn.execute("RELEASE unit_part")
+            raise
+        conn.execute("RELEASE unit_part")
+
+    @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A consistent read snapshot (SQLite's busy timeout bounds any wait)."""
+        """A consistent read snapshot (SQLite's busy timeout bounds any wait); inside a unit of
+        work, its transaction (which sees the unit's own writes)."""
+        joined = self._unit_conn()
+        if joined is not None:
+            yield joined
+            return
         conn = self.conn
         conn.execute("BEGIN")
         try:

@@ -124,6 +124,8 @@ class GroupCommit:
             self, *, deadline: float | None = None
         ) -> AbstractContextManager[sqlite3.Connection]: ...
 
+        def _unit_conn(self) -> sqlite3.Connection | None: ...
+
     def write_grouped(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work(conn)` in a write transaction shared with this process's concurrent callers.
 
@@ -137,6 +139,9 @@ class GroupCommit:
         longer than `busy_timeout` seconds for the database: one still queued then leaves the
         queue with DatabaseBusy, and a leader waits only until its own deadline.
         """
+        if self._unit_conn() is not None:  # inside a unit of work: part of its transaction
+            with self.write() as conn:
+                return work(conn)
         group = self._group
         if group.pid != os.getpid():  # forked: the parent's queue and leader are not ours
             self._group = group = _CommitGroup()
