@@ -11,9 +11,12 @@ change implies in that same transaction (a delivery and its sync jobs, a link an
 jobs, a work item change and its callback). A transaction may be shared by concurrent callers
 (group commit in `record_risks` and `record_hook_event`); each caller's part is all or nothing.
 
-Transition note: a few verbs still answer the API's dictionaries (`create_source`,
-`list_risks`, `get_template`, ...); they are to return dataclasses that webhook/schemas.py
-dumps.
+A unit of work (`Storage.unit_of_work`) spans repositories when a caller outside storage
+makes a state change and the jobs it implies with several verbs.
+
+Transition note: sources answer dataclasses (`SourceRecord`) that webhook/schemas.py dumps; a
+few verbs still answer the API's dictionaries (`list_risks`, `get_template`, ...) and are to
+follow.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from webhook.storage.types import (
     Job,
     Lease,
     SourceAuth,
+    SourceRecord,
     WorkItemChange,
     WorkItemLink,
 )
@@ -45,19 +49,19 @@ JOB_LEASE_SECONDS = 40.0
 class SourceRepository(Protocol):
     """Scanner sources and their signing secrets."""
 
-    def create_source(self, name: str, callback_url: str | None) -> tuple[dict[str, Any], str]:
+    def create_source(self, name: str, callback_url: str | None) -> tuple[SourceRecord, str]:
         """Create a source with a fresh secret; return it and the secret (shown once)."""
         ...
 
-    def list_sources(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    def list_sources(self, page: int, per_page: int) -> tuple[list[SourceRecord], int]:
         """Sources, oldest first."""
         ...
 
-    def get_source(self, source_id: int) -> dict[str, Any]:
+    def get_source(self, source_id: int) -> SourceRecord:
         """One source (without its secret)."""
         ...
 
-    def rotate_source_secret(self, source_id: int) -> tuple[dict[str, Any], str]:
+    def rotate_source_secret(self, source_id: int) -> tuple[SourceRecord, str]:
         """Issue a new secret; the current one stays valid for 24 hours."""
         ...
 
