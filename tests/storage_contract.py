@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from webhook.domain.models import Risk
-from webhook.domain.sync_plan import WrittenContent
+from webhook.domain.sync_plan import JobSpec, WrittenContent
 from webhook.storage.errors import AlreadyExists, InUse, Missing
 from webhook.storage.interfaces import Storage
 from webhook.storage.types import Job, Lease, SourceAuth, WorkItemChange
@@ -316,6 +316,36 @@ def test_a_hook_event_is_recorded_once_and_only_for_linked_items(storage: Storag
     assert kinds == ["apply_hook_event"]
 
 
+def test_an_event_for_a_deleted_hook_is_missing_not_a_duplicate(storage: Storage) -> None:
+    source, connection, template = _world(storage)
+    storage.risks.record_risks(source, "m1", [_risk("a")])
+    _link(storage, 1, connection, template, 70)
+    hook = _hook(storage, connection)
+    storage.hooks.delete_hook(hook)
+    for event_id, work_item in (("e1", 70), ("e2", 99)):  # a linked item and a foreign one
+        with pytest.raises(Missing):
+            storage.hooks.record_hook_event(
+                hook_id=hook,
+                connection_id=connection,
+                event_id=event_id,
+                event_type="workitem.updated",
+                work_item_id=work_item,
+                rev=2,
+                change={"state": "Done"},
+            )
+    with pytest.raises(Missing):  # a hook id that never existed
+        storage.hooks.record_hook_event(
+            hook_id=hook + 100,
+            connection_id=connection,
+            event_id="e3",
+            event_type="workitem.deleted",
+            work_item_id=70,
+            rev=None,
+            change={},
+        )
+    assert storage.jobs.claim_jobs("w", limit=10, kinds=("apply_hook_event",)) == []
+
+
 # ---- operations ---------------------------------------------------------------------------
 
 
@@ -345,3 +375,58 @@ def test_the_installation_facts_are_made_once(storage: Storage) -> None:
     ops = storage.operations
     assert ops.installation_id() == ops.installation_id()
     assert len(ops.tracking_key()) == 32
+
+
+# ---- units of work ------------------------------------------------------------------------
+
+
+def test_enqueued_jobs_run_in_their_lane_in_order(storage: Storage) -> None:
+    ids = storage.jobs.enqueue(
+        [JobSpec("callback", "out", {"n": 1}), JobSpec("callback", "out", {"n": 2})],
+        lane="wi:1:70",
+        at=0.0,
+    )
+    assert len(ids) == 2 and ids[0] < ids[1]
+    first = storage.jobs.claim_jobs("w1", limit=10)
+    assert [(j.id, j.lane, j.payload) for j in first] == [(ids[0], "wi:1:70:out", {"n": 1})]
+    assert storage.jobs.complete_job(first[0])
+    assert [j.id for j in storage.jobs.claim_jobs("w1", limit=10)] == [ids[1]]
+
+
+def test_a_unit_of_work_records_a_change_and_its_jobs_together_or_not_at_all(
+    storage: Storage,
+) -> None:
+    with pytest.raises(RuntimeError), storage.unit_of_work() as uow:
+        uow.sources.create_source("sast", None)
+        uow.jobs.enqueue([JobSpec("callback", "out")], lane="source:sast")
+        assert uow.sources.list_sources(1, 10)[1] == 1  # its own writes are visible
+        raise RuntimeError("the request failed after both writes")
+    assert storage.sources.list_sources(1, 10)[1] == 0
+    assert storage.jobs.claim_jobs("w1", limit=10) == []
+
+    with storage.unit_of_work() as uow:
+        uow.sources.create_source("sast", None)
+        uow.jobs.enqueue([JobSpec("callback", "out")], lane="source:sast")
+    assert storage.sources.list_sources(1, 10)[1] == 1
+    assert [j.lane for j in storage.jobs.claim_jobs("w1", limit=10)] == ["source:sast:out"]
+
+
+def test_a_failed_verb_inside_a_unit_of_work_undoes_only_itself(storage: Storage) -> None:
+    source, connection, _template = _world(storage)
+    with storage.unit_of_work() as uow:
+        uow.risks.record_risks(source, "m1", [_risk("a")])  # batched verbs join the unit
+        with pytest.raises(AlreadyExists):
+            uow.sources.create_source("sast", None)
+        with pytest.raises(Missing):
+            uow.hooks.record_hook_event(
+                hook_id=999,
+                connection_id=connection,
+                event_id="e1",
+                event_type="workitem.updated",
+                work_item_id=70,
+                rev=2,
+                change={},
+            )
+    assert storage.risks.count_risks() == 1
+    kinds = [j.kind for j in storage.jobs.claim_jobs("w1", limit=10)]
+    assert kinds == ["create_work_item"]

@@ -136,9 +136,8 @@ def job_row(store: Store, job_id: int) -> dict[str, Any]:
 
 
 def add_job(store: Store, lane: str, kind: str = "callback", **payload: Any) -> int:
-    with store.db.write() as conn:
-        store._add_jobs(conn, None, [JobSpec(kind, "x", payload)], clock.now(), lane_prefix=lane)
-        return int(conn.execute("SELECT max(id) FROM jobs").fetchone()[0])
+    (job_id,) = store.jobs.enqueue([JobSpec(kind, "x", payload)], lane=lane)
+    return job_id
 
 
 # ---- one work item per risk while the wall clock steps -------------------------------------

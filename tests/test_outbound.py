@@ -177,9 +177,9 @@ def test_a_huge_entra_answer_is_not_read(servers: list[RawServer]) -> None:
 
 
 def add_jobs(store: Store, jobs: list[tuple[str, str]]) -> None:
-    with store.db.write() as conn:
+    with store.unit_of_work() as uow:
         for kind, lane in jobs:
-            store._add_jobs(conn, None, [JobSpec(kind, "x", {"status": "resolved"})], 0.0, lane)
+            uow.jobs.enqueue([JobSpec(kind, "x", {"status": "resolved"})], lane=lane, at=0.0)
 
 
 def test_a_slow_scanner_never_holds_up_azure_devops_work(

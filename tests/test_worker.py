@@ -26,14 +26,7 @@ def store(tmp_path: Path) -> Store:
 
 
 def add_jobs(store: Store, lane: str, kinds: list[str]) -> None:
-    with store.db.write() as conn:
-        store._add_jobs(
-            conn,
-            None,
-            [JobSpec(k, "in", {"n": i}) for i, k in enumerate(kinds)],
-            0.0,
-            lane_prefix=lane,
-        )
+    store.jobs.enqueue([JobSpec(k, "in", {"n": i}) for i, k in enumerate(kinds)], lane=lane, at=0.0)
 
 
 def job_rows(store: Store) -> list[dict]:

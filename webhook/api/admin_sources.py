@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -15,18 +16,26 @@ from webhook.schemas import (
     PageQuerySchema,
     SourceCreateSchema,
     SourcePageSchema,
+    SourceSchema,
     SourceWithSecretSchema,
 )
 from webhook.services import get_services
 from webhook.storage.errors import AlreadyExists, Missing
+from webhook.storage.types import SourceRecord
 
+_source_schema = SourceSchema()
+_secret_schema = SourceWithSecretSchema()
 bp = Blueprint("admin_sources", __name__, url_prefix="/admin/sources")
 bp.before_request(require_admin)
 
 
-def _with_url(source: dict[str, Any]) -> dict[str, Any]:
+def _dump(source: SourceRecord, secret: str | None = None) -> dict[str, Any]:
+    """The source as SourceSchema shows it: with where to post, and its secret once."""
     base = get_services().settings.public_url or request.host_url.rstrip("/")
-    return {**source, "webhook_url": f"{base}/webhooks/risks/{source['name']}"}
+    shown = {**asdict(source), "webhook_url": f"{base}/webhooks/risks/{source.name}"}
+    if secret is None:
+        return _source_schema.dump(shown)
+    return _secret_schema.dump({**shown, "secret": secret})
 
 
 @bp.post("")
@@ -40,10 +49,12 @@ def create_source() -> ResponseReturnValue:
     """Create a scanner source and return its signing secret once."""
     data = load_body(SourceCreateSchema())
     try:
-        source, secret = get_services().store.create_source(data["name"], data.get("callback_url"))
+        source, secret = get_services().store.sources.create_source(
+            data["name"], data.get("callback_url")
+        )
     except AlreadyExists as exc:
         raise Conflict(str(exc), code="source_exists") from None
-    return jsonify({**_with_url(source), "secret": secret}), 201
+    return jsonify(_dump(source, secret)), 201
 
 
 @bp.get("")
@@ -53,8 +64,8 @@ def create_source() -> ResponseReturnValue:
 def list_sources() -> ResponseReturnValue:
     """List sources (never their secrets)."""
     q = load_query(PageQuerySchema())
-    items, total = get_services().store.list_sources(q["page"], q["per_page"])
-    return jsonify(page_body([_with_url(s) for s in items], total, q["page"], q["per_page"]))
+    items, total = get_services().store.sources.list_sources(q["page"], q["per_page"])
+    return jsonify(page_body([_dump(s) for s in items], total, q["page"], q["per_page"]))
 
 
 @bp.post("/<int:source_id>/rotate-secret")
@@ -66,7 +77,7 @@ def list_sources() -> ResponseReturnValue:
 def rotate_secret(source_id: int) -> ResponseReturnValue:
     """Rotate a source's signing secret."""
     try:
-        source, secret = get_services().store.rotate_source_secret(source_id)
+        source, secret = get_services().store.sources.rotate_source_secret(source_id)
     except Missing as exc:
         raise NotFound(str(exc)) from None
-    return jsonify({**_with_url(source), "secret": secret})
+    return jsonify(_dump(source, secret))

@@ -24,7 +24,7 @@ from webhook.logs import bind, unbind
 from webhook.openapi import doc
 from webhook.schemas import HookAckSchema, HookDeliverySchema
 from webhook.services import get_services
-from webhook.storage.errors import storage_operational
+from webhook.storage.errors import Missing, storage_operational
 
 bp = Blueprint("ado_hooks", __name__)
 log = logging.getLogger(__name__)
@@ -119,6 +119,13 @@ def receive_hook() -> ResponseReturnValue:
                 "project": change.project,
             },
         )
+    except Missing:
+        # The hook was deleted since its credentials were checked: they no longer exist.
+        metrics.HOOK_DELIVERIES.labels(event_label(event_type), "unauthorized").inc()
+        raise Unauthorized(
+            "missing or wrong hook credentials",
+            headers={"WWW-Authenticate": 'Basic realm="ado-webhook hooks"'},
+        ) from None
     except Exception as exc:
         if storage_operational(exc):  # busy, full, gone, or another engine failure
             metrics.HOOK_DELIVERIES.labels(event_label(event_type), "unavailable").inc()

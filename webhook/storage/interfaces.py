@@ -11,18 +11,22 @@ change implies in that same transaction (a delivery and its sync jobs, a link an
 jobs, a work item change and its callback). A transaction may be shared by concurrent callers
 (group commit in `record_risks` and `record_hook_event`); each caller's part is all or nothing.
 
-Transition note: a few verbs still answer the API's dictionaries (`create_source`,
-`list_risks`, `get_template`, ...); they are to return dataclasses that webhook/schemas.py
-dumps.
+A unit of work (`Storage.unit_of_work`) spans repositories when a caller outside storage
+makes a state change and the jobs it implies with several verbs.
+
+Transition note: sources answer dataclasses (`SourceRecord`) that webhook/schemas.py dumps; a
+few verbs still answer the API's dictionaries (`list_risks`, `get_template`, ...) and are to
+follow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from webhook.domain.models import Risk, Template
-from webhook.domain.sync_plan import WrittenContent
+from webhook.domain.sync_plan import JobSpec, WrittenContent
 from webhook.domain.ui_sessions import SignInCheck
 from webhook.storage.types import (
     HookAuth,
@@ -30,6 +34,7 @@ from webhook.storage.types import (
     Job,
     Lease,
     SourceAuth,
+    SourceRecord,
     WorkItemChange,
     WorkItemLink,
 )
@@ -44,19 +49,19 @@ JOB_LEASE_SECONDS = 40.0
 class SourceRepository(Protocol):
     """Scanner sources and their signing secrets."""
 
-    def create_source(self, name: str, callback_url: str | None) -> tuple[dict[str, Any], str]:
+    def create_source(self, name: str, callback_url: str | None) -> tuple[SourceRecord, str]:
         """Create a source with a fresh secret; return it and the secret (shown once)."""
         ...
 
-    def list_sources(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    def list_sources(self, page: int, per_page: int) -> tuple[list[SourceRecord], int]:
         """Sources, oldest first."""
         ...
 
-    def get_source(self, source_id: int) -> dict[str, Any]:
+    def get_source(self, source_id: int) -> SourceRecord:
         """One source (without its secret)."""
         ...
 
-    def rotate_source_secret(self, source_id: int) -> tuple[dict[str, Any], str]:
+    def rotate_source_secret(self, source_id: int) -> tuple[SourceRecord, str]:
         """Issue a new secret; the current one stays valid for 24 hours."""
         ...
 
@@ -110,6 +115,22 @@ class JobRepository(Protocol):
 
     def retry_job(self, job_id: int) -> dict[str, Any]:
         """Requeue a failed job now, with a fresh budget of attempts (Missing, InUse)."""
+        ...
+
+    def enqueue(
+        self,
+        jobs: Iterable[JobSpec],
+        *,
+        risk_id: int | None = None,
+        lane: str | None = None,
+        at: float | None = None,
+    ) -> list[int]:
+        """Record `jobs` (pending) and return their ids, in order.
+
+        Each job's lane is `<lane>:<spec.lane>`; `lane` defaults to `risk:<risk_id>`. A job is
+        due `spec.delay` seconds after `at` (epoch seconds; default now). Inside a unit of work
+        the jobs commit or roll back with the rest of it.
+        """
         ...
 
     def claim_jobs(
@@ -518,6 +539,19 @@ class Storage(
     Protocol,
 ):
     """Every repository over one store; each property names one aggregate's repository."""
+
+    def unit_of_work(self) -> AbstractContextManager[Storage]:
+        """One write transaction spanning repositories: `with storage.unit_of_work() as uow:`.
+
+        Every write made through `uow` (or through this storage, on this thread) until the
+        block ends is part of it: all commit together when the block ends, or none when it
+        raises. So a state change and the jobs it implies (`uow.jobs.enqueue(...)`) are recorded
+        together or not at all. A verb that raises inside the block undoes only its own writes
+        (the block may catch its error and go on). Reads inside see the unit's own writes.
+        Waits and errors as for any write (StorageBusy when the database stays busy). Verbs
+        that batch concurrent callers (record_risks, record_hook_event) run inline in it.
+        """
+        ...
 
     @property
     def sources(self) -> SourceRepository:

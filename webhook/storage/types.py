@@ -17,6 +17,7 @@ __all__ = [
     "Job",
     "Lease",
     "SourceAuth",
+    "SourceRecord",
     "WorkItemChange",
     "WorkItemLink",
 ]
@@ -30,6 +31,22 @@ class SourceAuth:
     name: str
     callback_url: str | None
     secrets: tuple[str, ...]  # current first, then the previous one while still valid
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """A scanner source as the admin sees it (never its secrets).
+
+    `previous_secret_valid_until` is when the secret replaced by the last rotation stops
+    verifying (ISO 8601), or None when there is none or it already stopped; times are ISO 8601.
+    """
+
+    id: int
+    name: str
+    callback_url: str | None
+    previous_secret_valid_until: str | None
+    created_at: str
+    updated_at: str
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from flask import Response, request
 from marshmallow import ValidationError
 
-from webhook.schemas import SourceCreateSchema
+from webhook.schemas import SourceCreateSchema, SourceSchema
 from webhook.services import get_services
 from webhook.storage.errors import AlreadyExists
+from webhook.storage.types import SourceRecord
 from webhook.ui.core import bp, form_errors, page
 
 REQUIRED_MESSAGE = "Missing data for required field."
@@ -21,11 +23,11 @@ def webhook_url(name: str) -> str:
     return f"{base}/webhooks/risks/{name}"
 
 
-def _with_url(source: dict[str, Any]) -> dict[str, Any]:
-    return {**source, "webhook_url": webhook_url(source["name"])}
+def _with_url(source: SourceRecord) -> dict[str, Any]:
+    return SourceSchema().dump({**asdict(source), "webhook_url": webhook_url(source.name)})
 
 
-def _secret_page(source: dict[str, Any], secret: str, *, rotated: bool) -> Response:
+def _secret_page(source: SourceRecord, secret: str, *, rotated: bool) -> Response:
     """The one page that shows a signing secret."""
     resp = page(
         "source_secret.html",
@@ -41,7 +43,7 @@ def _secret_page(source: dict[str, Any], secret: str, *, rotated: bool) -> Respo
 @bp.get("/sources")
 def sources() -> Response:
     """The sources (never their secrets)."""
-    items, _ = get_services().store.list_sources(1, 1000)
+    items, _ = get_services().store.sources.list_sources(1, 1000)
     return page("sources.html", active="ui.sources", sources=[_with_url(s) for s in items])
 
 
@@ -72,7 +74,9 @@ def create_source() -> Response:
             error="Check the fields marked below.",
         )
     try:
-        source, secret = get_services().store.create_source(data["name"], data.get("callback_url"))
+        source, secret = get_services().store.sources.create_source(
+            data["name"], data.get("callback_url")
+        )
     except AlreadyExists as exc:
         return page(
             "source_form.html",
@@ -88,5 +92,5 @@ def create_source() -> Response:
 @bp.post("/sources/<int:source_id>/rotate-secret")
 def rotate_source_secret(source_id: int) -> Response:
     """Rotate secret: a new secret now; the old one keeps verifying for 24 hours."""
-    source, secret = get_services().store.rotate_source_secret(source_id)
+    source, secret = get_services().store.sources.rotate_source_secret(source_id)
     return _secret_page(source, secret, rotated=True)

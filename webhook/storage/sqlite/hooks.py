@@ -168,18 +168,25 @@ class SqliteHooks(SqliteRepo):
     ) -> str:
         """Record one delivery and the job that applies it: recorded | duplicate | not_ours.
 
+        Raises Missing when hook `hook_id` does not exist (deleted since its credentials were
+        checked); a duplicate is only an event id already recorded.
+
         Shares its transaction with concurrent deliveries in this process (group commit).
         """
         now = clock.now()
 
         def record(conn: sqlite3.Connection) -> str:
             try:
-                conn.execute(
+                # Only the event id's uniqueness is "already seen"; the hook reference
+                # (a foreign key) still fails the statement when the hook row is gone.
+                cur = conn.execute(
                     "INSERT INTO hook_events(event_id, hook_id, event_type, work_item_id, rev,"
-                    " received_ts) VALUES (?,?,?,?,?,?)",
+                    " received_ts) VALUES (?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING",
                     (event_id, hook_id, event_type, work_item_id, rev, now),
                 )
             except sqlite3.IntegrityError:
+                raise Missing(f"hook {hook_id} does not exist") from None
+            if cur.rowcount == 0:
                 return "duplicate"
             row = conn.execute(
                 "SELECT risk_id FROM work_items WHERE connection_id=? AND ado_id=?",

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from webhook import clock
+from webhook.domain.sync_plan import JobSpec
 from webhook.storage.errors import InUse, Missing
 from webhook.storage.sqlite.common import (
     JOB_LEASE_SECONDS,
@@ -82,6 +83,37 @@ class SqliteJobs(SqliteRepo):
         names = {f"k{i}": kind for i, kind in enumerate(kinds)}
         placeholders = ",".join(f":{name}" for name in names)
         return f" AND j.kind {'NOT IN' if skip else 'IN'} ({placeholders})", names
+
+    def enqueue(
+        self,
+        jobs: Iterable[JobSpec],
+        *,
+        risk_id: int | None = None,
+        lane: str | None = None,
+        at: float | None = None,
+    ) -> list[int]:
+        """Record `jobs` and return their ids (see JobRepository.enqueue)."""
+        now = clock.now()
+        start = now if at is None else at
+        prefix = lane or f"risk:{risk_id}"
+        ids = []
+        with self.db.write() as conn:
+            for spec in jobs:
+                row = conn.execute(
+                    "INSERT INTO jobs(kind, risk_id, lane, payload, next_attempt_ts, created_ts,"
+                    " updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (
+                        spec.kind,
+                        risk_id,
+                        f"{prefix}:{spec.lane}",
+                        json.dumps(spec.payload),
+                        start + spec.delay,
+                        now,
+                        now,
+                    ),
+                ).fetchone()
+                ids.append(int(row[0]))
+        return ids
 
     def claim_jobs(
         self,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any
 
 from webhook import clock
 from webhook.crypto import new_source_secret
@@ -15,6 +14,7 @@ from webhook.storage.sqlite.common import (
 )
 from webhook.storage.types import (
     SourceAuth,
+    SourceRecord,
 )
 
 ROTATION_GRACE_SECONDS = 24 * 3600
@@ -27,18 +27,19 @@ SOURCE_CACHE_SECONDS = 5.0
 class SqliteSources(SqliteRepo):
     """Scanner sources: create, rotate, and the cached lookup every delivery makes."""
 
-    def _source_dict(self, row: sqlite3.Row) -> dict[str, Any]:
+    @staticmethod
+    def _source_record(row: sqlite3.Row) -> SourceRecord:
         prev = row["previous_expires_ts"]
-        return {
-            "id": row["id"],
-            "name": row["name"],
-            "callback_url": row["callback_url"],
-            "previous_secret_valid_until": clock.iso(prev) if prev and prev > clock.now() else None,
-            "created_at": row["created_at"],
-            "updated_at": row["updated_at"],
-        }
+        return SourceRecord(
+            id=row["id"],
+            name=row["name"],
+            callback_url=row["callback_url"],
+            previous_secret_valid_until=clock.iso(prev) if prev and prev > clock.now() else None,
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
 
-    def create_source(self, name: str, callback_url: str | None) -> tuple[dict[str, Any], str]:
+    def create_source(self, name: str, callback_url: str | None) -> tuple[SourceRecord, str]:
         """Create a source with a fresh secret; return it and the secret (shown once)."""
         secret = new_source_secret()
         now = clock.iso()
@@ -52,22 +53,22 @@ class SqliteSources(SqliteRepo):
                 row = conn.execute("SELECT * FROM sources WHERE id=?", (cur.lastrowid,)).fetchone()
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"a source named {name!r} already exists") from None
-        return self._source_dict(row), secret
+        return self._source_record(row), secret
 
-    def list_sources(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    def list_sources(self, page: int, per_page: int) -> tuple[list[SourceRecord], int]:
         """Sources, oldest first."""
         with self.db.read() as conn:
             rows, total = page_rows(conn, "SELECT * FROM sources", [], page, per_page, "id")
-        return [self._source_dict(r) for r in rows], total
+        return [self._source_record(r) for r in rows], total
 
-    def get_source(self, source_id: int) -> dict[str, Any]:
+    def get_source(self, source_id: int) -> SourceRecord:
         """One source (without its secret)."""
         row = self.db.conn.execute("SELECT * FROM sources WHERE id=?", (source_id,)).fetchone()
         if row is None:
             raise Missing(f"source {source_id} does not exist")
-        return self._source_dict(row)
+        return self._source_record(row)
 
-    def rotate_source_secret(self, source_id: int) -> tuple[dict[str, Any], str]:
+    def rotate_source_secret(self, source_id: int) -> tuple[SourceRecord, str]:
         """Issue a new secret; the current one stays valid for 24 hours."""
         secret = new_source_secret()
         now = clock.now()
@@ -81,7 +82,7 @@ class SqliteSources(SqliteRepo):
                 (now + ROTATION_GRACE_SECONDS, self.box.encrypt(secret), clock.iso(now), source_id),
             )
             row = conn.execute("SELECT * FROM sources WHERE id=?", (source_id,)).fetchone()
-        return self._source_dict(row), secret
+        return self._source_record(row), secret
 
     def find_source(self, name: str, *, fresh: bool = False) -> SourceAuth | None:
         """The source with its currently valid secrets, or None.

@@ -8,6 +8,9 @@ during the transition.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from webhook.crypto import SecretBox
 from webhook.storage.sqlite.common import SqliteRepo
 from webhook.storage.sqlite.connections import SqliteConnections
@@ -38,6 +41,13 @@ class SqliteStorage(
     def __init__(self, db: Database, box: SecretBox, *, content_sync_seconds: float = 60.0) -> None:
         super().__init__(db, box, content_sync_seconds=content_sync_seconds)
         self._ui_sessions = SqliteUiSessions(db)
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[SqliteStorage]:
+        """One write transaction spanning repositories (see Storage.unit_of_work): every write
+        of this thread joins it until the block ends (Database.unit)."""
+        with self.db.unit():
+            yield self
 
     @property
     def sources(self) -> SqliteSources:
