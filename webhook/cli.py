@@ -184,9 +184,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers or settings.web_concurrency,
         on_ready=supervisor.start if supervisor else None,
         on_exit=supervisor.stop if supervisor else None,
+        loader=_create_app,
     )
     app.run()
     return 0
+
+
+def _create_app() -> Any:
+    """gunicorn's app, built in each web worker after the fork."""
+    from webhook.composition import create_app  # after the variable: see module doc
+
+    return create_app()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

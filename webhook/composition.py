@@ -9,7 +9,6 @@ process entry points (:mod:`webhook.cli`, ``webhook.create_app`` for gunicorn's
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from typing import Any
@@ -32,22 +31,13 @@ from webhook.api import (
 )
 from webhook.api.requests import request_id
 from webhook.errors import register_error_handlers
+from webhook.gunicorn_app import tune_thread_switching
 from webhook.jobs import BatchHandler, Handler, PeriodicTask
 from webhook.logs import bind, configure_logging, unbind
 from webhook.services import Services
 from webhook.settings import Settings
 from webhook.sync import periodic_tasks
 from webhook.worker import RetryPolicy, Worker
-
-# CPython hands the GIL to a waiting thread only every 5 ms by default. A request thread coming
-# back from fsync or the writers' lock then waits up to that long per step while a sibling
-# thread computes; at 0.5 ms the receiver's p99 under load fell from ~10-20 ms to ~4-8 ms.
-SWITCH_INTERVAL_SECONDS = 0.0005
-
-
-def tune_thread_switching() -> None:
-    """Shorten the GIL switch interval of this (forked) process; see SWITCH_INTERVAL_SECONDS."""
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
