@@ -16,9 +16,9 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from tests.conftest import ADMIN_TOKEN, Scanner, make_settings
 from tests.servers import free_port
 from webhook import create_app
+from webhook.composition import build_batch_handlers, build_handlers
 from webhook.sandbox import Sandbox
 from webhook.services import Services
-from webhook.sync import SyncHandlers, build_batch_handlers, build_handlers
 from webhook.worker import PeriodicTask, RetryPolicy, Worker
 
 
@@ -37,7 +37,7 @@ class Loop:
         self.admin_headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         self.services: Services = app.extensions["adowh"]
         self.store = self.services.store
-        self.sync = SyncHandlers(self.services)
+        self.sync = self.services.sync
         self.worker = Worker(
             store=self.store,
             handlers=build_handlers(self.services),

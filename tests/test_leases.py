@@ -168,7 +168,8 @@ def risk_awaiting_its_work_item(services: Services) -> int:
 
 
 def sync_worker(services: Services, ado: FakeAdo, name: str) -> Worker:
-    handlers = SyncHandlers(services, gateway=FakeGateway(ado)).handlers()  # type: ignore[arg-type]
+    gateway = FakeGateway(ado)
+    handlers = SyncHandlers(services.store, gateway, services.callbacks).handlers()  # type: ignore[arg-type]
     return Worker(store=services.store, handlers=handlers, worker_id=name)
 
 

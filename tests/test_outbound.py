@@ -18,7 +18,6 @@ from webhook.ado import AdoClient, AdoTransient, EntraTokenProvider, PatAuth, Se
 from webhook.callbacks import CallbackSender
 from webhook.domain.orgurl import OrgUrl, parse_organization_url
 from webhook.domain.sync_plan import JobSpec
-from webhook.gateway import AdoGateway
 from webhook.outbound import Bounds, DestinationBusy, Shares
 from webhook.services import Services
 from webhook.store import Job, Store
@@ -269,7 +268,7 @@ def test_a_slow_organization_leaves_threads_for_other_work(
     connection = store.create_connection(
         "slow", f"http://{host}/org", {"type": "pat", "token": PAT}
     )["id"]
-    ado_gateway = AdoGateway(services.settings, store)
+    ado_gateway = services.gateway
     other = threading.Event()
 
     def read_project(job: Job) -> None:

@@ -18,11 +18,10 @@ from flask.testing import FlaskClient
 from tests.conftest import ADMIN_TOKEN, Scanner, make_settings, risk
 from tests.servers import free_port
 from webhook import clock, create_app, gateway
-from webhook.gateway import AdoGateway, OrganizationPaused
+from webhook.composition import build_batch_handlers, build_handlers
+from webhook.gateway import OrganizationPaused
 from webhook.sandbox import Sandbox
 from webhook.services import Services
-from webhook.subscriptions import Subscriptions
-from webhook.sync import SyncHandlers, build_batch_handlers, build_handlers
 from webhook.worker import PeriodicTask, RetryPolicy, Worker
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -140,8 +139,7 @@ def test_hook_check_makes_no_call_to_a_paused_organization(
         "/admin/hooks", json={"connection_id": connection, "project": "AppSec"}, headers=ADMIN
     )
     assert created.status_code == 201, created.get_json()
-    settings, store = services.settings, services.store
-    subscriptions = Subscriptions(store, AdoGateway(settings, store), settings.public_url)
+    subscriptions = services.subscriptions
     sb.clear_requests_log()
     pause_with_429(sb, "/_apis/hooks/subscriptions/")
 
@@ -159,7 +157,7 @@ def test_hook_check_makes_no_call_to_a_paused_organization(
 def test_reconciliation_skips_a_paused_organization(
     linked: Scanner, services: Services, sb: Sandbox, connection: int, uncached: None
 ) -> None:
-    sync = SyncHandlers(services)
+    sync = services.sync
     worker = Worker(
         store=services.store, handlers={}, periodic=[PeriodicTask("reconcile", 0.0, sync.reconcile)]
     )
@@ -211,7 +209,7 @@ def test_a_job_stops_between_its_calls_when_an_answer_pauses_the_organization(
 def test_a_pause_recorded_by_another_process_stops_the_next_request(
     services: Services, sb: Sandbox, connection: int, uncached: None
 ) -> None:
-    client = AdoGateway(services.settings, services.store).client(connection)
+    client = services.gateway.client(connection)
     client.get_project("AppSec")
     pause_in_store(services, sb.org_url, 4)  # as another worker process would
     sb.clear_requests_log()

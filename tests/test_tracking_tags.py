@@ -26,7 +26,6 @@ from webhook.domain.templates import legacy_tracking_tag, split_tags
 from webhook.sandbox import Sandbox
 from webhook.services import Services
 from webhook.store import Job, Store
-from webhook.sync import SyncHandlers
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 MAC_TAG = re.compile(r"adowh-[0-9a-f]{8}-(\d+)-[0-9a-f]{16}")
@@ -41,7 +40,7 @@ class World:
         self.client: FlaskClient = app.test_client()
         self.services: Services = app.extensions["adowh"]
         self.store: Store = self.services.store
-        self.sync = SyncHandlers(self.services)
+        self.sync = self.services.sync
         resp = self.client.post(
             "/admin/connections",
             headers=ADMIN,

@@ -17,8 +17,8 @@ from flask.testing import FlaskClient
 from tests.conftest import Scanner, make_settings, risk
 from tests.ui_helpers import form_values, post_form, sign_in, text_of
 from webhook import create_app
+from webhook.composition import build_handlers
 from webhook.sandbox import Sandbox
-from webhook.sync import build_handlers
 from webhook.worker import Worker
 
 PAGES = (

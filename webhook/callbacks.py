@@ -20,8 +20,8 @@ import requests
 
 from webhook import __version__, metrics, outbound
 from webhook.domain.signatures import sign
+from webhook.jobs import RetryLater
 from webhook.store import Job, Store
-from webhook.worker import RetryLater
 
 log = logging.getLogger(__name__)
 TIMEOUT = (5.0, 15.0)

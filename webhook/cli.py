@@ -1,4 +1,10 @@
-"""ado-webhook serve | worker | init-db | demo."""
+"""ado-webhook serve | worker | init-db | demo.
+
+A process entry point of the composition root: the modules that import prometheus_client
+(webhook.metrics, webhook.composition, webhook.gunicorn_app) are imported only inside the
+commands, after ``PROMETHEUS_MULTIPROC_DIR`` is set, since prometheus_client picks its
+(multi-process or in-memory) value class when it is first imported.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
+
+from webhook.demo import run_demo
+from webhook.logs import configure_logging
+from webhook.outbound import set_worker_threads
+from webhook.settings import Settings, SettingsError
+from webhook.storage import migrate_storage, prepare_folder
+from webhook.storage.errors import StorageUnusable
+
 DEV_SECRETS_FILE = "dev-secrets.env"
 
 
@@ -21,23 +36,17 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _load_settings() -> Any:
-    from webhook.settings import Settings
-
+def _load_settings() -> Settings:
     return Settings.from_env()
 
 
 def _private_dir(folder: Path) -> None:
     """Create the database's folder owner-only (0700) before anything else puts files in it."""
-    from webhook.storage import prepare_folder
-
     prepare_folder(folder)
 
 
 def _ensure_dev_secrets(var_dir: Path) -> None:
     """--dev: generate missing secrets into var/ (once) and export them to this process."""
-    from cryptography.fernet import Fernet
-
     _private_dir(var_dir)
     path = var_dir / DEV_SECRETS_FILE
     stored: dict[str, str] = {}
@@ -67,22 +76,20 @@ def _ensure_dev_secrets(var_dir: Path) -> None:
         )
 
 
-def _prepare_metrics_dir(settings: Any) -> None:
+def _prepare_metrics_dir(settings: Settings) -> None:
     """Multiprocess Prometheus needs a shared folder set before prometheus_client is imported."""
     _private_dir(Path(settings.db_path).parent)
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(
             Path(settings.db_path).resolve().parent / "prometheus"
         )
-    from webhook.metrics import prepare_multiproc_dir
+    from webhook.metrics import prepare_multiproc_dir  # after the variable: see module doc
 
     prepare_multiproc_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
 def cmd_init_db(_: argparse.Namespace) -> int:
     """Create or migrate the database."""
-    from webhook.storage import migrate_storage
-
     settings = _load_settings()
     version = migrate_storage(settings.db_path)
     print(f"database {settings.db_path} at schema version {version}")
@@ -98,9 +105,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         folder = Path(settings.db_path).resolve().parent / "prometheus"
         folder.mkdir(parents=True, exist_ok=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
-    from webhook.logs import configure_logging
-    from webhook.outbound import set_worker_threads
-    from webhook.worker import run_worker
+    from webhook.composition import run_worker  # after the variable: see module doc
 
     configure_logging(settings.log_level)
     set_worker_threads(args.threads)  # each destination's share of the worker's threads
@@ -128,7 +133,7 @@ class _WorkerSupervisor:
         self._thread.start()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        from webhook.gunicorn_app import FORK_LOCK
+        from webhook.gunicorn_app import FORK_LOCK  # loaded already by cmd_serve
 
         with FORK_LOCK:  # see FORK_LOCK: gunicorn must not fork while this child starts
             return subprocess.Popen(
@@ -170,32 +175,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _ensure_dev_secrets(Path(os.environ.get("WEBHOOK_DB", "var/webhook.db")).parent)
     settings = _load_settings()
     _prepare_metrics_dir(settings)
-    from webhook.storage import migrate_storage
-
     migrate_storage(settings.db_path)
-    from webhook.gunicorn_app import GunicornApp
+    from webhook.gunicorn_app import GunicornApp  # after the variable: see module doc
 
     supervisor = None if args.no_worker else _WorkerSupervisor(args.worker_threads)
     app = GunicornApp(
         bind=args.bind,
-        workers=args.workers,
+        workers=args.workers or settings.web_concurrency,
         on_ready=supervisor.start if supervisor else None,
         on_exit=supervisor.stop if supervisor else None,
+        loader=_create_app,
     )
     app.run()
     return 0
 
 
+def _create_app() -> Any:
+    """gunicorn's app, built in each web worker after the fork."""
+    from webhook.composition import create_app  # after the variable: see module doc
+
+    return create_app()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole loop on loopback against the Azure DevOps stand-in."""
-    from webhook.demo import run_demo
-
     return run_demo(keep_running=args.keep_running)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    parser = argparse.ArgumentParser(prog="ado-webhook", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="ado-webhook", description=(__doc__ or "").splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP service (gunicorn) and the sync worker")
@@ -241,9 +252,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ado-webhook` console script."""
     args = build_parser().parse_args(argv)
-    from webhook.settings import SettingsError
-    from webhook.storage.errors import StorageUnusable
-
     try:
         return int(args.func(args) or 0)
     except (SettingsError, StorageUnusable) as exc:

@@ -24,6 +24,7 @@ from webhook import clock, logs, metrics, outbound
 from webhook.ado import AdoClient, PatAuth, ServicePrincipalAuth
 from webhook.domain.models import WorkItemState, WorkItemTypeInfo
 from webhook.domain.orgurl import OrgUrl, parse_organization_url
+from webhook.jobs import RetryLater
 from webhook.settings import Settings
 from webhook.store import Store
 
@@ -159,15 +160,13 @@ def _worker_share(organization: str) -> Callable[[], None]:
     """Inside a worker job, take one of the organization's slots; return its release.
 
     Outside a job (admin requests, periodic tasks) there is no worker share to keep. When the
-    organization already has its share: worker.RetryLater(delay, count_attempt=False).
+    organization already has its share: jobs.RetryLater(delay, count_attempt=False).
     """
     if logs.current_context().get("job_id") is None:
         return _nothing
     try:
         return outbound.SHARES.acquire([(f"ado {organization}", outbound.ado_organization_share())])
     except outbound.DestinationBusy as exc:
-        from webhook.worker import RetryLater  # webhook.worker imports this module
-
         raise RetryLater(str(exc), delay=exc.delay, count_attempt=False) from None
 
 
@@ -228,7 +227,7 @@ class AdoGateway:
 
         Each of its requests first checks the organization's pause (OrganizationPaused) and,
         inside a worker job, takes one of the organization's slots in
-        ``outbound.SHARES`` (``worker.RetryLater`` without counting an attempt when full).
+        ``outbound.SHARES`` (``jobs.RetryLater`` without counting an attempt when full).
         """
 
         @contextmanager

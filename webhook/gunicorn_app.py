@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 import threading
 from collections.abc import Callable
@@ -12,11 +11,14 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from webhook import logs, metrics
+
 # `serve` starts the worker child with subprocess from a thread of gunicorn's master while the
 # master forks web workers. A web worker forked while subprocess is between creating its
 # exec-status pipe and the child's exec inherits the pipe's write end, and subprocess then
 # waits for EOF as long as that web worker lives: no sync worker, ever. Both hold this lock.
 FORK_LOCK = threading.Lock()
+
 
 # CPython hands the GIL to a waiting thread only every 5 ms by default. A request thread coming
 # back from fsync or the writers' lock then waits up to that long per step while a sibling
@@ -37,12 +39,9 @@ class _SerializedForkArbiter(Arbiter):  # type: ignore[misc]
             return super().spawn_worker()
 
 
-def default_workers() -> int:
-    """WEB_CONCURRENCY, else 2*CPU+1 (gunicorn's rule of thumb)."""
-    env = os.environ.get("WEB_CONCURRENCY", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return multiprocessing.cpu_count() * 2 + 1
+def default_workers(web_concurrency: int | None = None) -> int:
+    """Settings.web_concurrency (WEB_CONCURRENCY), else 2*CPU+1 (gunicorn's rule of thumb)."""
+    return web_concurrency or multiprocessing.cpu_count() * 2 + 1
 
 
 class GunicornApp(BaseApplication):  # type: ignore[misc]
@@ -56,7 +55,7 @@ class GunicornApp(BaseApplication):  # type: ignore[misc]
         on_ready: Callable[[], None] | None = None,
         on_exit: Callable[[], None] | None = None,
         extra: dict[str, Any] | None = None,
-        loader: Callable[[], Any] | None = None,
+        loader: Callable[[], Any],
     ) -> None:
         self.options: dict[str, Any] = {
             "bind": bind,
@@ -77,8 +76,6 @@ class GunicornApp(BaseApplication):  # type: ignore[misc]
         super().__init__()
 
     def load_config(self) -> None:
-        from webhook import logs, metrics
-
         for key, value in self.options.items():
             self.cfg.set(key, value)
         self.cfg.set("logconfig_dict", logs.gunicorn_logconfig_dict())
@@ -103,8 +100,4 @@ class GunicornApp(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         tune_thread_switching()
-        if self._loader is not None:
-            return self._loader()
-        from webhook import create_app
-
-        return create_app()
+        return self._loader()

@@ -1,9 +1,11 @@
 """Prometheus metrics, correct across gunicorn worker processes.
 
-Counters and the histogram below are module-level; other modules import and increment them.
+Counters and the histogram are attributes of :class:`Metrics`, created once per process by
+:func:`process_metrics` (the composition root calls it; nothing is created at import). They
+stay readable as module attributes (``metrics.JOBS_COMPLETED``), which create them on first use.
 
-Multi-process mode: when ``PROMETHEUS_MULTIPROC_DIR`` is set *before this module is first
-imported* (the CLI does that before starting gunicorn, after ``prepare_multiproc_dir``),
+Multi-process mode: when ``PROMETHEUS_MULTIPROC_DIR`` is set *before prometheus_client is
+first imported* (the CLI does that before starting gunicorn, after ``prepare_multiproc_dir``),
 prometheus_client keeps every process's values in memory-mapped files in that directory and
 ``render_metrics`` merges them with ``MultiProcessCollector``, so any worker can serve a
 scrape. gunicorn's ``child_exit`` hook must call :func:`child_exit` (``mark_process_dead``).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -29,24 +32,15 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 __all__ = [
-    "ADO_CALLS",
-    "CALLBACKS",
     "CONTENT_TYPE",
-    "HOOK_DELIVERIES",
-    "HTTP_REQUEST_SECONDS",
-    "JOBS_COMPLETED",
+    "METRIC_NAMES",
     "MULTIPROC_ENV",
-    "RATE_LIMIT_PAUSES",
-    "RECONCILE_CHANGES",
-    "RISKS_RECEIVED",
-    "SIGNATURE_FAILURES",
-    "SUBSCRIPTIONS_HEALED",
-    "WEBHOOK_REQUESTS",
-    "WORK_ITEMS_CREATED",
+    "Metrics",
     "StoreCollector",
     "child_exit",
     "multiprocess_enabled",
     "prepare_multiproc_dir",
+    "process_metrics",
     "render_metrics",
 ]
 
@@ -59,89 +53,149 @@ CONTENT_TYPE: str = getattr(
     _exposition, "CONTENT_TYPE_PLAIN_0_0_4", _exposition.CONTENT_TYPE_LATEST
 )
 
-# "_created" timestamp series double the output and do not exist in multi-process mode;
-# leave them out so both modes expose the same series.
-if hasattr(prometheus_client, "disable_created_metrics"):
-    prometheus_client.disable_created_metrics()
-
-# In multi-process mode an unlabelled metric opens its mmap file as soon as it is defined;
-# make sure the directory exists so importing this module can never fail because of it.
-if os.environ.get(MULTIPROC_ENV):
-    os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
-
-
 # --------------------------------------------------------------------------------------------
 # Process-side metrics (names are part of the contract)
 # --------------------------------------------------------------------------------------------
 
-RISKS_RECEIVED = Counter(
-    "adowh_risks_received_total",
-    "Risks received from scanners, by what storing them did (created, updated, unchanged).",
-    ["action"],
-)
-SIGNATURE_FAILURES = Counter(
-    "adowh_signature_failures_total",
-    "Scanner webhook requests rejected by signature verification, by reason.",
-    ["reason"],
-)
-WEBHOOK_REQUESTS = Counter(
-    "adowh_scanner_requests_total",
-    "Scanner webhook requests, by HTTP status returned.",
-    ["status"],
-)
-WORK_ITEMS_CREATED = Counter(
-    "adowh_work_items_created_total",
-    "Work items linked to risks; adopted=true when an item already existing in Azure DevOps "
-    "was found by its tag and adopted instead of created.",
-    ["adopted"],
-)
-ADO_CALLS = Counter(
-    "adowh_ado_calls_total",
-    "Azure DevOps REST calls, by HTTP method and response status (or error class).",
-    ["method", "status"],
-)
-RATE_LIMIT_PAUSES = Counter(
-    "adowh_ado_rate_limit_pauses_total",
-    "Times an Azure DevOps organization was paused because of 429/Retry-After/5xx backoff.",
-)
-HOOK_DELIVERIES = Counter(
-    "adowh_hook_deliveries_total",
-    "Azure DevOps service-hook deliveries, by event type and outcome "
-    "(recorded, duplicate, ignored, mismatch, not_ours, unauthorized, invalid, unavailable); "
-    'event types other than the work item events are counted as "other".',
-    ["event_type", "outcome"],
-)
-JOBS_COMPLETED = Counter(
-    "adowh_jobs_completed_total",
-    "Background jobs finished, by kind and outcome.",
-    ["kind", "outcome"],
-)
-CALLBACKS = Counter(
-    "adowh_callbacks_total",
-    "Signed callbacks to scanners, by outcome.",
-    ["outcome"],
-)
-SUBSCRIPTIONS_HEALED = Counter(
-    "adowh_subscriptions_healed_total",
-    "Service-hook subscriptions recreated by the periodic check, by reason.",
-    ["reason"],
-)
-RECONCILE_CHANGES = Counter(
-    "adowh_reconcile_changes_applied_total",
-    "Work item state changes applied by reconciliation that the service hooks had missed.",
-)
-HTTP_REQUEST_SECONDS = Histogram(
-    "adowh_http_request_seconds",
-    "HTTP request duration in seconds, by route: the URL rule, not the raw path ('unmatched' "
-    "for a 404/405). The scanner webhook is not included (see adowh_scanner_requests_total).",
-    ["route"],
+# Attribute names of Metrics, also readable as module attributes (metrics.RISKS_RECEIVED).
+METRIC_NAMES = (
+    "RISKS_RECEIVED",
+    "SIGNATURE_FAILURES",
+    "WEBHOOK_REQUESTS",
+    "WORK_ITEMS_CREATED",
+    "ADO_CALLS",
+    "RATE_LIMIT_PAUSES",
+    "HOOK_DELIVERIES",
+    "JOBS_COMPLETED",
+    "CALLBACKS",
+    "SUBSCRIPTIONS_HEALED",
+    "RECONCILE_CHANGES",
+    "HTTP_REQUEST_SECONDS",
 )
 
-# Series with a known, small label set start at 0 so rate() and absent() work from the start.
-for _action in ("created", "updated", "unchanged"):
-    RISKS_RECEIVED.labels(action=_action)
-for _adopted in ("true", "false"):
-    WORK_ITEMS_CREATED.labels(adopted=_adopted)
+
+class Metrics:
+    """This process's counters and histogram, registered in `registry` when built.
+
+    Build it once per process (:func:`process_metrics`); a second instance on the same
+    registry raises ValueError (duplicated time series). In multi-process mode the values live
+    in the mmap files of ``PROMETHEUS_MULTIPROC_DIR``, which must be set before
+    prometheus_client is first imported.
+    """
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.RISKS_RECEIVED = Counter(
+            "adowh_risks_received_total",
+            "Risks received from scanners, by what storing them did (created, updated, unchanged).",
+            ["action"],
+            registry=registry,
+        )
+        self.SIGNATURE_FAILURES = Counter(
+            "adowh_signature_failures_total",
+            "Scanner webhook requests rejected by signature verification, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.WEBHOOK_REQUESTS = Counter(
+            "adowh_scanner_requests_total",
+            "Scanner webhook requests, by HTTP status returned.",
+            ["status"],
+            registry=registry,
+        )
+        self.WORK_ITEMS_CREATED = Counter(
+            "adowh_work_items_created_total",
+            "Work items linked to risks; adopted=true when an item already existing in Azure "
+            "DevOps was found by its tag and adopted instead of created.",
+            ["adopted"],
+            registry=registry,
+        )
+        self.ADO_CALLS = Counter(
+            "adowh_ado_calls_total",
+            "Azure DevOps REST calls, by HTTP method and response status (or error class).",
+            ["method", "status"],
+            registry=registry,
+        )
+        self.RATE_LIMIT_PAUSES = Counter(
+            "adowh_ado_rate_limit_pauses_total",
+            "Times an Azure DevOps organization was paused because of 429/Retry-After/5xx backoff.",
+            registry=registry,
+        )
+        self.HOOK_DELIVERIES = Counter(
+            "adowh_hook_deliveries_total",
+            "Azure DevOps service-hook deliveries, by event type and outcome "
+            "(recorded, duplicate, ignored, mismatch, not_ours, unauthorized, invalid, "
+            'unavailable); event types other than the work item events are counted as "other".',
+            ["event_type", "outcome"],
+            registry=registry,
+        )
+        self.JOBS_COMPLETED = Counter(
+            "adowh_jobs_completed_total",
+            "Background jobs finished, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self.CALLBACKS = Counter(
+            "adowh_callbacks_total",
+            "Signed callbacks to scanners, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.SUBSCRIPTIONS_HEALED = Counter(
+            "adowh_subscriptions_healed_total",
+            "Service-hook subscriptions recreated by the periodic check, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.RECONCILE_CHANGES = Counter(
+            "adowh_reconcile_changes_applied_total",
+            "Work item state changes applied by reconciliation that the service hooks had missed.",
+            registry=registry,
+        )
+        self.HTTP_REQUEST_SECONDS = Histogram(
+            "adowh_http_request_seconds",
+            "HTTP request duration in seconds, by route: the URL rule, not the raw path "
+            "('unmatched' for a 404/405). The scanner webhook is not included (see "
+            "adowh_scanner_requests_total).",
+            ["route"],
+            registry=registry,
+        )
+        # Series with a known, small label set start at 0 so rate() and absent() work at once.
+        for action in ("created", "updated", "unchanged"):
+            self.RISKS_RECEIVED.labels(action=action)
+        for adopted in ("true", "false"):
+            self.WORK_ITEMS_CREATED.labels(adopted=adopted)
+
+
+_process_metrics: Metrics | None = None
+_process_lock = threading.Lock()
+
+
+def process_metrics() -> Metrics:
+    """This process's Metrics in the default registry, created on the first call.
+
+    The composition root (webhook.services) calls it once; the module attributes
+    (``metrics.JOBS_COMPLETED`` …) read it too. Creating them turns off the ``_created``
+    series (they double the output and do not exist in multi-process mode, so both modes
+    expose the same series) and, in multi-process mode, makes sure ``PROMETHEUS_MULTIPROC_DIR``
+    exists (an unlabelled metric opens its mmap file as soon as it is defined).
+    """
+    global _process_metrics
+    with _process_lock:
+        if _process_metrics is None:
+            if hasattr(prometheus_client, "disable_created_metrics"):
+                prometheus_client.disable_created_metrics()
+            folder = os.environ.get(MULTIPROC_ENV)
+            if folder:
+                os.makedirs(folder, exist_ok=True)
+            _process_metrics = Metrics(REGISTRY)
+        return _process_metrics
+
+
+def __getattr__(name: str) -> Any:
+    """``metrics.RISKS_RECEIVED`` and the like: that metric of :func:`process_metrics`."""
+    if name in METRIC_NAMES:
+        return getattr(process_metrics(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,6 +455,7 @@ def render_metrics(
     Multi-process mode (``PROMETHEUS_MULTIPROC_DIR`` set): every process's counters merged from
     the mmap files. Otherwise this process's default registry. Plus ``StoreCollector(snapshot)``.
     """
+    process_metrics()  # this process's series exist (at 0) even before anything counted
     collectors: list[Any] = []
     if multiprocess_enabled():
         from prometheus_client import multiprocess

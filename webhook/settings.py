@@ -6,8 +6,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
+
+from webhook.ado import validate_authority
+from webhook.logs import register_secret
 
 DEFAULT_DB = "var/webhook.db"
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
@@ -16,6 +20,8 @@ DEFAULT_ENTRA_AUTHORITY = "https://login.microsoftonline.com"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Content changes wait at most a day for their work item update.
 MAX_CONTENT_SYNC_SECONDS = 86_400
+DEFAULT_RETRY_BASE = 2.0
+DEFAULT_RETRY_CAP = 600.0
 
 
 class SettingsError(Exception):
@@ -35,6 +41,11 @@ class Settings:
     reconcile_seconds: int = 900
     log_level: str = "INFO"
     content_sync_seconds: int = 60
+    # Job retry backoff (webhook.worker.RetryPolicy: full jitter, base·2^(n-1) capped).
+    retry_base_seconds: float = DEFAULT_RETRY_BASE
+    retry_cap_seconds: float = DEFAULT_RETRY_CAP
+    # gunicorn web workers when `serve --workers` is not given (None: 2*CPU+1).
+    web_concurrency: int | None = None
 
     @property
     def hook_max_body_bytes(self) -> int:
@@ -68,8 +79,6 @@ class Settings:
                     "WEBHOOK_SECRET_KEY is invalid: each comma-separated key must be a "
                     "32-byte url-safe base64 Fernet key"
                 ) from None
-        from webhook.logs import register_secret
-
         register_secret(admin_token)
         for key in keys:
             register_secret(key)
@@ -84,6 +93,11 @@ class Settings:
         log_level = env.get("WEBHOOK_LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if log_level not in LOG_LEVELS:
             raise SettingsError(f"WEBHOOK_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        retry_base = _positive_seconds(env, "WEBHOOK_RETRY_BASE_SECONDS", DEFAULT_RETRY_BASE)
+        retry_cap = _positive_seconds(env, "WEBHOOK_RETRY_CAP_SECONDS", DEFAULT_RETRY_CAP)
+        concurrency = _read_int(env, "WEB_CONCURRENCY", "a whole number")
+        if concurrency is not None and concurrency <= 0:
+            raise SettingsError(f"WEB_CONCURRENCY must be positive, got {concurrency}")
         authority = _entra_authority(env.get("WEBHOOK_ENTRA_AUTHORITY", "").strip(), hosts)
         return cls(
             db_path=Path(env.get("WEBHOOK_DB", "").strip() or DEFAULT_DB),
@@ -99,6 +113,9 @@ class Settings:
             content_sync_seconds=_whole_seconds(
                 env, "WEBHOOK_CONTENT_SYNC_SECONDS", 60, maximum=MAX_CONTENT_SYNC_SECONDS
             ),
+            retry_base_seconds=retry_base,
+            retry_cap_seconds=max(retry_cap, retry_base),
+            web_concurrency=concurrency,
         )
 
 
@@ -112,10 +129,6 @@ def _entra_authority(raw: str, allowed_hosts: frozenset[str]) -> str | None:
     """
     if not raw:
         return None
-    from urllib.parse import urlsplit
-
-    from webhook.ado import validate_authority
-
     try:
         authority = validate_authority(raw)
     except ValueError as exc:
@@ -163,4 +176,18 @@ def _whole_seconds(env: Mapping[str, str], name: str, default: int, *, maximum: 
         return default
     if not 0 <= value <= maximum:
         raise SettingsError(f"{name} must be between 0 and {maximum} seconds, got {value}")
+    return value
+
+
+def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds (fractions allowed); SettingsError naming the variable."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{name} must be a positive number of seconds, got {raw!r}")
     return value

@@ -11,6 +11,7 @@ from typing import Any
 
 from webhook import metrics
 from webhook.ado import AdoClient, AdoConflict, AdoNotFound, AdoRateLimited
+from webhook.callbacks import CallbackSender
 from webhook.domain.hook_events import identity_name
 from webhook.domain.models import Risk, Template, WorkItemTypeInfo
 from webhook.domain.rendering import (
@@ -31,13 +32,6 @@ from webhook.domain.states import (
     first_state_in,
 )
 from webhook.domain.sync_plan import (
-    APPLY_HOOK_EVENT,
-    CALLBACK,
-    CONTENT_CHANGED,
-    CREATE_WORK_ITEM,
-    SCANNER_REOPENED,
-    SCANNER_RESOLVED,
-    SEVERITY_CHANGED,
     item_content_hash,
 )
 from webhook.domain.templates import (
@@ -47,9 +41,11 @@ from webhook.domain.templates import (
     tracking_tag,
 )
 from webhook.gateway import AdoGateway, OrganizationPaused
-from webhook.services import Services
+from webhook.jobs import BatchHandler, Handler, JobKind, PeriodicTask, PermanentFailure, RetryLater
+from webhook.settings import Settings
 from webhook.storage.types import Job, WorkItemChange, WorkItemLink
-from webhook.worker import BatchHandler, PeriodicTask, PermanentFailure, RetryLater
+from webhook.store import Store
+from webhook.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
 HISTORY_FIELD = "System.History"
@@ -110,10 +106,10 @@ class _ReconcilePass:
 class SyncHandlers:
     """Performs each kind of job against Azure DevOps (or the scanner's callback URL)."""
 
-    def __init__(self, services: Services, gateway: AdoGateway | None = None) -> None:
-        self.services = services
-        self.store = services.store
-        self.gateway = gateway or AdoGateway(services.settings, services.store)
+    def __init__(self, store: Store, gateway: AdoGateway, callbacks: CallbackSender) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.callbacks = callbacks
 
     def risk_link(self, risk: Risk) -> str | None:
         """Our own page for a risk without a usable scanner `url`: None for now.
@@ -678,40 +674,27 @@ class SyncHandlers:
                 lambda change, row=row: self.store.apply_work_item_change(row.risk_id, change),
             )
 
-    def handlers(self) -> dict[str, Callable[[Job], None]]:
-        """Job kind → handler."""
-        from webhook.callbacks import CallbackSender
-
-        sender = CallbackSender(self.store)
+    def handlers(self) -> dict[str, Handler]:
+        """Job kind → handler: every kind the worker performs one at a time."""
         return {
-            CREATE_WORK_ITEM: self.create_work_item,
-            SEVERITY_CHANGED: self.severity_changed,
-            CONTENT_CHANGED: self.content_changed,
-            SCANNER_RESOLVED: self.scanner_resolved,
-            SCANNER_REOPENED: self.scanner_reopened,
-            CALLBACK: sender.send,
-            APPLY_HOOK_EVENT: self.apply_hook_event,
+            JobKind.CREATE_WORK_ITEM: self.create_work_item,
+            JobKind.SEVERITY_CHANGED: self.severity_changed,
+            JobKind.CONTENT_CHANGED: self.content_changed,
+            JobKind.SCANNER_RESOLVED: self.scanner_resolved,
+            JobKind.SCANNER_REOPENED: self.scanner_reopened,
+            JobKind.CALLBACK: self.callbacks.send,
+            JobKind.APPLY_HOOK_EVENT: self.apply_hook_event,
         }
 
-
-def build_handlers(services: Services) -> dict[str, Callable[[Job], None]]:
-    """Every job handler the worker knows."""
-    return SyncHandlers(services).handlers()
-
-
-def build_batch_handlers(services: Services) -> dict[str, BatchHandler]:
-    """Job kinds the worker performs many at a time (database-only work, one transaction)."""
-    return {APPLY_HOOK_EVENT: SyncHandlers(services).apply_hook_events}
+    def batch_handlers(self) -> dict[str, BatchHandler]:
+        """Job kinds the worker performs many at a time (database-only work, one transaction)."""
+        return {JobKind.APPLY_HOOK_EVENT: self.apply_hook_events}
 
 
-def build_periodic_tasks(services: Services) -> list[PeriodicTask]:
-    """Housekeeping that runs on timers, one worker at a time."""
-    from webhook.subscriptions import Subscriptions
-
-    store = services.store
-    settings = services.settings
-    sync = SyncHandlers(services)
-    subscriptions = Subscriptions(store, sync.gateway, settings.public_url)
+def periodic_tasks(
+    settings: Settings, store: Store, sync: SyncHandlers, subscriptions: Subscriptions
+) -> list[PeriodicTask]:
+    """Housekeeping that runs on timers, one worker at a time: prune, hook check, reconcile."""
 
     def prune() -> dict[str, Any]:
         store.prune(deliveries_older_than=7 * 86400, jobs_done_older_than=30 * 86400)

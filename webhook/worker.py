@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from webhook import clock, metrics
 from webhook.ado import (
@@ -54,7 +53,9 @@ from webhook.ado import (
     AdoTransient,
 )
 from webhook.gateway import OrganizationPaused
+from webhook.jobs import BatchHandler, Handler, PeriodicTask, PermanentFailure, RetryLater
 from webhook.logs import request_context
+from webhook.settings import Settings
 from webhook.storage.errors import StorageBusy, storage_operational
 from webhook.store import JOB_LEASE_SECONDS, Job, Lease, Store
 
@@ -68,19 +69,6 @@ DATABASE_PAUSE = 1.0
 # lease); then the claim is left to run out.
 RECORD_TRIES = 5
 RECORD_BACKOFF = 0.5
-
-
-class RetryLater(Exception):
-    """The job cannot finish now; try again later (counts as an attempt unless told otherwise)."""
-
-    def __init__(self, message: str, *, delay: float | None = None, count_attempt: bool = True):
-        super().__init__(message)
-        self.delay = delay
-        self.count_attempt = count_attempt
-
-
-class PermanentFailure(Exception):
-    """The job cannot succeed without a person changing something."""
 
 
 def database_unavailable(exc: BaseException) -> bool:
@@ -99,22 +87,14 @@ class RetryPolicy:
     cap: float = 600.0
 
     @classmethod
-    def from_env(cls) -> RetryPolicy:
-        """Tuning knobs (tests shorten them): WEBHOOK_RETRY_BASE_SECONDS / _CAP_SECONDS."""
-        base = float(os.environ.get("WEBHOOK_RETRY_BASE_SECONDS", "2") or 2)
-        cap = float(os.environ.get("WEBHOOK_RETRY_CAP_SECONDS", "600") or 600)
-        return cls(base=max(base, 0.01), cap=max(cap, base))
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """WEBHOOK_RETRY_BASE_SECONDS / _CAP_SECONDS (tests shorten them)."""
+        return cls(base=max(settings.retry_base_seconds, 0.01), cap=settings.retry_cap_seconds)
 
     def delay(self, attempts: int, rng: random.Random) -> float:
         """Full jitter: uniform(0, min(cap, base·2^(attempts-1))) seconds."""
         ceiling = min(self.cap, self.base * (2 ** max(attempts - 1, 0)))
         return rng.uniform(0, ceiling)
-
-
-Handler = Callable[[Job], None]
-# Performs several claimed jobs of one kind at once; returns the exceptions of those that did
-# not finish, by job id (the others are done).
-BatchHandler = Callable[[list[Job]], Mapping[int, Exception]]
 
 
 class LeaseWatch:
@@ -150,14 +130,6 @@ class LeaseWatch:
                 for lease, since in self._seen.values()
                 if at - since >= lease_seconds and lease.id not in skip
             )
-
-
-@dataclass
-class PeriodicTask:
-    name: str
-    interval: float
-    run: Callable[[], dict[str, Any]]
-    lease: float = 600.0
 
 
 @dataclass
@@ -492,22 +464,3 @@ class Worker:
         for t in (*workers, house, checkpointer, leases):
             t.join(timeout=max(0.0, deadline - time.monotonic()))
         log.info("worker %s stopped", self.worker_id)
-
-
-def run_worker(settings: Any, stop: threading.Event, *, threads: int = 8) -> None:
-    """Build the worker from settings and run it."""
-    from webhook.gunicorn_app import tune_thread_switching
-    from webhook.services import Services
-    from webhook.sync import build_batch_handlers, build_handlers, build_periodic_tasks
-
-    tune_thread_switching()
-    services = Services.from_settings(settings)
-    services.store.db.migrate()
-    worker = Worker(
-        store=services.store,
-        handlers=build_handlers(services),
-        batch_handlers=build_batch_handlers(services),
-        periodic=build_periodic_tasks(services),
-        policy=RetryPolicy.from_env(),
-    )
-    worker.run(stop, threads=threads)

@@ -40,8 +40,7 @@ bp.before_request(require_admin)
 
 
 def _gateway() -> AdoGateway:
-    services = get_services()
-    return AdoGateway(services.settings, services.store)
+    return get_services().gateway
 
 
 def _org(url: str) -> str:

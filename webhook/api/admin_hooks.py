@@ -10,7 +10,6 @@ from webhook.api.ado_errors import ado_errors
 from webhook.api.auth import require_admin
 from webhook.api.requests import load_body, load_query, page_body
 from webhook.errors import Conflict, NotFound, ValidationFailed
-from webhook.gateway import AdoGateway
 from webhook.openapi import doc
 from webhook.schemas import HookCreateSchema, HookPageSchema, HookSetupSchema, PageQuerySchema
 from webhook.services import get_services
@@ -22,10 +21,7 @@ bp.before_request(require_admin)
 
 
 def _subscriptions() -> Subscriptions:
-    services = get_services()
-    return Subscriptions(
-        services.store, AdoGateway(services.settings, services.store), services.settings.public_url
-    )
+    return get_services().subscriptions
 
 
 @bp.post("")

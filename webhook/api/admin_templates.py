@@ -15,7 +15,6 @@ from webhook.domain.models import Risk, Template
 from webhook.domain.rendering import build_create_patch
 from webhook.domain.templates import missing_required_fields, validate_title_format
 from webhook.errors import Conflict, NotFound, ValidationFailed
-from webhook.gateway import AdoGateway
 from webhook.openapi import doc
 from webhook.schemas import (
     BackfillResultSchema,
@@ -58,7 +57,7 @@ def check_against_ado(data: dict[str, Any]) -> None:
         services.store.get_connection(data["connection_id"])
     except Missing as exc:
         raise ValidationFailed(str(exc), details={"connection_id": [str(exc)]}) from None
-    gateway = AdoGateway(services.settings, services.store)
+    gateway = services.gateway
     template = Template(
         id=0,
         **{

@@ -12,6 +12,7 @@ from webhook.openapi import build_spec, doc
 from webhook.schemas import HealthSchema
 from webhook.services import get_services
 from webhook.storage.errors import storage_unavailable
+from webhook.subscriptions import unhooked_projects
 
 bp = Blueprint("health", __name__)
 HEARTBEAT_MAX_AGE = 30.0
@@ -54,8 +55,6 @@ def readyz() -> ResponseReturnValue:
     checks["worker_heartbeat_age_seconds"] = None if age is None else round(age, 1)
     checks["worker"] = "ok" if age is not None and age <= HEARTBEAT_MAX_AGE else "stale"
     # A warning, not unreadiness: such projects still sync by reconciliation.
-    from webhook.subscriptions import unhooked_projects
-
     try:
         checks["service_hooks"] = unhooked_projects(store) or "ok"
     except Exception as exc:  # a detail: the database check above says why

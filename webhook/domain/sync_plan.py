@@ -7,24 +7,23 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from webhook.domain.jobs import JobKind, Lane
 from webhook.domain.models import Risk, Template
 from webhook.domain.severity import SEVERITIES, meets_threshold, severity_rank
 from webhook.domain.states import decide_scanner_status_change
 from webhook.domain.templates import choose_template
 
-# Job kinds the worker knows how to perform.
-CREATE_WORK_ITEM = "create_work_item"
-SEVERITY_CHANGED = "severity_changed"
-# The scanner changed what a linked risk says: rewrite the item's body (and title) once the
-# changes of WEBHOOK_CONTENT_SYNC_SECONDS are gathered (SPEC 4, "Content stays current").
-CONTENT_CHANGED = "content_changed"
-SCANNER_RESOLVED = "scanner_resolved"
-SCANNER_REOPENED = "scanner_reopened"
-CALLBACK = "callback"
-APPLY_HOOK_EVENT = "apply_hook_event"
+# Job kinds and lanes under their historical names (webhook.domain.jobs has the enums).
+CREATE_WORK_ITEM = JobKind.CREATE_WORK_ITEM
+SEVERITY_CHANGED = JobKind.SEVERITY_CHANGED
+CONTENT_CHANGED = JobKind.CONTENT_CHANGED
+SCANNER_RESOLVED = JobKind.SCANNER_RESOLVED
+SCANNER_REOPENED = JobKind.SCANNER_REOPENED
+CALLBACK = JobKind.CALLBACK
+APPLY_HOOK_EVENT = JobKind.APPLY_HOOK_EVENT
 
-ADO_LANE = "ado"
-CALLBACK_LANE = "callback"
+ADO_LANE = Lane.ADO
+CALLBACK_LANE = Lane.CALLBACK
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,7 @@ def ui_store() -> UiSessionRepository:
 
 def gateway() -> AdoGateway:
     """The same Azure DevOps gateway the admin API uses."""
-    services = get_services()
-    return AdoGateway(services.settings, services.store)
+    return get_services().gateway
 
 
 def is_htmx() -> bool:

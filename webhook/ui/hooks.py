@@ -15,13 +15,12 @@ from webhook.schemas import HookCreateSchema
 from webhook.services import get_services
 from webhook.storage.errors import Missing
 from webhook.subscriptions import PublicUrlMissing, Subscriptions
-from webhook.ui.core import as_id, bp, form_errors, gateway, page
+from webhook.ui.core import as_id, bp, form_errors, page
 from webhook.ui.work_item_templates import ado_choices
 
 
 def _subscriptions() -> Subscriptions:
-    services = get_services()
-    return Subscriptions(services.store, gateway(), services.settings.public_url)
+    return get_services().subscriptions
 
 
 def _page(
