@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS risks (
     resolution_state TEXT,
     resolution_by    TEXT,
     resolution_at    TEXT,
+    resolution_reason TEXT,
     created_at       TEXT NOT NULL,
     updated_at       TEXT NOT NULL,
     UNIQUE (source, key)

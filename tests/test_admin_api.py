@@ -195,8 +195,8 @@ def test_migration_brings_a_version_1_database_up_to_date(tmp_path) -> None:
         .replace("    claim_token       INTEGER NOT NULL DEFAULT 0,", "")
         .replace("    lease_renewals    INTEGER NOT NULL DEFAULT 0,", "")
     )
-    # Columns added by migration 4.
-    v1 = re.sub(r"\n\s+(item_hash|title|body_hash)\s+TEXT,[^\n]*", "", v1)
+    # Columns added by migrations 4 and 6.
+    v1 = re.sub(r"\n\s+(item_hash|title|body_hash|resolution_reason)\s+TEXT,[^\n]*", "", v1)
     old.executescript(v1)
     old.execute("INSERT INTO meta(key, value) VALUES ('installation_id', 'keep')")
     old.execute("PRAGMA user_version=1")
@@ -208,6 +208,7 @@ def test_migration_brings_a_version_1_database_up_to_date(tmp_path) -> None:
     assert "jobs_lane_held" in names and not {"jobs_lane", "jobs_lane_open"} & names
     columns = {r[1] for r in db.conn.execute("PRAGMA table_info(work_items)")}
     assert {"title", "body_hash"} <= columns
-    assert "item_hash" in {r[1] for r in db.conn.execute("PRAGMA table_info(risks)")}
+    risk_columns = {r[1] for r in db.conn.execute("PRAGMA table_info(risks)")}
+    assert {"item_hash", "resolution_reason"} <= risk_columns
     assert db.conn.execute("SELECT value FROM meta").fetchone()[0] == "keep"
     db.close()

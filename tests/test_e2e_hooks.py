@@ -74,9 +74,12 @@ def test_status_by_category_on_each_process(tmp_path, project, wit, done, reopen
         r.source()
         r.send(risk("R-1"))
         wi = linked(r, "R-1")
-        r.sb.set_state(wi["id"], done, by="Dana Developer <dana@contoso.com>")
+        closed = r.sb.set_state(wi["id"], done, by="Dana Developer <dana@contoso.com>")
         got = wait_for(lambda: (x := risk_of(r, "R-1"))["status"] == "resolved" and x)
         assert got["resolution"]["state"] == done
+        # SPEC 3.3: the resolution says why (System.Reason), as Azure DevOps recorded it.
+        assert got["resolution"]["reason"] == closed["fields"]["System.Reason"]
+        assert got["resolution"]["reason"]
         assert "Dana Developer" in got["resolution"]["by"]
         assert got["work_item"]["state"] == done
         r.sb.set_state(wi["id"], reopen)

@@ -544,6 +544,7 @@ def test_an_older_database_gains_fencing_tokens(tmp_path: Path, fake: FakeClock)
         "ALTER TABLE risks DROP COLUMN item_hash;"
         "ALTER TABLE work_items DROP COLUMN title;"
         "ALTER TABLE work_items DROP COLUMN body_hash;"
+        "ALTER TABLE risks DROP COLUMN resolution_reason;"
         "INSERT INTO jobs(kind, lane, state, attempts, next_attempt_ts, created_ts, updated_ts)"
         " VALUES ('callback', 'risk:1:x', 'pending', 3, 0, 0, 0);"
         "PRAGMA user_version=2;"

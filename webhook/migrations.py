@@ -40,4 +40,6 @@ MIGRATIONS: list[list[str]] = [
         " failures INTEGER NOT NULL, last_failure_ts REAL NOT NULL,"
         " locked_until_ts REAL NOT NULL)",
     ],
+    # 6: why a work item is in its state (System.Reason), kept with the risk's resolution.
+    ["ALTER TABLE risks ADD COLUMN resolution_reason TEXT"],
 ]

@@ -585,6 +585,7 @@ class WorkItemRefSchema(Schema):
 
 class ResolutionSchema(Schema):
     state = fields.String(allow_none=True, required=True)
+    reason = fields.String(allow_none=True, required=True)  # System.Reason (None: not known)
     by = fields.String(allow_none=True, required=True)
     at = fields.String(allow_none=True, required=True)
 

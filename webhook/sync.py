@@ -62,6 +62,7 @@ RECONCILE_FIELDS = [
     "System.ChangedDate",
     "System.WorkItemType",
     "System.TeamProject",
+    "System.Reason",
 ]
 RECONCILE_FAILURES_SHOWN = 20
 RECONCILE_RETRY_MAX = 1000
@@ -461,6 +462,7 @@ class SyncHandlers:
             category=category,
             by=identity_name(fields.get("System.ChangedBy")),
             at=fields.get("System.ChangedDate"),
+            reason=fields.get("System.Reason") or None,
             deleted=False,
             origin=origin,
             allow_same_rev=True,
@@ -538,6 +540,7 @@ class SyncHandlers:
             category=category,
             by=p.get("by"),
             at=p.get("at"),
+            reason=p.get("reason"),
             # An item cannot be edited in the recycle bin: a newer update means it is back.
             deleted=False if wi.deleted else None,
             work_item_type=p.get("work_item_type"),

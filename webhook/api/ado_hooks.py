@@ -117,6 +117,7 @@ def receive_hook() -> ResponseReturnValue:
                 "deleted": change.deleted,
                 "work_item_type": change.work_item_type,
                 "project": change.project,
+                "reason": change.reason,
             },
         )
     except Missing:

@@ -27,6 +27,7 @@ class WorkItemChange:
     deleted: bool | None  # True on delete, False on restore, None otherwise
     work_item_type: str | None = None  # System.WorkItemType the event reports (None: absent)
     project: str | None = None  # System.TeamProject the event reports (None: absent)
+    reason: str | None = None  # System.Reason after the event (why the state is what it is)
 
 
 _MAX_INT = 2**63 - 1  # SQLite INTEGER; Azure DevOps ids and revisions are far smaller
@@ -88,6 +89,7 @@ def parse_change(event_type: str, resource: dict[str, Any]) -> WorkItemChange | 
             deltas, "System.WorkItemType"
         )
         project = current.get("System.TeamProject") or _new_value(deltas, "System.TeamProject")
+        reason = current.get("System.Reason") or _new_value(deltas, "System.Reason")
     else:
         fields = resource.get("fields") if isinstance(resource.get("fields"), dict) else {}
         work_item_id = _int(resource.get("id"))
@@ -98,6 +100,7 @@ def parse_change(event_type: str, resource: dict[str, Any]) -> WorkItemChange | 
         deleted = event_type == "workitem.deleted"
         work_item_type = fields.get("System.WorkItemType")
         project = fields.get("System.TeamProject")
+        reason = fields.get("System.Reason")
     if work_item_id is None or work_item_id <= 0:
         return None
     return WorkItemChange(
@@ -110,6 +113,7 @@ def parse_change(event_type: str, resource: dict[str, Any]) -> WorkItemChange | 
         deleted=deleted,
         work_item_type=_text(work_item_type),
         project=_text(project),
+        reason=_text(reason),
     )
 
 

@@ -43,6 +43,7 @@ class WorkItemChange:
     project: str | None = None
     deleted_by: str | None = None
     deleted_at: str | None = None
+    reason: str | None = None  # System.Reason with the state (e.g. "Fixed", "Verified")
 
 
 @dataclass(frozen=True)

@@ -173,14 +173,14 @@ class SqliteRisks(SqliteRepo):
             )
         if change.resolution_by_scanner:
             conn.execute(
-                "UPDATE risks SET resolution_state='resolved', resolution_by=?, resolution_at=?"
-                " WHERE id=?",
+                "UPDATE risks SET resolution_state='resolved', resolution_by=?, resolution_at=?,"
+                " resolution_reason=NULL WHERE id=?",
                 (f"scanner:{source.name}", now, risk_id),
             )
         elif change.status == "open" and previous is not None and previous.status != "open":
             conn.execute(
-                "UPDATE risks SET resolution_state=NULL, resolution_by=NULL, resolution_at=NULL"
-                " WHERE id=?",
+                "UPDATE risks SET resolution_state=NULL, resolution_by=NULL, resolution_at=NULL,"
+                " resolution_reason=NULL WHERE id=?",
                 (risk_id,),
             )
         self._add_history(conn, risk_id, change.history, now)
@@ -198,7 +198,8 @@ class SqliteRisks(SqliteRepo):
     # columns (assets up to 10,000, four texts up to 256 KiB each) never reach Python for a list.
     _RISK_SELECT = (
         "SELECT r.id, r.source, r.key, r.name, r.severity, r.status, r.url, r.project, r.tags,"
-        " r.resolution_state, r.resolution_by, r.resolution_at, r.created_at, r.updated_at,"
+        " r.resolution_state, r.resolution_reason, r.resolution_by, r.resolution_at,"
+        " r.created_at, r.updated_at,"
         " json_array_length(r.assets) AS assets_total,"
         " (SELECT json_group_array(json(a.value)) FROM"
         f"   (SELECT value FROM json_each(r.assets) LIMIT {ASSETS_IN_LIST}) a) AS assets_head,"
@@ -215,6 +216,7 @@ class SqliteRisks(SqliteRepo):
         if row["resolution_state"] is not None:
             resolution = {
                 "state": row["resolution_state"],
+                "reason": row["resolution_reason"],
                 "by": row["resolution_by"],
                 "at": row["resolution_at"],
             }

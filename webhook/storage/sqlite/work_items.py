@@ -296,14 +296,22 @@ class SqliteWorkItems(SqliteRepo):
         if plan.new_status == "open":
             conn.execute(
                 "UPDATE risks SET status='open', resolution_state=NULL, resolution_by=NULL,"
-                " resolution_at=NULL, updated_at=? WHERE id=?",
+                " resolution_at=NULL, resolution_reason=NULL, updated_at=? WHERE id=?",
                 (now, risk_id),
             )
         elif plan.new_status is not None:
             conn.execute(
                 "UPDATE risks SET status=?, resolution_state=?, resolution_by=?,"
-                " resolution_at=?, updated_at=? WHERE id=?",
-                (plan.new_status, change.state, change.by, change.at or now, now, risk_id),
+                " resolution_at=?, resolution_reason=?, updated_at=? WHERE id=?",
+                (
+                    plan.new_status,
+                    change.state,
+                    change.by,
+                    change.at or now,
+                    change.reason,
+                    now,
+                    risk_id,
+                ),
             )
         self._add_history(conn, risk_id, plan.history, now)
         self._add_jobs(conn, risk_id, plan.jobs, now_ts)
