@@ -174,6 +174,34 @@ def test_template_tags_in_the_reserved_namespace_are_422(world: World, tags: lis
     assert world.client.get("/admin/templates", headers=ADMIN).get_json()["total"] == 1
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"System.Tags": "adowh-1a2b3c4d-2"},  # the acceptance run's input: dropped silently
+        {"system.tags": "Security"},
+        {"System.Title": "fixed title"},
+        {"Microsoft.VSTS.TCM.ReproSteps": "<p>x</p>"},
+    ],
+)
+def test_template_fields_the_service_writes_itself_are_422(
+    world: World, fields: dict[str, str]
+) -> None:
+    body = {
+        "name": "overrides",
+        "connection_id": world.connection_id,
+        "project": "AppSec",
+        "work_item_type": "Bug",
+        "auto_create": True,
+        "severity_threshold": "low",
+        "fields": fields,
+    }
+    resp = world.client.post("/admin/templates", headers=ADMIN, json=body)
+    assert resp.status_code == 422, resp.get_json()
+    (name,) = fields
+    assert f"fields.{name}" in resp.get_json()["error"]["details"], resp.get_json()
+    assert world.client.get("/admin/templates", headers=ADMIN).get_json()["total"] == 1
+
+
 # ---- the tag itself ----------------------------------------------------------------------
 
 

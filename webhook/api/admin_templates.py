@@ -13,7 +13,11 @@ from webhook.api.auth import require_admin
 from webhook.api.requests import load_body, load_query, page_body
 from webhook.domain.models import Risk, Template
 from webhook.domain.rendering import build_create_patch
-from webhook.domain.templates import missing_required_fields, validate_title_format
+from webhook.domain.templates import (
+    missing_required_fields,
+    risk_owned_fields,
+    validate_title_format,
+)
 from webhook.errors import Conflict, NotFound, ValidationFailed
 from webhook.openapi import doc
 from webhook.schemas import (
@@ -90,6 +94,19 @@ def check_against_ado(data: dict[str, Any]) -> None:
                 f"does not exist: {exc.message}",
                 details={"project": [exc.message], "work_item_type": [exc.message]},
             ) from None
+        owned = {name.casefold(): name for name in risk_owned_fields(template, info)}
+        overridden = [name for name in template.fields if name.casefold() in owned]
+        if overridden:
+            # The service writes these itself (SPEC 4, "Work item content"); a value here would
+            # be dropped without a word.
+            raise ValidationFailed(
+                f"fields sets {', '.join(overridden)}, which ado-webhook writes itself from the"
+                " risk and the template (title_format, tags, area_path, iteration_path)",
+                details={
+                    f"fields.{name}": ["set by ado-webhook; use the template's own settings"]
+                    for name in overridden
+                },
+            )
         missing = missing_required_fields(template, info)
         if missing:
             raise ValidationFailed(
