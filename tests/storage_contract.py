@@ -42,7 +42,7 @@ def _world(storage: Storage, *, callback: str | None = None) -> tuple[SourceAuth
         "org", "https://dev.azure.com/org", {"type": "pat", "token": "contract-token-123"}
     )
     template = storage.templates.create_template({**TEMPLATE, "connection_id": connection["id"]})
-    return source, int(connection["id"]), int(template["id"])
+    return source, int(connection["id"]), template.id
 
 
 def _risk(key: str, severity: str = "high", status: str = "open") -> Risk:

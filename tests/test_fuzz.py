@@ -154,7 +154,7 @@ class FuzzTarget:
                 "close_on_resolve": False,
             }
         )
-        self.store.request_work_item(1, template["id"])
+        self.store.request_work_item(1, template.id)
         while (job := self.store.claim_job("fuzz-seed")) is not None:
             self.store.fail_job(job, "seeded failure")
         self.store.save_hook(

@@ -59,4 +59,4 @@ def export_risk(risk_id: int) -> ResponseReturnValue:
         raise NotFound(str(exc)) from None
     except InUse as exc:
         raise Conflict(str(exc), code="work_item_exists") from None
-    return jsonify({"job": job}), 202
+    return jsonify(ExportAcceptedSchema().dump({"job": job})), 202

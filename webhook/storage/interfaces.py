@@ -32,9 +32,11 @@ from webhook.storage.types import (
     HookAuth,
     IngestOutcome,
     Job,
+    JobRecord,
     Lease,
     SourceAuth,
     SourceRecord,
+    TemplateRecord,
     WorkItemChange,
     WorkItemLink,
 )
@@ -107,13 +109,11 @@ class RiskRepository(Protocol):
 class JobRepository(Protocol):
     """The recorded jobs the worker performs (claims, leases, fencing, lanes)."""
 
-    def list_jobs(
-        self, state: str | None, page: int, per_page: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    def list_jobs(self, state: str | None, page: int, per_page: int) -> tuple[list[JobRecord], int]:
         """Jobs, optionally by state (without a state: everything not done)."""
         ...
 
-    def retry_job(self, job_id: int) -> dict[str, Any]:
+    def retry_job(self, job_id: int) -> JobRecord:
         """Requeue a failed job now, with a fresh budget of attempts (Missing, InUse)."""
         ...
 
@@ -209,7 +209,7 @@ class WorkItemRepository(Protocol):
         """The risk an Azure DevOps work item is linked to, if any."""
         ...
 
-    def request_work_item(self, risk_id: int, template_id: int) -> dict[str, Any]:
+    def request_work_item(self, risk_id: int, template_id: int) -> JobRecord:
         """Manual export: record a create job unless the risk already has (or awaits) an item."""
         ...
 
@@ -311,11 +311,11 @@ class ConnectionRepository(Protocol):
 class TemplateRepository(Protocol):
     """Work item templates and their backfill."""
 
-    def create_template(self, data: dict[str, Any]) -> dict[str, Any]:
+    def create_template(self, data: dict[str, Any]) -> TemplateRecord:
         """Save a validated template."""
         ...
 
-    def update_template(self, template_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    def update_template(self, template_id: int, data: dict[str, Any]) -> TemplateRecord:
         """Change a template's fields."""
         ...
 
@@ -323,12 +323,12 @@ class TemplateRepository(Protocol):
         """Delete a template (existing work items keep their link)."""
         ...
 
-    def list_templates(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    def list_templates(self, page: int, per_page: int) -> tuple[list[TemplateRecord], int]:
         """Templates, oldest first."""
         ...
 
-    def get_template(self, template_id: int) -> dict[str, Any]:
-        """One template as the API shows it."""
+    def get_template(self, template_id: int) -> TemplateRecord:
+        """One template with its times (Missing)."""
         ...
 
     def load_template(self, template_id: int) -> Template | None:

@@ -15,9 +15,11 @@ __all__ = [
     "HookAuth",
     "IngestOutcome",
     "Job",
+    "JobRecord",
     "Lease",
     "SourceAuth",
     "SourceRecord",
+    "TemplateRecord",
     "WorkItemChange",
     "WorkItemLink",
 ]
@@ -47,6 +49,49 @@ class SourceRecord:
     previous_secret_valid_until: str | None
     created_at: str
     updated_at: str
+
+
+@dataclass(frozen=True)
+class TemplateRecord:
+    """A work item template as the admin sees it (the domain `Template` plus its times).
+
+    `sources` None means every source; `fields` maps field reference names to values; times
+    are ISO 8601.
+    """
+
+    id: int
+    name: str
+    connection_id: int
+    project: str
+    work_item_type: str
+    auto_create: bool
+    severity_threshold: str
+    sources: tuple[str, ...] | None
+    title_format: str
+    tags: tuple[str, ...]
+    area_path: str | None
+    iteration_path: str | None
+    fields: dict[str, Any]
+    close_on_resolve: bool
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A recorded job as the admin sees it (see `Job` for a worker's claim of one).
+
+    `state` is pending, running, failed or done; `next_attempt_at` (ISO 8601) is set only
+    while pending.
+    """
+
+    id: int
+    kind: str
+    state: str
+    attempts: int
+    last_error: str | None
+    risk_id: int | None
+    next_attempt_at: str | None
 
 
 @dataclass(frozen=True)

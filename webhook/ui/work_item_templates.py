@@ -209,9 +209,7 @@ def create_template() -> Response:
         return _form_page(form, {"name": [str(exc)]}, str(exc), 409)
     except ApiError as exc:
         return _refused(form, data, exc)
-    flash(
-        f"Saved template “{created['name']}”: {created['work_item_type']} in {created['project']}."
-    )
+    flash(f"Saved template “{created.name}”: {created.work_item_type} in {created.project}.")
     return redirect(url_for("ui.templates"), code=303)
 
 
