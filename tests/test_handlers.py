@@ -314,6 +314,12 @@ def test_callback_is_signed_and_retried_until_acknowledged(
     assert len(scanner.received) == 2  # the 503, then the acknowledged retry
     (first_headers, _), (headers, body) = scanner.received
     assert headers["webhook-id"] == first_headers["webhook-id"]  # same id: scanner dedupes
+    assert body == (  # the wire format, byte for byte (key order included)
+        b'{"type":"risk.resolution_changed","risk":{"id":1,"source":"sast","key":"R-1",'
+        b'"status":"resolved","resolution":{"state":"resolved","by":"scanner:sast",'
+        b'"at":"2027-01-15T08:01:00.000Z"},"work_item":{"id":101,"url":null,"project":"AppSec",'
+        b'"type":"Bug","state":"New","deleted":false}}}'
+    )
     event = json.loads(body)
     assert event["type"] == "risk.resolution_changed"
     assert event["risk"]["id"] == risk_id and event["risk"]["status"] == "resolved"

@@ -34,6 +34,8 @@ from webhook.storage.types import (
     Job,
     JobRecord,
     Lease,
+    RiskDetail,
+    RiskSummary,
     SourceAuth,
     SourceRecord,
     TemplateRecord,
@@ -81,11 +83,11 @@ class RiskRepository(Protocol):
 
     def list_risks(
         self, filters: dict[str, str], page: int, per_page: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[RiskSummary], int]:
         """Risks matching the filters, newest first, with their work item (bounded assets)."""
         ...
 
-    def get_risk(self, risk_id: int) -> dict[str, Any]:
+    def get_risk(self, risk_id: int) -> RiskDetail:
         """One risk with all its assets, its full text and sync history."""
         ...
 
@@ -97,7 +99,7 @@ class RiskRepository(Protocol):
         """How many risks are stored."""
         ...
 
-    def get_risk_summary(self, risk_id: int) -> dict[str, Any] | None:
+    def get_risk_summary(self, risk_id: int) -> RiskSummary | None:
         """A risk as the list endpoint shows it, or None."""
         ...
 

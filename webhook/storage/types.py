@@ -9,19 +9,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.domain.models import Asset
 from webhook.domain.work_item_changes import WorkItemChange
 
 __all__ = [
+    "HistoryEntry",
     "HookAuth",
     "IngestOutcome",
     "Job",
     "JobRecord",
     "Lease",
+    "RiskDetail",
+    "RiskResolution",
+    "RiskSummary",
     "SourceAuth",
     "SourceRecord",
     "TemplateRecord",
     "WorkItemChange",
     "WorkItemLink",
+    "WorkItemRef",
 ]
 
 
@@ -49,6 +55,69 @@ class SourceRecord:
     previous_secret_valid_until: str | None
     created_at: str
     updated_at: str
+
+
+@dataclass(frozen=True)
+class RiskResolution:
+    """How a risk's work item was closed: its state, by whom and when (ISO 8601)."""
+
+    state: str | None
+    by: str | None
+    at: str | None
+
+
+@dataclass(frozen=True)
+class WorkItemRef:
+    """A risk's work item as lists show it (`deleted`: it sits in the recycle bin)."""
+
+    id: int
+    url: str | None
+    project: str
+    type: str
+    state: str | None
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class RiskSummary:
+    """A risk as lists show it (SPEC 3.3): `assets` holds at most the first ASSETS_IN_LIST
+    assets and `assets_total` counts them all; times are ISO 8601."""
+
+    id: int
+    source: str
+    key: str
+    name: str
+    severity: str
+    status: str
+    resolution: RiskResolution | None
+    url: str | None
+    project: str | None
+    assets: tuple[Asset, ...]
+    assets_total: int
+    tags: tuple[str, ...]
+    created_at: str
+    updated_at: str
+    work_item: WorkItemRef | None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One entry of a risk's sync history (`at` ISO 8601; `detail` as recorded)."""
+
+    at: str
+    event: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RiskDetail(RiskSummary):
+    """One risk in full: every asset, its texts and its sync history, oldest first."""
+
+    definition: str | None
+    evidence: str | None
+    proof: str | None
+    remediation: str | None
+    history: tuple[HistoryEntry, ...]
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,9 @@ def page_rows(
     return rows, total
 
 
-def asset_dicts(assets_json: str | None) -> list[dict[str, str]]:
-    """`[[group, identifier], ...]` as stored → `[{"group", "identifier"}, ...]`."""
-    return [{"group": g, "identifier": i} for g, i in json.loads(assets_json or "[]")]
+def assets_of(assets_json: str | None) -> tuple[Asset, ...]:
+    """`[[group, identifier], ...]` as stored → the assets, in order."""
+    return tuple(Asset(group=g, identifier=i) for g, i in json.loads(assets_json or "[]"))
 
 
 def loads(value: str | None, default: Any) -> Any:
