@@ -41,8 +41,8 @@ def _world(storage: Storage, *, callback: str | None = None) -> tuple[SourceAuth
     connection = storage.connections.create_connection(
         "org", "https://dev.azure.com/org", {"type": "pat", "token": "contract-token-123"}
     )
-    template = storage.templates.create_template({**TEMPLATE, "connection_id": connection["id"]})
-    return source, int(connection["id"]), template.id
+    template = storage.templates.create_template({**TEMPLATE, "connection_id": connection.id})
+    return source, connection.id, template.id
 
 
 def _risk(key: str, severity: str = "high", status: str = "open") -> Risk:

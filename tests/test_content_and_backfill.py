@@ -27,7 +27,7 @@ def add_template(store: Store, name: str, **fields: Any) -> TemplateRecord:
     )
     data = {
         "name": name,
-        "connection_id": connection["id"],
+        "connection_id": connection.id,
         "project": "AppSec",
         "work_item_type": "Bug",
         "auto_create": True,
@@ -46,7 +46,7 @@ def add_template(store: Store, name: str, **fields: Any) -> TemplateRecord:
 def link(store: Store, risk_id: int, ado_id: int) -> None:
     assert store.link_work_item(
         risk_id,
-        connection_id=store.list_connections(1, 1)[0][0]["id"],
+        connection_id=store.list_connections(1, 1)[0][0].id,
         template_id=None,
         project="AppSec",
         work_item_type="Bug",

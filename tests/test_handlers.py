@@ -85,7 +85,7 @@ def setup_risk(
     """A high risk under an auto-create template; returns (risk id, source secret)."""
     conn_id = store.create_connection(
         "org", "https://dev.azure.com/example", {"type": "pat", "token": "p" * 20}
-    )["id"]
+    ).id
     store.create_template(
         {
             "name": "bugs",
@@ -236,7 +236,7 @@ def test_a_missing_subscription_is_recreated_and_reconciliation_requested(
     store = services.store
     conn_id = store.create_connection(
         "org", "https://dev.azure.com/example", {"type": "pat", "token": "p" * 20}
-    )["id"]
+    ).id
     subs = Subscriptions(store, gateway, "https://hooks.example")  # type: ignore[arg-type]
     hooks, created = subs.ensure(conn_id, "AppSec")
     assert created and len(ado.subscriptions) == 3

@@ -29,6 +29,7 @@ from webhook.domain.models import Risk, Template
 from webhook.domain.sync_plan import JobSpec, WrittenContent
 from webhook.domain.ui_sessions import SignInCheck
 from webhook.storage.types import (
+    ConnectionRecord,
     HookAuth,
     IngestOutcome,
     Job,
@@ -278,7 +279,7 @@ class ConnectionRepository(Protocol):
 
     def create_connection(
         self, name: str, organization_url: str, auth: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> ConnectionRecord:
         """Save a validated connection; credentials are encrypted."""
         ...
 
@@ -289,7 +290,7 @@ class ConnectionRepository(Protocol):
         name: str | None = None,
         auth: dict[str, Any] | None = None,
         organization_url: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ConnectionRecord:
         """Rename a connection and/or replace its organization URL or credentials."""
         ...
 
@@ -297,11 +298,11 @@ class ConnectionRepository(Protocol):
         """Delete a connection unless templates still use it."""
         ...
 
-    def list_connections(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    def list_connections(self, page: int, per_page: int) -> tuple[list[ConnectionRecord], int]:
         """Connections (never their credentials)."""
         ...
 
-    def get_connection(self, connection_id: int) -> dict[str, Any]:
+    def get_connection(self, connection_id: int) -> ConnectionRecord:
         """One connection (never its credentials)."""
         ...
 

@@ -13,6 +13,8 @@ from webhook.domain.models import Asset
 from webhook.domain.work_item_changes import WorkItemChange
 
 __all__ = [
+    "ConnectionAuthInfo",
+    "ConnectionRecord",
     "HistoryEntry",
     "HookAuth",
     "IngestOutcome",
@@ -53,6 +55,29 @@ class SourceRecord:
     name: str
     callback_url: str | None
     previous_secret_valid_until: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class ConnectionAuthInfo:
+    """How a connection signs in, without its secret: `type` is "pat" or
+    "service_principal"; `tenant_id`/`client_id` are set only for a service principal."""
+
+    type: str
+    tenant_id: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionRecord:
+    """An Azure DevOps connection as the admin sees it (never its credentials); times are
+    ISO 8601."""
+
+    id: int
+    name: str
+    organization_url: str
+    auth: ConnectionAuthInfo
     created_at: str
     updated_at: str
 
