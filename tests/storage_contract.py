@@ -41,8 +41,8 @@ def _world(storage: Storage, *, callback: str | None = None) -> tuple[SourceAuth
     connection = storage.connections.create_connection(
         "org", "https://dev.azure.com/org", {"type": "pat", "token": "contract-token-123"}
     )
-    template = storage.templates.create_template({**TEMPLATE, "connection_id": connection["id"]})
-    return source, int(connection["id"]), int(template["id"])
+    template = storage.templates.create_template({**TEMPLATE, "connection_id": connection.id})
+    return source, connection.id, template.id
 
 
 def _risk(key: str, severity: str = "high", status: str = "open") -> Risk:
@@ -279,10 +279,10 @@ def test_work_item_changes_apply_in_rev_order(storage: Storage) -> None:
     _link(storage, 1, connection, template, 70)
     done = WorkItemChange(rev=3, state="Done", category="Completed", by="Ann", at=None)
     assert storage.work_items.apply_work_item_change(1, done)
-    assert storage.risks.get_risk(1)["status"] == "resolved"
+    assert storage.risks.get_risk(1).status == "resolved"
     older = WorkItemChange(rev=2, state="New", category="Proposed", by="Bob", at=None)
     assert not storage.work_items.apply_work_item_change(1, older)
-    assert storage.risks.get_risk(1)["status"] == "resolved"
+    assert storage.risks.get_risk(1).status == "resolved"
     link = storage.work_items.work_item_for(1)
     assert link is not None and (link.rev, link.state) == (3, "Done")
 

@@ -8,6 +8,9 @@ import re
 
 from flask.testing import FlaskClient
 
+from tests.conftest import risk
+from tests.inproc import loop
+
 ISO = re.compile(r'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)"')
 SECRET = re.compile(r'"whsec_[A-Za-z0-9+/=]+"')
 
@@ -43,3 +46,115 @@ def test_source_answers_keep_their_shape(client: FlaskClient, admin) -> None:
         '"name":"sast","previous_secret_valid_until":"<time>","secret":"<secret>",'
         '"updated_at":"<time>","webhook_url":"http://localhost/webhooks/risks/sast"}'
     )
+
+
+GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def loop_body(resp, org_url: str) -> str:  # type: ignore[no-untyped-def]
+    """`body` with the stand-in's address and every GUID replaced by placeholders too."""
+    return GUID.sub("<guid>", body(resp).replace(org_url, "<org>"))
+
+
+TEMPLATE = (
+    '{"area_path":null,"auto_create":true,"close_on_resolve":false,"connection_id":1,'
+    '"created_at":"<time>","fields":{},"id":1,"iteration_path":null,"name":"t-AppSec",'
+    '"project":"AppSec","severity_threshold":"low","sources":["src-AppSec"],"tags":[],'
+    '"title_format":"{name}","updated_at":"<time>","work_item_type":"Bug"}'
+)
+HOOKS = "".join(
+    f'{{"connection_id":1,"event_type":"workitem.{event}","heal_count":0,"id":{n},'
+    '"last_checked_at":"<time>","last_error":null,"last_healed_at":null,"project":"AppSec",'
+    '"project_id":"<guid>","status":"enabled","subscription_id":"<guid>"},'
+    for n, event in enumerate(("updated", "deleted", "restored"), 1)
+).rstrip(",")
+CONNECTION = (
+    '{"auth":{"type":"pat"},"created_at":"<time>","id":1,"name":"sandbox",'
+    '"organization_url":"<org>","updated_at":"<time>"}'
+)
+RISK = (
+    '"assets":[],"assets_total":0,"created_at":"<time>",{text}"id":1,"key":"R-1",'
+    '"name":"SQL injection R-1","project":null,{proof}"resolution":null,"severity":"high",'
+    '"source":"src-AppSec","status":"open","tags":[],"updated_at":"<time>","url":null,'
+    '"work_item":{work_item}'
+)
+WORK_ITEM = (
+    '{"deleted":false,"id":101,"project":"AppSec","state":"New","type":"Bug",'
+    '"url":"<org>/<guid>/_workitems/edit/101"}'
+)
+
+
+def test_template_job_risk_connection_and_hook_answers_keep_their_shape(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with loop(tmp_path) as world:
+        world.setup(("AppSec", "Bug"))
+        org = world.sb.org_url
+        http, admin = world.http, world.admin_headers
+
+        def get(path: str) -> str:
+            resp = http.get(path, headers=admin)
+            assert resp.status_code == 200
+            return loop_body(resp, org)
+
+        assert (
+            get("/admin/templates") == f'{{"items":[{TEMPLATE}],"page":1,"per_page":100,"total":1}}'
+        )
+        assert get("/admin/templates/1") == TEMPLATE
+        patched = http.patch("/admin/templates/1", json={"tags": ["x"]}, headers=admin)
+        assert loop_body(patched, org) == TEMPLATE.replace('"tags":[]', '"tags":["x"]').replace(
+            '"fields":{},',
+            '"fields":{},"hooks":{"healthy":true,"message":null,"missing":[],"registered":true},',
+        )
+
+        assert get("/admin/connections") == (
+            f'{{"items":[{CONNECTION}],"page":1,"per_page":100,"total":1}}'
+        )
+        assert get("/admin/connections/1") == CONNECTION
+        renamed = http.patch("/admin/connections/1", json={"name": "renamed"}, headers=admin)
+        assert loop_body(renamed, org) == CONNECTION.replace('"sandbox"', '"renamed"')
+        assert get("/admin/hooks") == f'{{"items":[{HOOKS}],"page":1,"per_page":100,"total":3}}'
+
+        world.send("AppSec", risk("R-1"))
+        pending = (
+            '{"attempts":0,"id":1,"kind":"create_work_item","last_error":null,'
+            '"next_attempt_at":"<time>","risk_id":1,"state":"pending"}'
+        )
+        assert get("/admin/jobs") == f'{{"items":[{pending}],"page":1,"per_page":100,"total":1}}'
+        listed = RISK.format(text="", proof="", work_item="null")
+        assert (
+            get("/admin/risks") == f'{{"items":[{{{listed}}}],"page":1,"per_page":100,"total":1}}'
+        )
+        world.drain()
+        history = (
+            '"history":[{"at":"<time>","detail":{"severity":"high","status":"open"},'
+            '"event":"risk_created"},{"at":"<time>","detail":{"id":101,"project":"AppSec",'
+            '"type":"Bug","url":"<org>/<guid>/_workitems/edit/101"},"event":"work_item_created"}],'
+        )
+        detail = RISK.format(
+            text=f'"definition":null,"evidence":null,{history}',
+            proof='"proof":null,"remediation":null,',
+            work_item=WORK_ITEM,
+        )
+        assert get("/admin/risks/1") == f"{{{detail}}}"
+        assert get("/admin/risks") == (
+            f'{{"items":[{{{RISK.format(text="", proof="", work_item=WORK_ITEM)}}}],'
+            '"page":1,"per_page":100,"total":1}'
+        )
+
+        world.send("AppSec", risk("R-2", severity="info"))
+        exported = http.post("/admin/risks/2/work-item", json={"template_id": 1}, headers=admin)
+        assert exported.status_code == 202
+        assert loop_body(exported, org) == pending.join(('{"job":', "}")).replace(
+            '"id":1', '"id":2'
+        ).replace('"risk_id":1', '"risk_id":2')
+        with world.store.db.write() as conn:
+            conn.execute("UPDATE jobs SET state='failed', last_error='TF1: no' WHERE id=2")
+        failed = pending.replace('"id":1', '"id":2').replace('"risk_id":1', '"risk_id":2')
+        failed = failed.replace('"next_attempt_at":"<time>"', '"next_attempt_at":null')
+        failed = failed.replace('"last_error":null', '"last_error":"TF1: no"')
+        assert get("/admin/jobs?state=failed") == (
+            f'{{"items":[{failed.replace("pending", "failed")}],"page":1,"per_page":100,"total":1}}'
+        )
+        retried = http.post("/admin/jobs/2/retry", headers=admin)
+        assert loop_body(retried, org) == failed.replace(
+            '"next_attempt_at":null', '"next_attempt_at":"<time>"'
+        )

@@ -52,7 +52,7 @@ def test_admin_requests_share_one_gateway_and_its_clients(tmp_path: Path) -> Non
     client = app.test_client()
     connection = services.store.create_connection(
         "org", "https://dev.azure.com/example", {"type": "pat", "token": "p" * 20}
-    )["id"]
+    ).id
     with app.test_request_context():
         first = services.gateway.client(connection)
     assert client.get("/admin/hooks", headers=ADMIN).status_code == 200

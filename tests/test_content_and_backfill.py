@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from tests.conftest import Scanner, make_settings, risk
 from webhook.settings import SettingsError
+from webhook.storage.types import TemplateRecord
 from webhook.store import Store
 
 ORG_URL = "https://dev.azure.com/contoso"
@@ -20,13 +21,13 @@ def store_of(app: Flask) -> Store:
     return app.extensions["adowh"].store  # type: ignore[no-any-return]
 
 
-def add_template(store: Store, name: str, **fields: Any) -> dict[str, Any]:
+def add_template(store: Store, name: str, **fields: Any) -> TemplateRecord:
     connection = next(iter(store.list_connections(1, 1)[0]), None) or store.create_connection(
         "c", ORG_URL, {"type": "pat", "token": "pat-for-tests"}
     )
     data = {
         "name": name,
-        "connection_id": connection["id"],
+        "connection_id": connection.id,
         "project": "AppSec",
         "work_item_type": "Bug",
         "auto_create": True,
@@ -45,7 +46,7 @@ def add_template(store: Store, name: str, **fields: Any) -> dict[str, Any]:
 def link(store: Store, risk_id: int, ado_id: int) -> None:
     assert store.link_work_item(
         risk_id,
-        connection_id=store.list_connections(1, 1)[0][0]["id"],
+        connection_id=store.list_connections(1, 1)[0][0].id,
         template_id=None,
         project="AppSec",
         work_item_type="Bug",
@@ -126,15 +127,15 @@ def test_backfill_counts_first_then_queues_what_template_choice_gives_it(
     add_template(store, "dast", severity_threshold="critical", sources=["dast"])
     manual = add_template(store, "manual", auto_create=False, severity_threshold="info")
     link(store, ids["linked"], 500)
-    store.request_work_item(ids["exported"], manual["id"])
+    store.request_work_item(ids["exported"], manual.id)
     before = jobs(client, admin)
 
-    dry = backfill(client, admin, bugs["id"], True)
+    dry = backfill(client, admin, bugs.id, True)
     assert dry.status_code == 200
     assert dry.get_json() == {"matched": 3, "queued": 0}
     assert jobs(client, admin) == before
 
-    real = backfill(client, admin, bugs["id"], False)
+    real = backfill(client, admin, bugs.id, False)
     assert real.get_json() == {"matched": 3, "queued": 3}
     queued = [j for j in jobs(client, admin) if j not in before]
     assert {j["risk_id"] for j in queued} == {ids["crit"], ids["high"], ids["high-2"]}
@@ -143,10 +144,10 @@ def test_backfill_counts_first_then_queues_what_template_choice_gives_it(
     history = client.get(f"/admin/risks/{ids['crit']}", headers=admin).get_json()["history"]
     assert history[-1]["event"] == "backfill_queued"
 
-    again = backfill(client, admin, bugs["id"], False)
+    again = backfill(client, admin, bugs.id, False)
     assert again.get_json() == {"matched": 0, "queued": 0}
     # Template choice only ever picks auto-create templates.
-    assert backfill(client, admin, manual["id"], True).get_json() == {"matched": 0, "queued": 0}
+    assert backfill(client, admin, manual.id, True).get_json() == {"matched": 0, "queued": 0}
 
 
 def test_backfill_queues_in_batches_without_doubles(
@@ -156,7 +157,7 @@ def test_backfill_queues_in_batches_without_doubles(
     for start in range(0, 50, 25):
         ids_by_key(scanner, *[risk(f"k{i}", severity="low") for i in range(start, start + 25)])
     template = add_template(store_of(app), "all", severity_threshold="info")
-    assert backfill(client, admin, template["id"], False).get_json() == {
+    assert backfill(client, admin, template.id, False).get_json() == {
         "matched": 50,
         "queued": 50,
     }
@@ -170,7 +171,7 @@ def test_backfill_refuses_a_bad_body_and_an_unknown_template(
     app: Flask, client: FlaskClient, admin: dict[str, str], body: dict[str, Any]
 ) -> None:
     template = add_template(store_of(app), "t")
-    resp = client.post(f"/admin/templates/{template['id']}/backfill", json=body, headers=admin)
+    resp = client.post(f"/admin/templates/{template.id}/backfill", json=body, headers=admin)
     assert resp.status_code == 422
     assert backfill(client, admin, 999, True).status_code == 404
 
@@ -183,11 +184,11 @@ def test_readyz_names_template_projects_without_hooks(app: Flask, client: FlaskC
     template = add_template(store, "t")
     checks = client.get("/readyz").get_json()["checks"]
     [warning] = checks["service_hooks"]
-    assert warning["project"] == "AppSec" and warning["connection_id"] == template["connection_id"]
+    assert warning["project"] == "AppSec" and warning["connection_id"] == template.connection_id
     assert "POST /admin/hooks" in warning["message"]
     for event_type in ("workitem.updated", "workitem.deleted", "workitem.restored"):
         store.save_hook(
-            connection_id=template["connection_id"],
+            connection_id=template.connection_id,
             project="AppSec",
             project_id="p-1",
             event_type=event_type,

@@ -65,7 +65,7 @@ def ctx(app: Flask, client: FlaskClient, admin: dict[str, str], scanner: Scanner
         "guard", "https://dev.azure.com/guard", {"type": "pat", "token": "p" * 52}
     )
     store.save_hook(
-        connection_id=connection["id"],
+        connection_id=connection.id,
         project="P",
         project_id="p-1",
         event_type="workitem.updated",

@@ -140,7 +140,7 @@ class FuzzTarget:
         template = self.store.create_template(
             {
                 "name": "fuzz-template",
-                "connection_id": connection["id"],
+                "connection_id": connection.id,
                 "project": "Fuzz",
                 "work_item_type": "Bug",
                 "auto_create": False,
@@ -154,11 +154,11 @@ class FuzzTarget:
                 "close_on_resolve": False,
             }
         )
-        self.store.request_work_item(1, template["id"])
+        self.store.request_work_item(1, template.id)
         while (job := self.store.claim_job("fuzz-seed")) is not None:
             self.store.fail_job(job, "seeded failure")
         self.store.save_hook(
-            connection_id=connection["id"],
+            connection_id=connection.id,
             project="Fuzz",
             project_id="00000000-0000-0000-0000-000000000001",
             event_type="workitem.updated",

@@ -85,7 +85,7 @@ def setup_risk(
     """A high risk under an auto-create template; returns (risk id, source secret)."""
     conn_id = store.create_connection(
         "org", "https://dev.azure.com/example", {"type": "pat", "token": "p" * 20}
-    )["id"]
+    ).id
     store.create_template(
         {
             "name": "bugs",
@@ -236,7 +236,7 @@ def test_a_missing_subscription_is_recreated_and_reconciliation_requested(
     store = services.store
     conn_id = store.create_connection(
         "org", "https://dev.azure.com/example", {"type": "pat", "token": "p" * 20}
-    )["id"]
+    ).id
     subs = Subscriptions(store, gateway, "https://hooks.example")  # type: ignore[arg-type]
     hooks, created = subs.ensure(conn_id, "AppSec")
     assert created and len(ado.subscriptions) == 3
@@ -314,6 +314,12 @@ def test_callback_is_signed_and_retried_until_acknowledged(
     assert len(scanner.received) == 2  # the 503, then the acknowledged retry
     (first_headers, _), (headers, body) = scanner.received
     assert headers["webhook-id"] == first_headers["webhook-id"]  # same id: scanner dedupes
+    assert body == (  # the wire format, byte for byte (key order included)
+        b'{"type":"risk.resolution_changed","risk":{"id":1,"source":"sast","key":"R-1",'
+        b'"status":"resolved","resolution":{"state":"resolved","reason":null,"by":"scanner:sast",'
+        b'"at":"2027-01-15T08:01:00.000Z"},"work_item":{"id":101,"url":null,"project":"AppSec",'
+        b'"type":"Bug","state":"New","deleted":false}}}'
+    )
     event = json.loads(body)
     assert event["type"] == "risk.resolution_changed"
     assert event["risk"]["id"] == risk_id and event["risk"]["status"] == "resolved"

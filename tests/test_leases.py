@@ -148,7 +148,7 @@ def risk_awaiting_its_work_item(services: Services) -> int:
     store = services.store
     conn_id = store.create_connection(
         "org", "https://dev.azure.com/example", {"type": "pat", "token": "p" * 20}
-    )["id"]
+    ).id
     store.create_template(
         {
             "name": "bugs",

@@ -267,7 +267,7 @@ def test_a_slow_organization_leaves_threads_for_other_work(
     store.db.migrate()
     connection = store.create_connection(
         "slow", f"http://{host}/org", {"type": "pat", "token": PAT}
-    )["id"]
+    ).id
     ado_gateway = services.gateway
     other = threading.Event()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,18 +62,18 @@ class CallbackSender:
         risk = self.store.get_risk_summary(job.risk_id)
         if risk is None:
             return None
-        source = self.store.find_source(risk["source"], fresh=True)  # sign with the newest
+        source = self.store.find_source(risk.source, fresh=True)  # sign with the newest
         if source is None or not source.callback_url:
             return None
         event = {
             "type": "risk.resolution_changed",
             "risk": {
-                "id": risk["id"],
-                "source": risk["source"],
-                "key": risk["key"],
+                "id": risk.id,
+                "source": risk.source,
+                "key": risk.key,
                 "status": job.payload["status"],
-                "resolution": risk["resolution"],
-                "work_item": risk["work_item"],
+                "resolution": asdict(risk.resolution) if risk.resolution else None,
+                "work_item": asdict(risk.work_item) if risk.work_item else None,
             },
         }
         return event, source.callback_url, source.secrets[0]

@@ -203,7 +203,7 @@ class AdoGateway:
 
     def paused_until(self, connection_id: int) -> float | None:
         """When the pause of the connection's organization ends, or None (no call is made)."""
-        org_url = self.store.get_connection(connection_id)["organization_url"]
+        org_url = self.store.get_connection(connection_id).organization_url
         return self.organization_paused_until(self.parse_org(org_url).canonical)
 
     def pause(self, organization: str, seconds: float) -> None:

@@ -12,6 +12,7 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
+    post_dump,
     validate,
     validates_schema,
 )
@@ -796,6 +797,11 @@ class ConnectionAuthOutSchema(Schema):
     type = fields.String(required=True)
     tenant_id = fields.String()
     client_id = fields.String()
+
+    @post_dump
+    def _only_set(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """A PAT connection shows only its type (no null tenant_id/client_id)."""
+        return {k: v for k, v in data.items() if v is not None}
 
 
 class ProjectSchema(Schema):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, jsonify
@@ -34,7 +35,10 @@ from webhook.schemas import (
 )
 from webhook.services import get_services
 from webhook.storage.errors import AlreadyExists, InUse, Missing
+from webhook.storage.types import ConnectionRecord
 
+_connection_schema = ConnectionSchema()
+_created_schema = ConnectionCreatedSchema()
 bp = Blueprint("admin_connections", __name__, url_prefix="/admin/connections")
 bp.before_request(require_admin)
 
@@ -62,7 +66,7 @@ def _projects(organization_url: str, auth: dict[str, Any]) -> list[dict[str, str
         client.close()
 
 
-def _connection(connection_id: int) -> dict[str, Any]:
+def _connection(connection_id: int) -> ConnectionRecord:
     try:
         return get_services().store.get_connection(connection_id)
     except Missing as exc:
@@ -93,7 +97,7 @@ def create_checked_connection(data: dict[str, Any]) -> dict[str, Any]:
         created = get_services().store.create_connection(data["name"], org, data["auth"])
     except AlreadyExists as exc:
         raise Conflict(str(exc), code="connection_exists") from None
-    return {**created, "projects": projects}
+    return _created_schema.dump({**asdict(created), "projects": projects})
 
 
 @bp.get("")
@@ -107,14 +111,16 @@ def list_connections() -> ResponseReturnValue:
     """Connections without credentials."""
     q = load_query(PageQuerySchema())
     items, total = get_services().store.list_connections(q["page"], q["per_page"])
-    return jsonify(page_body(items, total, q["page"], q["per_page"]))
+    return jsonify(
+        page_body(_connection_schema.dump(items, many=True), total, q["page"], q["per_page"])
+    )
 
 
 @bp.get("/<int:connection_id>")
 @doc(summary="One connection", tag="connections", responses={200: ConnectionSchema})
 def get_connection(connection_id: int) -> ResponseReturnValue:
     """One connection without credentials."""
-    return jsonify(_connection(connection_id))
+    return jsonify(_connection_schema.dump(_connection(connection_id)))
 
 
 @bp.patch("/<int:connection_id>")
@@ -130,7 +136,7 @@ def patch_connection(connection_id: int) -> ResponseReturnValue:
     store = get_services().store
     current = _connection(connection_id)
     if "organization_url" in data or "auth" in data:
-        org = _org(data.get("organization_url", current["organization_url"]))
+        org = _org(data.get("organization_url", current.organization_url))
         auth = data.get("auth") or store.connection_credentials(connection_id)[1]
         _projects(org, auth)
         data["organization_url"] = org
@@ -144,7 +150,7 @@ def patch_connection(connection_id: int) -> ResponseReturnValue:
         )
     except AlreadyExists as exc:
         raise Conflict(str(exc), code="connection_exists") from None
-    return jsonify(updated)
+    return jsonify(_connection_schema.dump(updated))
 
 
 @bp.delete("/<int:connection_id>")

@@ -17,6 +17,7 @@ from webhook.schemas import JobPageSchema, JobQuerySchema, JobSchema
 from webhook.services import get_services
 from webhook.storage.errors import InUse, Missing
 
+_job_schema = JobSchema()
 bp = Blueprint("admin_jobs", __name__, url_prefix="/admin/jobs")
 bp.before_request(require_admin)
 
@@ -32,7 +33,7 @@ def list_jobs() -> ResponseReturnValue:
     """Jobs by state."""
     q = load_query(JobQuerySchema())
     items, total = get_services().store.list_jobs(q.get("state"), q["page"], q["per_page"])
-    return jsonify(page_body(items, total, q["page"], q["per_page"]))
+    return jsonify(page_body(_job_schema.dump(items, many=True), total, q["page"], q["per_page"]))
 
 
 @bp.post("/<int:job_id>/retry")
@@ -44,7 +45,7 @@ def list_jobs() -> ResponseReturnValue:
 def retry_job(job_id: int) -> ResponseReturnValue:
     """Requeue a failed job now; until then it holds its own risk's lane (later work waits)."""
     try:
-        return jsonify(get_services().store.retry_job(job_id))
+        return jsonify(_job_schema.dump(get_services().store.retry_job(job_id)))
     except Missing as exc:
         raise NotFound(str(exc)) from None
     except InUse as exc:

@@ -13,12 +13,15 @@ from webhook.schemas import (
     ExportAcceptedSchema,
     ExportSchema,
     RiskDetailSchema,
+    RiskOutSchema,
     RiskPageSchema,
     RiskQuerySchema,
 )
 from webhook.services import get_services
 from webhook.storage.errors import InUse, Missing
 
+_summary_schema = RiskOutSchema()
+_detail_schema = RiskDetailSchema()
 bp = Blueprint("admin_risks", __name__, url_prefix="/admin/risks")
 bp.before_request(require_admin)
 
@@ -30,7 +33,9 @@ def list_risks() -> ResponseReturnValue:
     q = load_query(RiskQuerySchema())
     filters = {k: q[k] for k in ("status", "severity", "source", "key") if k in q}
     items, total = get_services().store.list_risks(filters, q["page"], q["per_page"])
-    return jsonify(page_body(items, total, q["page"], q["per_page"]))
+    return jsonify(
+        page_body(_summary_schema.dump(items, many=True), total, q["page"], q["per_page"])
+    )
 
 
 @bp.get("/<int:risk_id>")
@@ -38,7 +43,7 @@ def list_risks() -> ResponseReturnValue:
 def get_risk(risk_id: int) -> ResponseReturnValue:
     """One risk with its history."""
     try:
-        return jsonify(get_services().store.get_risk(risk_id))
+        return jsonify(_detail_schema.dump(get_services().store.get_risk(risk_id)))
     except Missing as exc:
         raise NotFound(str(exc)) from None
 
@@ -59,4 +64,4 @@ def export_risk(risk_id: int) -> ResponseReturnValue:
         raise NotFound(str(exc)) from None
     except InUse as exc:
         raise Conflict(str(exc), code="work_item_exists") from None
-    return jsonify({"job": job}), 202
+    return jsonify(ExportAcceptedSchema().dump({"job": job})), 202

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, jsonify
@@ -32,6 +33,7 @@ from webhook.schemas import (
 )
 from webhook.services import get_services
 from webhook.storage.errors import AlreadyExists, Missing
+from webhook.storage.types import TemplateRecord
 from webhook.subscriptions import hook_coverage
 
 bp = Blueprint("admin_templates", __name__, url_prefix="/admin/templates")
@@ -134,14 +136,20 @@ def check_against_ado(data: dict[str, Any]) -> None:
         )
 
 
-def _with_hooks(template: dict[str, Any]) -> dict[str, Any]:
-    """The saved template plus whether its project's service hooks are registered (so that
-    closing its work items resolves risks at once); the message says what to do if not."""
-    hooks = get_services().store.hooks_for(template["connection_id"], template["project"])
-    return {**template, "hooks": hook_coverage(template["project"], hooks)}
+_template_schema = TemplateSchema()
+_saved_schema = TemplateSavedSchema()
 
 
-def _template(template_id: int) -> dict[str, Any]:
+def _with_hooks(template: TemplateRecord) -> dict[str, Any]:
+    """The saved template as TemplateSavedSchema shows it: plus whether its project's service
+    hooks are registered (so that closing its work items resolves risks at once); the message
+    says what to do if not."""
+    hooks = get_services().store.hooks_for(template.connection_id, template.project)
+    coverage = hook_coverage(template.project, hooks)
+    return _saved_schema.dump({**asdict(template), "hooks": coverage})
+
+
+def _template(template_id: int) -> TemplateRecord:
     try:
         return get_services().store.get_template(template_id)
     except Missing as exc:
@@ -176,14 +184,16 @@ def list_templates() -> ResponseReturnValue:
     """Templates, oldest first."""
     q = load_query(PageQuerySchema())
     items, total = get_services().store.list_templates(q["page"], q["per_page"])
-    return jsonify(page_body(items, total, q["page"], q["per_page"]))
+    return jsonify(
+        page_body(_template_schema.dump(items, many=True), total, q["page"], q["per_page"])
+    )
 
 
 @bp.get("/<int:template_id>")
 @doc(summary="One template", tag="templates", responses={200: TemplateSchema})
 def get_template(template_id: int) -> ResponseReturnValue:
     """One template."""
-    return jsonify(_template(template_id))
+    return jsonify(_template_schema.dump(_template(template_id)))
 
 
 @bp.patch("/<int:template_id>")
@@ -197,7 +207,7 @@ def patch_template(template_id: int) -> ResponseReturnValue:
     """Change some fields; the result is checked like a new template."""
     changes = load_body(TemplateBaseSchema())
     current = _template(template_id)
-    merged = {**current, **changes}
+    merged = {**asdict(current), **changes}
     check_against_ado(merged)
     try:
         return jsonify(_with_hooks(get_services().store.update_template(template_id, changes)))

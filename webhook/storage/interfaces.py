@@ -29,12 +29,17 @@ from webhook.domain.models import Risk, Template
 from webhook.domain.sync_plan import JobSpec, WrittenContent
 from webhook.domain.ui_sessions import SignInCheck
 from webhook.storage.types import (
+    ConnectionRecord,
     HookAuth,
     IngestOutcome,
     Job,
+    JobRecord,
     Lease,
+    RiskDetail,
+    RiskSummary,
     SourceAuth,
     SourceRecord,
+    TemplateRecord,
     WorkItemChange,
     WorkItemLink,
 )
@@ -79,11 +84,11 @@ class RiskRepository(Protocol):
 
     def list_risks(
         self, filters: dict[str, str], page: int, per_page: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[RiskSummary], int]:
         """Risks matching the filters, newest first, with their work item (bounded assets)."""
         ...
 
-    def get_risk(self, risk_id: int) -> dict[str, Any]:
+    def get_risk(self, risk_id: int) -> RiskDetail:
         """One risk with all its assets, its full text and sync history."""
         ...
 
@@ -95,7 +100,7 @@ class RiskRepository(Protocol):
         """How many risks are stored."""
         ...
 
-    def get_risk_summary(self, risk_id: int) -> dict[str, Any] | None:
+    def get_risk_summary(self, risk_id: int) -> RiskSummary | None:
         """A risk as the list endpoint shows it, or None."""
         ...
 
@@ -107,13 +112,11 @@ class RiskRepository(Protocol):
 class JobRepository(Protocol):
     """The recorded jobs the worker performs (claims, leases, fencing, lanes)."""
 
-    def list_jobs(
-        self, state: str | None, page: int, per_page: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    def list_jobs(self, state: str | None, page: int, per_page: int) -> tuple[list[JobRecord], int]:
         """Jobs, optionally by state (without a state: everything not done)."""
         ...
 
-    def retry_job(self, job_id: int) -> dict[str, Any]:
+    def retry_job(self, job_id: int) -> JobRecord:
         """Requeue a failed job now, with a fresh budget of attempts (Missing, InUse)."""
         ...
 
@@ -209,7 +212,7 @@ class WorkItemRepository(Protocol):
         """The risk an Azure DevOps work item is linked to, if any."""
         ...
 
-    def request_work_item(self, risk_id: int, template_id: int) -> dict[str, Any]:
+    def request_work_item(self, risk_id: int, template_id: int) -> JobRecord:
         """Manual export: record a create job unless the risk already has (or awaits) an item."""
         ...
 
@@ -276,7 +279,7 @@ class ConnectionRepository(Protocol):
 
     def create_connection(
         self, name: str, organization_url: str, auth: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> ConnectionRecord:
         """Save a validated connection; credentials are encrypted."""
         ...
 
@@ -287,7 +290,7 @@ class ConnectionRepository(Protocol):
         name: str | None = None,
         auth: dict[str, Any] | None = None,
         organization_url: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ConnectionRecord:
         """Rename a connection and/or replace its organization URL or credentials."""
         ...
 
@@ -295,11 +298,11 @@ class ConnectionRepository(Protocol):
         """Delete a connection unless templates still use it."""
         ...
 
-    def list_connections(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    def list_connections(self, page: int, per_page: int) -> tuple[list[ConnectionRecord], int]:
         """Connections (never their credentials)."""
         ...
 
-    def get_connection(self, connection_id: int) -> dict[str, Any]:
+    def get_connection(self, connection_id: int) -> ConnectionRecord:
         """One connection (never its credentials)."""
         ...
 
@@ -311,11 +314,11 @@ class ConnectionRepository(Protocol):
 class TemplateRepository(Protocol):
     """Work item templates and their backfill."""
 
-    def create_template(self, data: dict[str, Any]) -> dict[str, Any]:
+    def create_template(self, data: dict[str, Any]) -> TemplateRecord:
         """Save a validated template."""
         ...
 
-    def update_template(self, template_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    def update_template(self, template_id: int, data: dict[str, Any]) -> TemplateRecord:
         """Change a template's fields."""
         ...
 
@@ -323,12 +326,12 @@ class TemplateRepository(Protocol):
         """Delete a template (existing work items keep their link)."""
         ...
 
-    def list_templates(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    def list_templates(self, page: int, per_page: int) -> tuple[list[TemplateRecord], int]:
         """Templates, oldest first."""
         ...
 
-    def get_template(self, template_id: int) -> dict[str, Any]:
-        """One template as the API shows it."""
+    def get_template(self, template_id: int) -> TemplateRecord:
+        """One template with its times (Missing)."""
         ...
 
     def load_template(self, template_id: int) -> Template | None:

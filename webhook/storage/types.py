@@ -9,17 +9,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from webhook.domain.models import Asset
 from webhook.domain.work_item_changes import WorkItemChange
 
 __all__ = [
+    "ConnectionAuthInfo",
+    "ConnectionRecord",
+    "HistoryEntry",
     "HookAuth",
     "IngestOutcome",
     "Job",
+    "JobRecord",
     "Lease",
+    "RiskDetail",
+    "RiskResolution",
+    "RiskSummary",
     "SourceAuth",
     "SourceRecord",
+    "TemplateRecord",
     "WorkItemChange",
     "WorkItemLink",
+    "WorkItemRef",
 ]
 
 
@@ -47,6 +57,137 @@ class SourceRecord:
     previous_secret_valid_until: str | None
     created_at: str
     updated_at: str
+
+
+@dataclass(frozen=True)
+class ConnectionAuthInfo:
+    """How a connection signs in, without its secret: `type` is "pat" or
+    "service_principal"; `tenant_id`/`client_id` are set only for a service principal."""
+
+    type: str
+    tenant_id: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionRecord:
+    """An Azure DevOps connection as the admin sees it (never its credentials); times are
+    ISO 8601."""
+
+    id: int
+    name: str
+    organization_url: str
+    auth: ConnectionAuthInfo
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class RiskResolution:
+    """How a risk's work item was closed: its state, why (System.Reason), by whom and when
+    (ISO 8601)."""
+
+    state: str | None
+    reason: str | None
+    by: str | None
+    at: str | None
+
+
+@dataclass(frozen=True)
+class WorkItemRef:
+    """A risk's work item as lists show it (`deleted`: it sits in the recycle bin)."""
+
+    id: int
+    url: str | None
+    project: str
+    type: str
+    state: str | None
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class RiskSummary:
+    """A risk as lists show it (SPEC 3.3): `assets` holds at most the first ASSETS_IN_LIST
+    assets and `assets_total` counts them all; times are ISO 8601."""
+
+    id: int
+    source: str
+    key: str
+    name: str
+    severity: str
+    status: str
+    resolution: RiskResolution | None
+    url: str | None
+    project: str | None
+    assets: tuple[Asset, ...]
+    assets_total: int
+    tags: tuple[str, ...]
+    created_at: str
+    updated_at: str
+    work_item: WorkItemRef | None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One entry of a risk's sync history (`at` ISO 8601; `detail` as recorded)."""
+
+    at: str
+    event: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RiskDetail(RiskSummary):
+    """One risk in full: every asset, its texts and its sync history, oldest first."""
+
+    definition: str | None
+    evidence: str | None
+    proof: str | None
+    remediation: str | None
+    history: tuple[HistoryEntry, ...]
+
+
+@dataclass(frozen=True)
+class TemplateRecord:
+    """A work item template as the admin sees it (the domain `Template` plus its times).
+
+    `sources` None means every source; `fields` maps field reference names to values; times
+    are ISO 8601.
+    """
+
+    id: int
+    name: str
+    connection_id: int
+    project: str
+    work_item_type: str
+    auto_create: bool
+    severity_threshold: str
+    sources: tuple[str, ...] | None
+    title_format: str
+    tags: tuple[str, ...]
+    area_path: str | None
+    iteration_path: str | None
+    fields: dict[str, Any]
+    close_on_resolve: bool
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A recorded job as the admin sees it (see `Job` for a worker's claim of one).
+
+    `state` is pending, running, failed or done; `next_attempt_at` (ISO 8601) is set only
+    while pending.
+    """
+
+    id: int
+    kind: str
+    state: str
+    attempts: int
+    last_error: str | None
+    risk_id: int | None
+    next_attempt_at: str | None
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def _page(
             live.append(subs.live(services.store.get_hook(hook["id"])))
         except Missing:
             continue
-    names = {c["id"]: c["name"] for c in connections}
+    names = {c.id: c.name for c in connections}
     return page(
         "hooks.html",
         status,

@@ -36,5 +36,5 @@ def retry_job(job_id: int) -> Response:
     except InUse as exc:
         flash(f"Not retried: {exc}.")
         return redirect(url_for("ui.jobs"), code=303)
-    flash(f"Job {job['id']} ({job['kind']}) is queued again; the worker takes it up now.")
+    flash(f"Job {job.id} ({job.kind}) is queued again; the worker takes it up now.")
     return redirect(url_for("ui.jobs"), code=303)

@@ -19,6 +19,7 @@ from webhook.gateway import required_field_details, type_info_from_ado
 from webhook.schemas import TemplateCreateSchema
 from webhook.services import get_services
 from webhook.storage.errors import AlreadyExists, Missing
+from webhook.storage.types import ConnectionRecord
 from webhook.ui.core import SEVERITIES, as_id, bp, form_errors, gateway, page
 
 FIELD_PREFIX = "field:"
@@ -83,7 +84,7 @@ def ado_choices(connection_id: Any, project: str, type_name: str) -> AdoChoices:
     return choices
 
 
-def _connections() -> list[dict[str, Any]]:
+def _connections() -> list[ConnectionRecord]:
     items, _ = get_services().store.list_connections(1, 1000)
     return items
 
@@ -159,7 +160,7 @@ def template_body(form: Any) -> dict[str, Any]:
 def templates() -> Response:
     """The templates, in the order template choice breaks ties."""
     items, _ = get_services().store.list_templates(1, 1000)
-    names = {c["id"]: c["name"] for c in _connections()}
+    names = {c.id: c.name for c in _connections()}
     return page("templates.html", active="ui.templates", templates=items, connection_names=names)
 
 
@@ -209,9 +210,7 @@ def create_template() -> Response:
         return _form_page(form, {"name": [str(exc)]}, str(exc), 409)
     except ApiError as exc:
         return _refused(form, data, exc)
-    flash(
-        f"Saved template “{created['name']}”: {created['work_item_type']} in {created['project']}."
-    )
+    flash(f"Saved template “{created.name}”: {created.work_item_type} in {created.project}.")
     return redirect(url_for("ui.templates"), code=303)
 
 

@@ -18,6 +18,7 @@ from webhook.storage.interfaces import JOB_LEASE_SECONDS as JOB_LEASE_SECONDS
 from webhook.storage.sqlite.database import Database
 from webhook.storage.types import (
     Job,
+    JobRecord,
     WorkItemLink,
 )
 
@@ -32,9 +33,9 @@ def page_rows(
     return rows, total
 
 
-def asset_dicts(assets_json: str | None) -> list[dict[str, str]]:
-    """`[[group, identifier], ...]` as stored → `[{"group", "identifier"}, ...]`."""
-    return [{"group": g, "identifier": i} for g, i in json.loads(assets_json or "[]")]
+def assets_of(assets_json: str | None) -> tuple[Asset, ...]:
+    """`[[group, identifier], ...]` as stored → the assets, in order."""
+    return tuple(Asset(group=g, identifier=i) for g, i in json.loads(assets_json or "[]"))
 
 
 def loads(value: str | None, default: Any) -> Any:
@@ -160,15 +161,15 @@ class SqliteRepo:
         return cur.rowcount == 1
 
     @staticmethod
-    def _job_dict(row: sqlite3.Row) -> dict[str, Any]:
-        return {
-            "id": row["id"],
-            "kind": row["kind"],
-            "state": row["state"],
-            "attempts": row["attempts"],
-            "last_error": row["last_error"],
-            "risk_id": row["risk_id"],
-            "next_attempt_at": clock.iso(row["next_attempt_ts"])
+    def _job_record(row: sqlite3.Row) -> JobRecord:
+        return JobRecord(
+            id=row["id"],
+            kind=row["kind"],
+            state=row["state"],
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+            risk_id=row["risk_id"],
+            next_attempt_at=clock.iso(row["next_attempt_ts"])
             if row["state"] == "pending"
             else None,
-        }
+        )

@@ -12,6 +12,7 @@ from webhook.storage.sqlite.common import (
     SqliteRepo,
     page_rows,
 )
+from webhook.storage.types import ConnectionAuthInfo, ConnectionRecord
 
 
 def _register_auth(auth: dict[str, Any]) -> None:
@@ -27,22 +28,24 @@ class SqliteConnections(SqliteRepo):
     """Connections; credentials are encrypted at rest and never listed."""
 
     @staticmethod
-    def _connection_dict(row: sqlite3.Row) -> dict[str, Any]:
-        auth: dict[str, Any] = {"type": row["auth_type"]}
+    def _connection_record(row: sqlite3.Row) -> ConnectionRecord:
+        auth = ConnectionAuthInfo(type=row["auth_type"])
         if row["auth_type"] == "service_principal":
-            auth.update(tenant_id=row["tenant_id"], client_id=row["client_id"])
-        return {
-            "id": row["id"],
-            "name": row["name"],
-            "organization_url": row["organization_url"],
-            "auth": auth,
-            "created_at": row["created_at"],
-            "updated_at": row["updated_at"],
-        }
+            auth = ConnectionAuthInfo(
+                type=row["auth_type"], tenant_id=row["tenant_id"], client_id=row["client_id"]
+            )
+        return ConnectionRecord(
+            id=row["id"],
+            name=row["name"],
+            organization_url=row["organization_url"],
+            auth=auth,
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
 
     def create_connection(
         self, name: str, organization_url: str, auth: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> ConnectionRecord:
         """Save a validated connection; credentials are encrypted."""
         _register_auth(auth)
         now = clock.iso()
@@ -67,7 +70,7 @@ class SqliteConnections(SqliteRepo):
                 ).fetchone()
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"a connection named {name!r} already exists") from None
-        return self._connection_dict(row)
+        return self._connection_record(row)
 
     def update_connection(
         self,
@@ -76,7 +79,7 @@ class SqliteConnections(SqliteRepo):
         name: str | None = None,
         auth: dict[str, Any] | None = None,
         organization_url: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ConnectionRecord:
         """Rename a connection and/or replace its organization URL or credentials."""
         if auth is not None:
             _register_auth(auth)
@@ -110,7 +113,7 @@ class SqliteConnections(SqliteRepo):
                 "UPDATE connections SET updated_at=? WHERE id=?", (clock.iso(), connection_id)
             )
             row = conn.execute("SELECT * FROM connections WHERE id=?", (connection_id,)).fetchone()
-        return self._connection_dict(row)
+        return self._connection_record(row)
 
     def delete_connection(self, connection_id: int) -> None:
         """Delete a connection unless templates still use it."""
@@ -136,20 +139,20 @@ class SqliteConnections(SqliteRepo):
                 )
             conn.execute("DELETE FROM connections WHERE id=?", (connection_id,))
 
-    def list_connections(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    def list_connections(self, page: int, per_page: int) -> tuple[list[ConnectionRecord], int]:
         """Connections (never their credentials)."""
         with self.db.read() as conn:
             rows, total = page_rows(conn, "SELECT * FROM connections", [], page, per_page, "id")
-        return [self._connection_dict(r) for r in rows], total
+        return [self._connection_record(r) for r in rows], total
 
-    def get_connection(self, connection_id: int) -> dict[str, Any]:
+    def get_connection(self, connection_id: int) -> ConnectionRecord:
         """One connection (never its credentials)."""
         row = self.db.conn.execute(
             "SELECT * FROM connections WHERE id=?", (connection_id,)
         ).fetchone()
         if row is None:
             raise Missing(f"connection {connection_id} does not exist")
-        return self._connection_dict(row)
+        return self._connection_record(row)
 
     def connection_credentials(self, connection_id: int) -> tuple[str, dict[str, Any]]:
         """(organization URL, decrypted auth) for calling Azure DevOps."""

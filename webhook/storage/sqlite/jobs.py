@@ -16,6 +16,7 @@ from webhook.storage.sqlite.common import (
 )
 from webhook.storage.types import (
     Job,
+    JobRecord,
     Lease,
 )
 
@@ -23,9 +24,7 @@ from webhook.storage.types import (
 class SqliteJobs(SqliteRepo):
     """The job queue the worker drains."""
 
-    def list_jobs(
-        self, state: str | None, page: int, per_page: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    def list_jobs(self, state: str | None, page: int, per_page: int) -> tuple[list[JobRecord], int]:
         """Jobs, optionally by state (without a state: everything not done)."""
         if state:
             sql, params = "SELECT * FROM jobs WHERE state = ?", [state]
@@ -33,9 +32,9 @@ class SqliteJobs(SqliteRepo):
             sql, params = "SELECT * FROM jobs WHERE state != 'done'", []
         with self.db.read() as conn:
             rows, total = page_rows(conn, sql, params, page, per_page, "id")
-        return [self._job_dict(r) for r in rows], total
+        return [self._job_record(r) for r in rows], total
 
-    def retry_job(self, job_id: int) -> dict[str, Any]:
+    def retry_job(self, job_id: int) -> JobRecord:
         """Requeue a failed job now, with a fresh budget of attempts (Missing, InUse)."""
         now = clock.now()
         with self.db.write() as conn:
@@ -50,7 +49,7 @@ class SqliteJobs(SqliteRepo):
                 (now, now, job_id),
             )
             row = conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
-        return self._job_dict(row)
+        return self._job_record(row)
 
     # Lanes keep a risk's work in order: a job waits while an earlier job of its lane is
     # pending, running or failed. A failed job holds its lane until someone retries it, because

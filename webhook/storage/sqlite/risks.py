@@ -18,14 +18,19 @@ from webhook.domain.sync_plan import (
 from webhook.storage.errors import Missing
 from webhook.storage.sqlite.common import (
     SqliteRepo,
-    asset_dicts,
+    assets_of,
     page_rows,
     risk_from_row,
     template_from_row,
 )
 from webhook.storage.types import (
+    HistoryEntry,
     IngestOutcome,
+    RiskDetail,
+    RiskResolution,
+    RiskSummary,
     SourceAuth,
+    WorkItemRef,
 )
 
 ASSETS_IN_LIST = 20
@@ -209,27 +214,27 @@ class SqliteRisks(SqliteRepo):
     )
 
     @staticmethod
-    def _risk_dict(row: sqlite3.Row) -> dict[str, Any]:
-        """A risk as lists show it (SPEC 3.3): `assets` holds the first ASSETS_IN_LIST assets
-        and `assets_total` counts them all."""
+    def _risk_fields(row: sqlite3.Row) -> dict[str, Any]:
+        """A risk as lists show it (SPEC 3.3), as RiskSummary's fields: `assets` holds the
+        first ASSETS_IN_LIST assets and `assets_total` counts them all."""
         resolution = None
         if row["resolution_state"] is not None:
-            resolution = {
-                "state": row["resolution_state"],
-                "reason": row["resolution_reason"],
-                "by": row["resolution_by"],
-                "at": row["resolution_at"],
-            }
+            resolution = RiskResolution(
+                state=row["resolution_state"],
+                reason=row["resolution_reason"],
+                by=row["resolution_by"],
+                at=row["resolution_at"],
+            )
         work_item = None
         if row["wi_id"] is not None:
-            work_item = {
-                "id": row["wi_id"],
-                "url": row["wi_url"],
-                "project": row["wi_project"],
-                "type": row["wi_type"],
-                "state": row["wi_state"],
-                "deleted": bool(row["wi_deleted"]),
-            }
+            work_item = WorkItemRef(
+                id=row["wi_id"],
+                url=row["wi_url"],
+                project=row["wi_project"],
+                type=row["wi_type"],
+                state=row["wi_state"],
+                deleted=bool(row["wi_deleted"]),
+            )
         return {
             "id": row["id"],
             "source": row["source"],
@@ -240,9 +245,9 @@ class SqliteRisks(SqliteRepo):
             "resolution": resolution,
             "url": row["url"],
             "project": row["project"],
-            "assets": asset_dicts(row["assets_head"]),
+            "assets": assets_of(row["assets_head"]),
             "assets_total": row["assets_total"],
-            "tags": json.loads(row["tags"]),
+            "tags": tuple(json.loads(row["tags"])),
             "created_at": row["created_at"],
             "updated_at": row["updated_at"],
             "work_item": work_item,
@@ -250,7 +255,7 @@ class SqliteRisks(SqliteRepo):
 
     def list_risks(
         self, filters: dict[str, str], page: int, per_page: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[RiskSummary], int]:
         """Risks matching the filters, newest first, with their work item (bounded assets)."""
         clauses, params = [], []
         for name in ("status", "severity", "source", "key"):
@@ -260,10 +265,10 @@ class SqliteRisks(SqliteRepo):
         sql = self._RISK_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
         with self.db.read() as conn:
             rows, total = page_rows(conn, sql, params, page, per_page, "id DESC")
-        return [self._risk_dict(r) for r in rows], total
+        return [RiskSummary(**self._risk_fields(r)) for r in rows], total
 
-    def get_risk(self, risk_id: int) -> dict[str, Any]:
-        """One risk with all its assets, its full text and sync history."""
+    def get_risk(self, risk_id: int) -> RiskDetail:
+        """One risk with all its assets, its full text and sync history (Missing)."""
         with self.db.read() as conn:
             row = conn.execute(self._RISK_SELECT + " WHERE r.id=?", (risk_id,)).fetchone()
             if row is None:
@@ -276,14 +281,17 @@ class SqliteRisks(SqliteRepo):
                 "SELECT at, event, detail FROM risk_history WHERE risk_id=? ORDER BY id",
                 (risk_id,),
             ).fetchall()
-        out = self._risk_dict(row)
-        out["assets"] = asset_dicts(full["assets"])
-        for name in ("definition", "evidence", "proof", "remediation"):
-            out[name] = full[name]
-        out["history"] = [
-            {"at": h["at"], "event": h["event"], "detail": json.loads(h["detail"])} for h in history
-        ]
-        return out
+        return RiskDetail(
+            **{**self._risk_fields(row), "assets": assets_of(full["assets"])},
+            definition=full["definition"],
+            evidence=full["evidence"],
+            proof=full["proof"],
+            remediation=full["remediation"],
+            history=tuple(
+                HistoryEntry(at=h["at"], event=h["event"], detail=json.loads(h["detail"]))
+                for h in history
+            ),
+        )
 
     def load_risk(self, risk_id: int) -> Risk | None:
         """The domain risk, or None when it was deleted."""
@@ -294,10 +302,10 @@ class SqliteRisks(SqliteRepo):
         """How many risks are stored."""
         return int(self.db.conn.execute("SELECT count(*) FROM risks").fetchone()[0])
 
-    def get_risk_summary(self, risk_id: int) -> dict[str, Any] | None:
+    def get_risk_summary(self, risk_id: int) -> RiskSummary | None:
         """A risk as the list endpoint shows it, or None."""
         row = self.db.conn.execute(self._RISK_SELECT + " WHERE r.id=?", (risk_id,)).fetchone()
-        return self._risk_dict(row) if row else None
+        return RiskSummary(**self._risk_fields(row)) if row else None
 
     def add_history(self, risk_id: int, event: str, detail: dict[str, Any]) -> None:
         """Append one entry to a risk's sync history."""

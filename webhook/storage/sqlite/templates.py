@@ -19,6 +19,7 @@ from webhook.storage.sqlite.common import (
     page_rows,
     template_from_row,
 )
+from webhook.storage.types import TemplateRecord
 
 # Risks queued per transaction by a template backfill (the writers' lock is held that long).
 BACKFILL_BATCH = 2_000
@@ -28,25 +29,26 @@ class SqliteTemplates(SqliteRepo):
     """Templates, and applying one to the risks already stored."""
 
     @staticmethod
-    def _template_dict(row: sqlite3.Row) -> dict[str, Any]:
-        return {
-            "id": row["id"],
-            "name": row["name"],
-            "connection_id": row["connection_id"],
-            "project": row["project"],
-            "work_item_type": row["work_item_type"],
-            "auto_create": bool(row["auto_create"]),
-            "severity_threshold": row["severity_threshold"],
-            "sources": loads(row["sources"], None),
-            "title_format": row["title_format"],
-            "tags": loads(row["tags"], []),
-            "area_path": row["area_path"],
-            "iteration_path": row["iteration_path"],
-            "fields": loads(row["fields"], {}),
-            "close_on_resolve": bool(row["close_on_resolve"]),
-            "created_at": row["created_at"],
-            "updated_at": row["updated_at"],
-        }
+    def _template_record(row: sqlite3.Row) -> TemplateRecord:
+        sources = loads(row["sources"], None)
+        return TemplateRecord(
+            id=row["id"],
+            name=row["name"],
+            connection_id=row["connection_id"],
+            project=row["project"],
+            work_item_type=row["work_item_type"],
+            auto_create=bool(row["auto_create"]),
+            severity_threshold=row["severity_threshold"],
+            sources=None if sources is None else tuple(sources),
+            title_format=row["title_format"],
+            tags=tuple(loads(row["tags"], [])),
+            area_path=row["area_path"],
+            iteration_path=row["iteration_path"],
+            fields=loads(row["fields"], {}),
+            close_on_resolve=bool(row["close_on_resolve"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
 
     @staticmethod
     def _template_values(data: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +63,7 @@ class SqliteTemplates(SqliteRepo):
                 out[name] = int(bool(out[name]))
         return out
 
-    def create_template(self, data: dict[str, Any]) -> dict[str, Any]:
+    def create_template(self, data: dict[str, Any]) -> TemplateRecord:
         """Save a validated template."""
         now = clock.iso()
         values = self._template_values(data)
@@ -82,9 +84,9 @@ class SqliteTemplates(SqliteRepo):
                     f"a template named {data.get('name')!r} already exists"
                 ) from None
             raise Missing(f"connection {data.get('connection_id')} does not exist") from None
-        return self._template_dict(row)
+        return self._template_record(row)
 
-    def update_template(self, template_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    def update_template(self, template_id: int, data: dict[str, Any]) -> TemplateRecord:
         """Change a template's fields."""
         values = self._template_values(data)
         values["updated_at"] = clock.iso()
@@ -99,7 +101,7 @@ class SqliteTemplates(SqliteRepo):
                 row = conn.execute("SELECT * FROM templates WHERE id=?", (template_id,)).fetchone()
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"a template named {data.get('name')!r} already exists") from None
-        return self._template_dict(row)
+        return self._template_record(row)
 
     def delete_template(self, template_id: int) -> None:
         """Delete a template (existing work items keep their link)."""
@@ -108,18 +110,18 @@ class SqliteTemplates(SqliteRepo):
             if cur.rowcount == 0:
                 raise Missing(f"template {template_id} does not exist")
 
-    def list_templates(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    def list_templates(self, page: int, per_page: int) -> tuple[list[TemplateRecord], int]:
         """Templates, oldest first."""
         with self.db.read() as conn:
             rows, total = page_rows(conn, "SELECT * FROM templates", [], page, per_page, "id")
-        return [self._template_dict(r) for r in rows], total
+        return [self._template_record(r) for r in rows], total
 
-    def get_template(self, template_id: int) -> dict[str, Any]:
-        """One template as the API shows it."""
+    def get_template(self, template_id: int) -> TemplateRecord:
+        """One template with its times (Missing)."""
         row = self.db.conn.execute("SELECT * FROM templates WHERE id=?", (template_id,)).fetchone()
         if row is None:
             raise Missing(f"template {template_id} does not exist")
-        return self._template_dict(row)
+        return self._template_record(row)
 
     def load_template(self, template_id: int) -> Template | None:
         """The domain template, or None."""

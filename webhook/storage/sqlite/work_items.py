@@ -27,6 +27,7 @@ from webhook.storage.sqlite.common import (
 )
 from webhook.storage.types import (
     Job,
+    JobRecord,
     WorkItemChange,
     WorkItemLink,
 )
@@ -50,7 +51,7 @@ class SqliteWorkItems(SqliteRepo):
         ).fetchone()
         return None if row is None else int(row[0])
 
-    def request_work_item(self, risk_id: int, template_id: int) -> dict[str, Any]:
+    def request_work_item(self, risk_id: int, template_id: int) -> JobRecord:
         """Manual export: record a create job unless the risk already has (or awaits) an item."""
         now = clock.now()
         with self.db.write() as conn:
@@ -85,7 +86,7 @@ class SqliteWorkItems(SqliteRepo):
             row = conn.execute(
                 "SELECT * FROM jobs WHERE risk_id=? ORDER BY id DESC LIMIT 1", (risk_id,)
             ).fetchone()
-        return self._job_dict(row)
+        return self._job_record(row)
 
     def link_work_item(
         self,
