@@ -120,6 +120,11 @@ def scanner(client: FlaskClient, admin: dict[str, str]) -> Scanner:
     return Scanner(client, admin)
 
 
+def pat_connection(org_url: str, token: str, name: str = "sandbox") -> dict[str, Any]:
+    """A `POST /admin/connections` body authenticating with a PAT (SPEC: connections)."""
+    return {"name": name, "organization_url": org_url, "auth": {"type": "pat", "token": token}}
+
+
 def risk(key: str = "R-1", **fields: Any) -> dict[str, Any]:
     """A valid RISK payload."""
     base: dict[str, Any] = {"key": key, "name": f"SQL injection {key}", "severity": "high"}
