@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 
 from webhook import create_app
 from webhook.domain.signatures import sign
+from webhook.services import Services
 from webhook.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -43,6 +44,13 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     }
     env.update({k: str(v) for k, v in overrides.items()})
     return Settings.from_env(env)
+
+
+def make_services(tmp_path: Path, **overrides: Any) -> Services:
+    """Services over a fresh, migrated database under tmp_path (settings: `make_settings`)."""
+    services = Services.from_settings(make_settings(tmp_path, **overrides))
+    services.store.db.migrate()
+    return services
 
 
 @pytest.fixture

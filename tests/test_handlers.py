@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_settings
+from tests.conftest import make_services
 from tests.fake_clock import FakeClock
 from tests.fakes import BUG, FakeGateway, RecordingAdo, ResponseLost, rule_error
 from webhook import clock
@@ -39,9 +39,7 @@ def fake_clock() -> Iterator[FakeClock]:
 
 @pytest.fixture
 def services(tmp_path: Path, fake_clock: FakeClock) -> Services:
-    services = Services.from_settings(make_settings(tmp_path))
-    services.store.db.migrate()
-    return services
+    return make_services(tmp_path)
 
 
 @pytest.fixture
