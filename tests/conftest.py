@@ -133,6 +133,46 @@ def pat_connection(org_url: str, token: str, name: str = "sandbox") -> dict[str,
     return {"name": name, "organization_url": org_url, "auth": {"type": "pat", "token": token}}
 
 
+def template_record(connection_id: int, **fields: Any) -> dict[str, Any]:
+    """Every column `Store.create_template` takes: an auto-creating `bugs` template filing Bugs
+    in `AppSec` for risks from high up, nothing else set; `fields` override."""
+    record: dict[str, Any] = {
+        "name": "bugs",
+        "connection_id": connection_id,
+        "project": "AppSec",
+        "work_item_type": "Bug",
+        "auto_create": True,
+        "severity_threshold": "high",
+        "sources": None,
+        "title_format": "{name}",
+        "tags": [],
+        "area_path": None,
+        "iteration_path": None,
+        "fields": {},
+        "close_on_resolve": False,
+    }
+    return {**record, **fields}
+
+
+def hook_record(
+    connection_id: int, *, username: str, password_hash: str, **fields: Any
+) -> dict[str, Any]:
+    """Keyword arguments for `save_hook`: an enabled `workitem.updated` subscription in `AppSec`
+    whose deliveries authenticate as `username`; `fields` override."""
+    record: dict[str, Any] = {
+        "connection_id": connection_id,
+        "project": "AppSec",
+        "project_id": "00000000-0000-0000-0000-000000000001",
+        "event_type": "workitem.updated",
+        "subscription_id": "00000000-0000-0000-0000-0000000000aa",
+        "status": "enabled",
+        "username": username,
+        "password_hash": password_hash,
+        "healed": False,
+    }
+    return {**record, **fields}
+
+
 def risk(key: str = "R-1", **fields: Any) -> dict[str, Any]:
     """A valid RISK payload."""
     base: dict[str, Any] = {"key": key, "name": f"SQL injection {key}", "severity": "high"}
