@@ -13,7 +13,8 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 
-from webhook import create_app
+from tests.fake_clock import FakeClock
+from webhook import clock, create_app
 from webhook.domain.signatures import sign
 from webhook.services import Services
 from webhook.settings import Settings
@@ -51,6 +52,13 @@ def make_services(tmp_path: Path, **overrides: Any) -> Services:
     services = Services.from_settings(make_settings(tmp_path, **overrides))
     services.store.db.migrate()
     return services
+
+
+@pytest.fixture
+def fake_clock() -> Iterator[FakeClock]:
+    """A FakeClock installed as webhook.clock for the test; time moves when the test says."""
+    with clock.use(FakeClock()) as c:
+        yield c  # type: ignore[misc]
 
 
 @pytest.fixture

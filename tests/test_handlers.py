@@ -19,7 +19,6 @@ import pytest
 from tests.conftest import make_services
 from tests.fake_clock import FakeClock
 from tests.fakes import BUG, FakeGateway, RecordingAdo, ResponseLost, rule_error
-from webhook import clock
 from webhook.domain.jobs import JobKind
 from webhook.domain.models import Risk, WorkItemState, WorkItemTypeInfo
 from webhook.domain.signatures import parse_headers, verify
@@ -29,12 +28,6 @@ from webhook.store import Store
 from webhook.subscriptions import Subscriptions
 from webhook.sync import SyncHandlers
 from webhook.worker import RetryPolicy, Worker
-
-
-@pytest.fixture
-def fake_clock() -> Iterator[FakeClock]:
-    with clock.use(FakeClock()) as c:
-        yield c  # type: ignore[misc]
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +88,8 @@ class FakeAdo:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeClock]:
-    with clock.use(FakeClock()) as c:
-        yield c  # type: ignore[misc]
+def fake(fake_clock: FakeClock) -> FakeClock:
+    return fake_clock
 
 
 @pytest.fixture
