@@ -13,8 +13,10 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 
-from webhook import create_app
+from tests.fake_clock import FakeClock
+from webhook import clock, create_app
 from webhook.domain.signatures import sign
+from webhook.services import Services
 from webhook.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -43,6 +45,20 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     }
     env.update({k: str(v) for k, v in overrides.items()})
     return Settings.from_env(env)
+
+
+def make_services(tmp_path: Path, **overrides: Any) -> Services:
+    """Services over a fresh, migrated database under tmp_path (settings: `make_settings`)."""
+    services = Services.from_settings(make_settings(tmp_path, **overrides))
+    services.store.db.migrate()
+    return services
+
+
+@pytest.fixture
+def fake_clock() -> Iterator[FakeClock]:
+    """A FakeClock installed as webhook.clock for the test; time moves when the test says."""
+    with clock.use(FakeClock()) as c:
+        yield c  # type: ignore[misc]
 
 
 @pytest.fixture
@@ -118,6 +134,51 @@ class Scanner:
 @pytest.fixture
 def scanner(client: FlaskClient, admin: dict[str, str]) -> Scanner:
     return Scanner(client, admin)
+
+
+def pat_connection(org_url: str, token: str, name: str = "sandbox") -> dict[str, Any]:
+    """A `POST /admin/connections` body authenticating with a PAT (SPEC: connections)."""
+    return {"name": name, "organization_url": org_url, "auth": {"type": "pat", "token": token}}
+
+
+def template_record(connection_id: int, **fields: Any) -> dict[str, Any]:
+    """Every column `Store.create_template` takes: an auto-creating `bugs` template filing Bugs
+    in `AppSec` for risks from high up, nothing else set; `fields` override."""
+    record: dict[str, Any] = {
+        "name": "bugs",
+        "connection_id": connection_id,
+        "project": "AppSec",
+        "work_item_type": "Bug",
+        "auto_create": True,
+        "severity_threshold": "high",
+        "sources": None,
+        "title_format": "{name}",
+        "tags": [],
+        "area_path": None,
+        "iteration_path": None,
+        "fields": {},
+        "close_on_resolve": False,
+    }
+    return {**record, **fields}
+
+
+def hook_record(
+    connection_id: int, *, username: str, password_hash: str, **fields: Any
+) -> dict[str, Any]:
+    """Keyword arguments for `save_hook`: an enabled `workitem.updated` subscription in `AppSec`
+    whose deliveries authenticate as `username`; `fields` override."""
+    record: dict[str, Any] = {
+        "connection_id": connection_id,
+        "project": "AppSec",
+        "project_id": "00000000-0000-0000-0000-000000000001",
+        "event_type": "workitem.updated",
+        "subscription_id": "00000000-0000-0000-0000-0000000000aa",
+        "status": "enabled",
+        "username": username,
+        "password_hash": password_hash,
+        "healed": False,
+    }
+    return {**record, **fields}
 
 
 def risk(key: str = "R-1", **fields: Any) -> dict[str, Any]:

@@ -14,9 +14,17 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tests.conftest import signed_headers
+from tests.conftest import pat_connection, signed_headers
 from tests.servers import ADMIN_TOKEN, free_port, running_service, service_env, stop
 from webhook.sandbox import Sandbox
+
+BUGS_TEMPLATE: dict[str, Any] = {
+    "name": "bugs",
+    "project": "AppSec",
+    "work_item_type": "Bug",
+    "auto_create": True,
+    "severity_threshold": "low",
+}
 
 
 class Rig:
@@ -35,13 +43,7 @@ class Rig:
 
     def connect(self) -> int:
         resp = self.admin(
-            "POST",
-            "/admin/connections",
-            json={
-                "name": "sandbox",
-                "organization_url": self.sb.org_url,
-                "auth": {"type": "pat", "token": self.sb.pat},
-            },
+            "POST", "/admin/connections", json=pat_connection(self.sb.org_url, self.sb.pat)
         )
         assert resp.status_code == 201, resp.text
         return int(resp.json()["id"])
@@ -51,6 +53,19 @@ class Rig:
         assert resp.status_code == 201, resp.text
         return resp.json()  # type: ignore[no-any-return]
 
+    def bugs(self, conn: int, **fields: Any) -> dict[str, Any]:
+        """Create a template filing Bugs in AppSec for risks from low up; `fields` override."""
+        return self.template(**{**BUGS_TEMPLATE, "connection_id": conn, **fields})
+
+    def setup_bugs(self, **fields: Any) -> int:
+        """Connect, add the `bugs` template (`fields` override), add the `sast` source.
+
+        Returns the connection id."""
+        conn = self.connect()
+        self.bugs(conn, **fields)
+        self.source()
+        return conn
+
     def source(self, name: str = "sast", callback_url: str | None = None) -> None:
         body: dict[str, Any] = {"name": name}
         if callback_url:
@@ -59,19 +74,36 @@ class Rig:
         assert resp.status_code == 201, resp.text
         self.secret = resp.json()["secret"]
 
-    def send(self, *risks: dict[str, Any], source: str = "sast") -> requests.Response:
+    def post_risks(self, *risks: dict[str, Any], source: str = "sast") -> requests.Response:
+        """POST `{"risks": [...]}` to the scanner webhook, signed with the source's secret."""
         body = json.dumps({"risks": list(risks)}).encode()
-        resp = requests.post(
+        return requests.post(
             f"{self.base}/webhooks/risks/{source}",
             data=body,
             headers=signed_headers(self.secret, body),
             timeout=30,
         )
+
+    def send(self, *risks: dict[str, Any], source: str = "sast") -> requests.Response:
+        resp = self.post_risks(*risks, source=source)
         assert resp.status_code == 202, resp.text
         return resp
 
     def risks(self, **query: str) -> list[dict[str, Any]]:
         return self.admin("GET", "/admin/risks", params={"per_page": 1000, **query}).json()["items"]
+
+    def jobs(self, **query: str) -> list[dict[str, Any]]:
+        """The jobs `GET /admin/jobs` lists (pending ones unless `state` says otherwise)."""
+        items: list[dict[str, Any]] = self.admin("GET", "/admin/jobs", params=query).json()["items"]
+        return items
+
+    def failed_jobs(self) -> int:
+        """How many jobs have failed (`total` of `GET /admin/jobs?state=failed`)."""
+        return int(self.admin("GET", "/admin/jobs", params={"state": "failed"}).json()["total"])
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until no job is pending."""
+        wait_for(lambda: not self.jobs(), timeout=timeout)
 
     def items(self) -> list[dict[str, Any]]:
         return [w for w in self.sb.work_items() if not w.get("deleted")]

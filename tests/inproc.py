@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from tests.conftest import ADMIN_TOKEN, Scanner, make_settings
+from tests.conftest import ADMIN_TOKEN, Scanner, make_settings, pat_connection
 from tests.servers import free_port
 from webhook import create_app
 from webhook.composition import build_batch_handlers, build_handlers
@@ -56,13 +56,7 @@ class Loop:
     def setup(self, *projects: tuple[str, str], hooks: bool = True) -> None:
         """A connection, an auto-create template per (project, type), hooks, a source."""
         self.connection_id = self.admin(
-            "POST",
-            "/admin/connections",
-            json={
-                "name": "sandbox",
-                "organization_url": self.sb.org_url,
-                "auth": {"type": "pat", "token": self.sb.pat},
-            },
+            "POST", "/admin/connections", json=pat_connection(self.sb.org_url, self.sb.pat)
         )["id"]
         for project, type_name in projects:
             self.admin(

@@ -7,30 +7,15 @@ providing a `storage` fixture (a fresh, migrated, empty `Storage`). Only public 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
+from tests.conftest import hook_record, template_record
 from webhook.domain.models import Risk
 from webhook.domain.sync_plan import JobSpec, WrittenContent
 from webhook.storage.errors import AlreadyExists, InUse, Missing
 from webhook.storage.interfaces import Storage
 from webhook.storage.types import Job, Lease, SourceAuth, WorkItemChange
-
-TEMPLATE: dict[str, Any] = {
-    "name": "bugs",
-    "project": "P",
-    "work_item_type": "Bug",
-    "auto_create": True,
-    "severity_threshold": "high",
-    "sources": None,
-    "title_format": "{name}",
-    "tags": [],
-    "area_path": None,
-    "iteration_path": None,
-    "fields": {},
-    "close_on_resolve": False,
-}
 
 
 def _world(storage: Storage, *, callback: str | None = None) -> tuple[SourceAuth, int, int]:
@@ -41,7 +26,7 @@ def _world(storage: Storage, *, callback: str | None = None) -> tuple[SourceAuth
     connection = storage.connections.create_connection(
         "org", "https://dev.azure.com/org", {"type": "pat", "token": "contract-token-123"}
     )
-    template = storage.templates.create_template({**TEMPLATE, "connection_id": connection.id})
+    template = storage.templates.create_template(template_record(connection.id, project="P"))
     return source, connection.id, template.id
 
 
@@ -141,15 +126,14 @@ def test_a_delivery_records_its_risks_and_their_jobs_together(storage: Storage) 
 
 def _hook(storage: Storage, connection: int) -> int:
     hook = storage.hooks.save_hook(
-        connection_id=connection,
-        project="P",
-        project_id="pid",
-        event_type="workitem.updated",
-        subscription_id="sub",
-        status="enabled",
-        username="u1",
-        password_hash="h",
-        healed=False,
+        **hook_record(
+            connection,
+            project="P",
+            project_id="pid",
+            subscription_id="sub",
+            username="u1",
+            password_hash="h",
+        )
     )
     return int(hook["id"])
 

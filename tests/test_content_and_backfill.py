@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import Scanner, make_settings, risk
+from tests.conftest import Scanner, hook_record, make_settings, risk, template_record
 from webhook.settings import SettingsError
 from webhook.storage.types import TemplateRecord
 from webhook.store import Store
@@ -25,22 +25,7 @@ def add_template(store: Store, name: str, **fields: Any) -> TemplateRecord:
     connection = next(iter(store.list_connections(1, 1)[0]), None) or store.create_connection(
         "c", ORG_URL, {"type": "pat", "token": "pat-for-tests"}
     )
-    data = {
-        "name": name,
-        "connection_id": connection.id,
-        "project": "AppSec",
-        "work_item_type": "Bug",
-        "auto_create": True,
-        "severity_threshold": "high",
-        "sources": None,
-        "title_format": "{name}",
-        "tags": [],
-        "area_path": None,
-        "iteration_path": None,
-        "fields": {},
-        "close_on_resolve": False,
-    }
-    return store.create_template({**data, **fields})
+    return store.create_template(template_record(connection.id, name=name, **fields))
 
 
 def link(store: Store, risk_id: int, ado_id: int) -> None:
@@ -188,15 +173,14 @@ def test_readyz_names_template_projects_without_hooks(app: Flask, client: FlaskC
     assert "POST /admin/hooks" in warning["message"]
     for event_type in ("workitem.updated", "workitem.deleted", "workitem.restored"):
         store.save_hook(
-            connection_id=template.connection_id,
-            project="AppSec",
-            project_id="p-1",
-            event_type=event_type,
-            subscription_id=f"sub-{event_type}",
-            status="enabled",
-            username=f"u-{event_type}",
-            password_hash="x",
-            healed=False,
+            **hook_record(
+                template.connection_id,
+                project_id="p-1",
+                event_type=event_type,
+                subscription_id=f"sub-{event_type}",
+                username=f"u-{event_type}",
+                password_hash="x",
+            )
         )
     assert client.get("/readyz").get_json()["checks"]["service_hooks"] == "ok"
 

@@ -25,7 +25,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import Scanner, risk, signed_headers
+from tests.conftest import Scanner, hook_record, risk, signed_headers
 from tests.test_scanner_webhook import _chunked
 from webhook import create_app
 from webhook.crypto import hash_password
@@ -65,15 +65,14 @@ def ctx(app: Flask, client: FlaskClient, admin: dict[str, str], scanner: Scanner
         "guard", "https://dev.azure.com/guard", {"type": "pat", "token": "p" * 52}
     )
     store.save_hook(
-        connection_id=connection.id,
-        project="P",
-        project_id="p-1",
-        event_type="workitem.updated",
-        subscription_id="sub-1",
-        status="enabled",
-        username=HOOK_USER,
-        password_hash=hash_password(HOOK_PASSWORD),
-        healed=False,
+        **hook_record(
+            connection.id,
+            project="P",
+            project_id="p-1",
+            subscription_id="sub-1",
+            username=HOOK_USER,
+            password_hash=hash_password(HOOK_PASSWORD),
+        )
     )
     store.heartbeat("guard-worker", os.getpid(), "test")  # so /readyz depends on the database
     return Ctx(app, client, admin, scanner, store.db)

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from tests.fakes import BUG
 from webhook.domain.models import Risk, Template, WorkItemState, WorkItemTypeInfo
 from webhook.domain.templates import (
     MAX_TAGS,
@@ -25,12 +26,7 @@ from webhook.domain.templates import (
 
 AGILE_BUG = WorkItemTypeInfo(
     name="Bug",
-    states=(
-        WorkItemState("New", "Proposed"),
-        WorkItemState("Active", "InProgress"),
-        WorkItemState("Resolved", "Resolved"),
-        WorkItemState("Closed", "Completed"),
-    ),
+    states=BUG.states,  # the Agile Bug's states: New, Active, Resolved, Closed
     field_names=frozenset(
         {
             "System.Title",

@@ -57,7 +57,19 @@ def linked(r: Rig, key: str) -> dict[str, Any]:
 
 def settled(r: Rig) -> None:
     r.sb.wait_deliveries_idle(10)
-    wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"], timeout=30)
+    r.settle()
+
+
+def linked_loop(
+    r: Rig, project: str = "AppSec", work_item_type: str = "Bug", **template: Any
+) -> dict[str, Any]:
+    """`setup_loop`, a `sast` source, risk R-1 reported and linked, all settled; its item."""
+    setup_loop(r, project, work_item_type, **template)
+    r.source()
+    r.send(risk("R-1"))
+    wi = linked(r, "R-1")
+    settled(r)
+    return wi
 
 
 @pytest.mark.parametrize(
@@ -92,11 +104,7 @@ def test_status_by_category_on_each_process(tmp_path, project, wit, done, reopen
 
 def test_duplicates_order_delete_restore_and_no_echo_loops(tmp_path) -> None:
     with rig(tmp_path) as r:
-        setup_loop(r, "AppSec", "Bug", close_on_resolve=True)
-        r.source()
-        r.send(risk("R-1"))
-        wi = linked(r, "R-1")
-        settled(r)
+        wi = linked_loop(r, close_on_resolve=True)
         # Duplicate delivery of the same event changes nothing twice.
         r.sb.duplicate_next_delivery()
         r.sb.set_state(wi["id"], "Resolved")
@@ -141,11 +149,7 @@ def test_duplicates_order_delete_restore_and_no_echo_loops(tmp_path) -> None:
 
 def test_scanner_resolved_closes_when_template_says_so(tmp_path) -> None:
     with rig(tmp_path) as r:
-        setup_loop(r, "Platform", "Issue", close_on_resolve=True)
-        r.source()
-        r.send(risk("R-1"))
-        wi = linked(r, "R-1")
-        settled(r)
+        wi = linked_loop(r, "Platform", "Issue", close_on_resolve=True)
         r.send(risk("R-1", status="resolved"))
         wait_for(lambda: r.sb.work_item(wi["id"])["fields"]["System.State"] == "Done")
         settled(r)
@@ -156,11 +160,7 @@ def test_scanner_resolved_closes_when_template_says_so(tmp_path) -> None:
 
 def test_lost_deliveries_are_repaired_by_reconciliation(tmp_path) -> None:
     with rig(tmp_path, WEBHOOK_RECONCILE_SECONDS="1") as r:
-        setup_loop(r, "AppSec", "Bug")
-        r.source()
-        r.send(risk("R-1"))
-        wi = linked(r, "R-1")
-        settled(r)
+        wi = linked_loop(r)
         for sub in r.sb.subscriptions():
             r.sb.set_subscription_status(sub["id"], "disabledByUser")
         r.sb.set_state(wi["id"], "Closed")
@@ -320,11 +320,7 @@ def test_issue_delete_and_restore_released_newest_first(tmp_path) -> None:
     """Issue 9.2: hold deliveries, delete, restore, release newest first; then a severity
     change. Deletion is credited to whoever deleted the item, not to its last editor."""
     with rig(tmp_path) as r:
-        setup_loop(r, "AppSec", "Bug")
-        r.source()
-        r.send(risk("R-1"))
-        wi = linked(r, "R-1")
-        settled(r)
+        wi = linked_loop(r)
         r.sb.set_state(wi["id"], "Active", by="Dana Developer <dana@contoso.com>")
         settled(r)
         r.sb.hold_deliveries()
@@ -344,11 +340,7 @@ def test_issue_delete_and_restore_released_newest_first(tmp_path) -> None:
 def test_issue_bug_changed_to_task_and_removed(tmp_path) -> None:
     """Issue 9.3: a linked Bug becomes a Task in `Removed` (a state Bugs do not have)."""
     with rig(tmp_path) as r:
-        setup_loop(r, "AppSec", "Bug")
-        r.source()
-        r.send(risk("R-1"))
-        wi = linked(r, "R-1")
-        settled(r)
+        wi = linked_loop(r)
         r.sb.change_type(wi["id"], "Task", state="Removed", by="Dana Developer <dana@contoso.com>")
         got = wait_for(lambda: (x := risk_of(r, "R-1"))["status"] == "removed" and x)
         assert got["work_item"]["type"] == "Task"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
-import requests
 
-from tests.conftest import risk, signed_headers
+from tests.conftest import risk
 from tests.e2e import rig, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -22,16 +20,7 @@ def tracking(item: dict) -> list[str]:
 
 def test_a_scanner_cannot_claim_the_next_risks_work_item(tmp_path) -> None:
     with rig(tmp_path) as r:
-        conn = r.connect()
-        r.template(
-            name="bugs",
-            connection_id=conn,
-            project="AppSec",
-            work_item_type="Bug",
-            auto_create=True,
-            severity_threshold="low",
-        )
-        r.source()
+        r.setup_bugs()
         # The attacker learns the installation id from any work item and its risk id from 202.
         first = r.send(risk("attacker-1")).json()["risks"][0]["id"]
         (item,) = wait_for(lambda: r.items())
@@ -40,13 +29,7 @@ def test_a_scanner_cannot_claim_the_next_risks_work_item(tmp_path) -> None:
         assert match and match.group(2) == str(first), tag
         installation = match.group(1)
         for forged in (f"adowh-{installation}-{first + 1}", f" ADOWH-{installation}-{first + 1}"):
-            body = json.dumps({"risks": [risk("attacker-2", tags=["sast", forged])]}).encode()
-            resp = requests.post(
-                f"{r.base}/webhooks/risks/sast",
-                data=body,
-                headers=signed_headers(r.secret, body),
-                timeout=30,
-            )
+            resp = r.post_risks(risk("attacker-2", tags=["sast", forged]))
             assert resp.status_code == 422, resp.text
             assert "risks.0.tags.1" in resp.json()["error"]["details"]
         assert [x["key"] for x in r.risks()] == ["attacker-1"]  # nothing stored
@@ -57,7 +40,7 @@ def test_a_scanner_cannot_claim_the_next_risks_work_item(tmp_path) -> None:
         )
         victim = r.send(risk("victim")).json()["risks"][0]["id"]
         assert victim == first + 1
-        wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"], timeout=30)
+        r.settle()
         mine = [w for w in r.items() if any(t.split("-")[2] == str(victim) for t in tracking(w))]
         assert len(mine) == 1 and len(r.items()) == 2
         (victim_tag,) = tracking(mine[0])
@@ -67,4 +50,4 @@ def test_a_scanner_cannot_claim_the_next_risks_work_item(tmp_path) -> None:
         detail = r.admin("GET", f"/admin/risks/{victim}").json()
         events = [h["event"] for h in detail["history"]]
         assert events.count("work_item_adopted") == 1 and "work_item_created" not in events
-        assert r.admin("GET", "/admin/jobs", params={"state": "failed"}).json()["total"] == 0
+        assert r.failed_jobs() == 0

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tests.conftest import risk
+from tests.conftest import pat_connection, risk
 from tests.e2e import rig, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -38,43 +38,27 @@ def test_connection_and_template_validation(tmp_path) -> None:
         bad = r.admin(
             "POST",
             "/admin/connections",
-            json={
-                "name": "x",
-                "organization_url": r.sb.org_url,
-                "auth": {"type": "pat", "token": "nope"},
-            },
+            json=pat_connection(r.sb.org_url, "nope", name="x"),
         )
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "ado_auth_failed"
         assert "nope" not in bad.text
         evil = r.admin(
             "POST",
             "/admin/connections",
-            json={
-                "name": "x",
-                "organization_url": "https://dev.azure.com.evil.example/x",
-                "auth": {"type": "pat", "token": "t"},
-            },
+            json=pat_connection("https://dev.azure.com.evil.example/x", "t", name="x"),
         )
         assert evil.status_code == 422
         unreachable = r.admin(
             "POST",
             "/admin/connections",
-            json={
-                "name": "x",
-                "organization_url": "https://dev.azure.com/x-" + "y" * 5,
-                "auth": {"type": "pat", "token": "t"},
-            },
+            json=pat_connection("https://dev.azure.com/x-" + "y" * 5, "t", name="x"),
         )
         assert unreachable.status_code == 502
         assert unreachable.json()["error"]["code"] == "ado_unreachable"
         created = r.admin(
             "POST",
             "/admin/connections",
-            json={
-                "name": "sandbox",
-                "organization_url": r.sb.org_url,
-                "auth": {"type": "pat", "token": r.sb.pat},
-            },
+            json=pat_connection(r.sb.org_url, r.sb.pat),
         )
         assert created.status_code == 201
         assert {"id", "name"} <= set(created.json()["projects"][0])
@@ -134,12 +118,9 @@ def test_connection_and_template_validation(tmp_path) -> None:
 def test_routing_body_severity_comment_and_manual_export(tmp_path) -> None:
     with rig(tmp_path) as r:
         conn = r.connect()
-        r.template(
+        r.bugs(
+            conn,
             name="sec-bugs",
-            connection_id=conn,
-            project="AppSec",
-            work_item_type="Bug",
-            auto_create=True,
             severity_threshold="high",
             tags=["security"],
             title_format="Scanner - Project '{project}' contains issue '{name}'",
@@ -215,7 +196,7 @@ def test_routing_body_severity_comment_and_manual_export(tmp_path) -> None:
         assert high["fields"]["Microsoft.VSTS.Common.Severity"] == "1 - Critical"
         r.send(risk("high", severity="critical"))
         r.send(risk("crit", severity="critical", name="SQL injection crit (renamed)"))
-        wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"])
+        r.settle()
         high = next(w for w in r.items() if w["id"] == high["id"])
         assert len(high["comments"]) == 1
         assert "Severity changed from High to Critical" in high["comments"][0]["text"]
@@ -223,7 +204,7 @@ def test_routing_body_severity_comment_and_manual_export(tmp_path) -> None:
         # Rising above a threshold files the item then; manual export for the rest.
         r.send(risk("low", severity="medium"))
         wait_for(lambda: len(r.items()) == 4)
-        wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"])
+        r.settle()
         r.send(risk("info-one", severity="info"))
         info_id = next(x["id"] for x in r.risks() if x["key"] == "info-one")
         export = r.admin(
@@ -231,7 +212,7 @@ def test_routing_body_severity_comment_and_manual_export(tmp_path) -> None:
         )
         assert export.status_code == 202
         wait_for(lambda: len(r.items()) == 5)
-        wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"])
+        r.settle()
         again = r.admin(
             "POST", f"/admin/risks/{info_id}/work-item", json={"template_id": tasks["id"]}
         )
@@ -240,16 +221,7 @@ def test_routing_body_severity_comment_and_manual_export(tmp_path) -> None:
 
 def test_faults_lose_nothing_and_duplicate_nothing(tmp_path) -> None:
     with rig(tmp_path) as r:
-        conn = r.connect()
-        r.template(
-            name="bugs",
-            connection_id=conn,
-            project="AppSec",
-            work_item_type="Bug",
-            auto_create=True,
-            severity_threshold="low",
-        )
-        r.source()
+        r.setup_bugs()
         # 429 with Retry-After: the organization pauses, then the item is created.
         r.sb.add_fault(
             kind="status",
@@ -279,7 +251,7 @@ def test_faults_lose_nothing_and_duplicate_nothing(tmp_path) -> None:
             kind="lost_response", method="POST", path_contains="/workitems/$", times=1, then="500"
         )
         r.send(risk("lost"))
-        wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"], timeout=20)
+        r.settle(timeout=20)
         lost = [w for w in r.items() if "lost" in w["fields"]["System.Title"]]
         assert len(lost) == 1
 
@@ -289,29 +261,17 @@ def test_faults_lose_nothing_and_duplicate_nothing(tmp_path) -> None:
         wait_for(lambda: len(r.items()) == 22, timeout=60)
         tags = Counter(t for w in r.items() for t in tracking_tags(w))
         assert all(n == 1 for n in tags.values()) and len(tags) == 22
-        assert r.admin("GET", "/admin/jobs", params={"state": "failed"}).json()["total"] == 0
+        assert r.failed_jobs() == 0
 
 
 def test_rule_error_fails_the_job_with_azure_devops_message_and_retry(tmp_path) -> None:
     with rig(tmp_path) as r:
-        conn = r.connect()
-        r.template(
-            name="strict",
-            connection_id=conn,
-            project="Strict",
-            work_item_type="Bug",
-            auto_create=True,
-            severity_threshold="low",
-            fields={"Custom.Team": "Red"},
-        )
-        r.source()
+        r.setup_bugs(name="strict", project="Strict", fields={"Custom.Team": "Red"})
         r.sb.add_fault(
             kind="status", status=400, method="POST", path_contains="/workitems/$", times=1
         )
         r.send(risk("rule"))
-        failed = wait_for(
-            lambda: r.admin("GET", "/admin/jobs", params={"state": "failed"}).json()["items"]
-        )
+        failed = wait_for(lambda: r.jobs(state="failed"))
         assert failed[0]["kind"] == "create_work_item" and failed[0]["last_error"]
         assert r.admin("POST", f"/admin/jobs/{failed[0]['id']}/retry").status_code == 200
         wait_for(lambda: len(r.items()) == 1)
@@ -319,22 +279,13 @@ def test_rule_error_fails_the_job_with_azure_devops_message_and_retry(tmp_path) 
 
 def test_two_workers_create_no_duplicates(tmp_path) -> None:
     with rig(tmp_path, latency=0.01) as r:
-        conn = r.connect()
-        r.template(
-            name="bugs",
-            connection_id=conn,
-            project="AppSec",
-            work_item_type="Bug",
-            auto_create=True,
-            severity_threshold="info",
-        )
-        r.source()
+        r.setup_bugs(severity_threshold="info")
         r.start_extra_worker()
         r.start_extra_worker()
         for start in range(0, 150, 50):
             r.send(*[risk(f"k{i}") for i in range(start, start + 50)])
         wait_for(lambda: len(r.items()) >= 150, timeout=90)
-        wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"], timeout=30)
+        r.settle()
         tags = Counter(t for w in r.items() for t in tracking_tags(w))
         assert len(r.items()) == 150 and len(tags) == 150 and max(tags.values()) == 1
 
@@ -383,31 +334,18 @@ def body_of(item: dict) -> str:
     return item["fields"]["Microsoft.VSTS.TCM.ReproSteps"]
 
 
-def settle(r) -> None:
-    wait_for(lambda: not r.admin("GET", "/admin/jobs").json()["items"], timeout=30)
-
-
 def test_content_follows_the_risk_in_one_update_and_links_only_what_people_can_open(
     tmp_path,
 ) -> None:
     with rig(tmp_path, WEBHOOK_CONTENT_SYNC_SECONDS="3") as r:
-        conn = r.connect()
-        r.template(
-            name="bugs",
-            connection_id=conn,
-            project="AppSec",
-            work_item_type="Bug",
-            auto_create=True,
-            severity_threshold="low",
-        )
-        r.source()
+        r.setup_bugs()
         db = [{"group": "host", "identifier": f"db{i}"} for i in range(1, 4)]
         r.send(
             risk("plain", evidence="first evidence", assets=db[:1]),
             risk("linked", url="https://scanner.example/f/7"),
         )
         wait_for(lambda: len(r.items()) == 2 and all(x["work_item"] for x in r.risks()))
-        settle(r)
+        r.settle()
         ids = {x["key"]: x["work_item"]["id"] for x in r.risks()}
         plain, linked = r.sb.work_item(ids["plain"]), r.sb.work_item(ids["linked"])
         # WEBHOOK_PUBLIC_URL is set, yet nothing points at the admin API people cannot open.
@@ -423,7 +361,7 @@ def test_content_follows_the_risk_in_one_update_and_links_only_what_people_can_o
         r.send(risk("plain", evidence="second evidence", assets=db[:2]))
         r.send(risk("plain", name="Renamed plain", evidence="third evidence", assets=db))
         wait_for(lambda: "third evidence" in body_of(r.sb.work_item(ids["plain"])))
-        settle(r)
+        r.settle()
         plain = r.sb.work_item(ids["plain"])
         assert plain["rev"] == rev + 1
         assert plain["comments"] == []
@@ -435,7 +373,7 @@ def test_content_follows_the_risk_in_one_update_and_links_only_what_people_can_o
         rev = r.sb.work_item(ids["linked"])["rev"]
         r.send(risk("linked", name="Renamed linked", url="https://scanner.example/f/7"))
         wait_for(lambda: "Renamed linked" in body_of(r.sb.work_item(ids["linked"])))
-        settle(r)
+        r.settle()
         linked = r.sb.work_item(ids["linked"])
         assert linked["fields"]["System.Title"] == "Ann's title"
         assert linked["rev"] == rev + 1 and linked["comments"] == []
@@ -452,7 +390,7 @@ def test_content_follows_the_risk_in_one_update_and_links_only_what_people_can_o
             )
         )
         wait_for(lambda: r.sb.work_item(ids["plain"])["comments"])
-        settle(r)
+        r.settle()
         plain = r.sb.work_item(ids["plain"])
         assert plain["rev"] == rev + 1
         assert plain["fields"]["Microsoft.VSTS.Common.Severity"] == "1 - Critical"
@@ -472,23 +410,16 @@ def test_backfill_applies_a_template_added_after_the_scan(tmp_path) -> None:
             risk("c", severity="low"),
             risk("d", severity="high", status="resolved"),
         )
-        template = r.template(
-            name="bugs",
-            connection_id=conn,
-            project="AppSec",
-            work_item_type="Bug",
-            auto_create=True,
-            severity_threshold="high",
-        )
+        template = r.bugs(conn, severity_threshold="high")
         path = f"/admin/templates/{template['id']}/backfill"
         dry = r.admin("POST", path, json={"dry_run": True})
         assert dry.status_code == 200 and dry.json() == {"matched": 2, "queued": 0}
-        assert r.admin("GET", "/admin/jobs").json()["items"] == []
+        assert r.jobs() == []
         real = r.admin("POST", path, json={"dry_run": False})
         assert real.json() == {"matched": 2, "queued": 2}
         wait_for(lambda: len(r.items()) == 2)
         assert r.admin("POST", path, json={"dry_run": False}).json() == {"matched": 0, "queued": 0}
-        settle(r)
+        r.settle()
         assert sorted(x["key"] for x in r.risks() if x["work_item"]) == ["a", "b"]
         assert len(r.items()) == 2
 
@@ -496,14 +427,7 @@ def test_backfill_applies_a_template_added_after_the_scan(tmp_path) -> None:
 def test_template_warns_without_hooks_and_registering_them_reconciles_at_once(tmp_path) -> None:
     with rig(tmp_path, WEBHOOK_RECONCILE_SECONDS="3600") as r:
         conn = r.connect()
-        template = r.template(
-            name="bugs",
-            connection_id=conn,
-            project="AppSec",
-            work_item_type="Bug",
-            auto_create=True,
-            severity_threshold="low",
-        )
+        template = r.bugs(conn)
         assert template["hooks"]["registered"] is False
         assert "POST /admin/hooks" in template["hooks"]["message"]
         ready = r.admin("GET", "/readyz")
@@ -511,7 +435,7 @@ def test_template_warns_without_hooks_and_registering_them_reconciles_at_once(tm
         r.source()
         r.send(risk("R-1"))
         wi = wait_for(lambda: next(x for x in r.risks() if x["key"] == "R-1")["work_item"])
-        settle(r)
+        r.settle()
         # Closed while no hook is registered: nothing is delivered.
         r.sb.set_state(wi["id"], "Closed")
         hooks = r.admin("POST", "/admin/hooks", json={"connection_id": conn, "project": "AppSec"})
@@ -536,19 +460,10 @@ def test_template_warns_without_hooks_and_registering_them_reconciles_at_once(tm
 
 def test_a_title_edited_while_the_service_rewrites_it_is_kept(tmp_path) -> None:
     with rig(tmp_path, WEBHOOK_CONTENT_SYNC_SECONDS="1") as r:
-        conn = r.connect()
-        r.template(
-            name="bugs",
-            connection_id=conn,
-            project="AppSec",
-            work_item_type="Bug",
-            auto_create=True,
-            severity_threshold="low",
-        )
-        r.source()
+        r.setup_bugs()
         r.send(risk("R-1"))
         wi = wait_for(lambda: next(x for x in r.risks() if x["key"] == "R-1")["work_item"])
-        settle(r)
+        r.settle()
         path = f"/workitems/{wi['id']}"
         # The service reads the item (its title is still ours), then writes; a person renames
         # it in between: the write is refused whole, read again, and the person's title stays.
@@ -562,9 +477,9 @@ def test_a_title_edited_while_the_service_rewrites_it_is_kept(tmp_path) -> None:
         )
         r.sb.update_fields(wi["id"], {"System.Title": "Ann's title"}, by="Ann <ann@x.example>")
         wait_for(lambda: "Renamed by the scanner" in body_of(r.sb.work_item(wi["id"])))
-        settle(r)
+        r.settle()
         item = r.sb.work_item(wi["id"])
         assert item["fields"]["System.Title"] == "Ann's title"
-        assert r.admin("GET", "/admin/jobs", params={"state": "failed"}).json()["total"] == 0
+        assert r.failed_jobs() == 0
         patches = [e["status"] for e in r.sb.requests_log() if e["method"] == "PATCH"]
         assert patches[0] == 412 and patches[-1] == 200

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.conftest import risk, signed_headers
+from tests.conftest import pat_connection, risk, signed_headers
 from tests.e2e import wait_for
 from tests.servers import ADMIN_TOKEN, free_port, running_service, service_env
 from webhook.sandbox import Sandbox
@@ -72,11 +72,7 @@ def test_sigkill_web_and_worker_during_burst_with_slow_azure_devops(tmp_path) ->
                 base + "/admin/connections",
                 headers=ADMIN,
                 timeout=30,
-                json={
-                    "name": "sb",
-                    "organization_url": sb.org_url,
-                    "auth": {"type": "pat", "token": sb.pat},
-                },
+                json=pat_connection(sb.org_url, sb.pat, name="sb"),
             ).json()["id"]
             requests.post(
                 base + "/admin/templates",

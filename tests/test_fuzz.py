@@ -50,7 +50,7 @@ from requests.adapters import HTTPAdapter
 from schemathesis import GenerationMode, checks
 from schemathesis.errors import FailureGroup
 
-from tests.conftest import ADMIN_TOKEN, Scanner, make_settings, risk
+from tests.conftest import ADMIN_TOKEN, Scanner, hook_record, make_settings, risk, template_record
 from webhook import create_app
 from webhook.crypto import hash_password
 from webhook.domain.signatures import sign
@@ -138,35 +138,24 @@ class FuzzTarget:
             "fuzz-connection", ORG_URL, {"type": "pat", "token": "fuzz-pat"}
         )
         template = self.store.create_template(
-            {
-                "name": "fuzz-template",
-                "connection_id": connection.id,
-                "project": "Fuzz",
-                "work_item_type": "Bug",
-                "auto_create": False,
-                "severity_threshold": "low",
-                "sources": None,
-                "title_format": "{name}",
-                "tags": [],
-                "area_path": None,
-                "iteration_path": None,
-                "fields": {},
-                "close_on_resolve": False,
-            }
+            template_record(
+                connection.id,
+                name="fuzz-template",
+                project="Fuzz",
+                auto_create=False,
+                severity_threshold="low",
+            )
         )
         self.store.request_work_item(1, template.id)
         while (job := self.store.claim_job("fuzz-seed")) is not None:
             self.store.fail_job(job, "seeded failure")
         self.store.save_hook(
-            connection_id=connection.id,
-            project="Fuzz",
-            project_id="00000000-0000-0000-0000-000000000001",
-            event_type="workitem.updated",
-            subscription_id="00000000-0000-0000-0000-0000000000aa",
-            status="enabled",
-            username=HOOK_USER,
-            password_hash=hash_password(HOOK_PASSWORD),
-            healed=False,
+            **hook_record(
+                connection.id,
+                project="Fuzz",
+                username=HOOK_USER,
+                password_hash=hash_password(HOOK_PASSWORD),
+            )
         )
 
     # ---- checks --------------------------------------------------------------------------

@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_settings
+from tests.conftest import make_services
 from tests.fake_clock import FakeClock
 from tests.fakes import BUG, FakeGateway, RecordingAdo, ResponseLost, rule_error
-from webhook import clock
 from webhook.domain.jobs import JobKind
 from webhook.domain.models import Risk, WorkItemState, WorkItemTypeInfo
 from webhook.domain.signatures import parse_headers, verify
@@ -32,16 +31,8 @@ from webhook.worker import RetryPolicy, Worker
 
 
 @pytest.fixture
-def fake_clock() -> Iterator[FakeClock]:
-    with clock.use(FakeClock()) as c:
-        yield c  # type: ignore[misc]
-
-
-@pytest.fixture
 def services(tmp_path: Path, fake_clock: FakeClock) -> Services:
-    services = Services.from_settings(make_settings(tmp_path))
-    services.store.db.migrate()
-    return services
+    return make_services(tmp_path)
 
 
 @pytest.fixture

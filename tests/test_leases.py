@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from flask.testing import FlaskClient
 
 from webhook import clock, create_app
 from webhook.ado import AdoRateLimited
-from webhook.domain.models import Risk, WorkItemState, WorkItemTypeInfo
+from webhook.domain.models import Risk
 from webhook.domain.sync_plan import JobSpec
 from webhook.gateway import OrganizationPaused
 from webhook.services import Services
@@ -27,22 +26,9 @@ from webhook.store import JOB_LEASE_SECONDS, Job, Lease, Store
 from webhook.sync import SyncHandlers
 from webhook.worker import MAX_ATTEMPTS, RetryLater, RetryPolicy, Worker
 
-from .conftest import ADMIN_TOKEN, make_settings
+from .conftest import ADMIN_TOKEN, make_services, make_settings
 from .fake_clock import FakeClock
-
-BUG = WorkItemTypeInfo(
-    name="Bug",
-    states=(
-        WorkItemState("New", "Proposed"),
-        WorkItemState("Active", "InProgress"),
-        WorkItemState("Resolved", "Resolved"),
-        WorkItemState("Closed", "Completed"),
-    ),
-    field_names=frozenset(
-        {"System.Title", "System.Description", "System.Tags", "Microsoft.VSTS.Common.Severity"}
-    ),
-    required_fields=frozenset(),
-)
+from .fakes import FakeGateway
 
 
 class FakeAdo:
@@ -101,28 +87,14 @@ class FakeAdo:
             return [self.items[i] for i in ids if i in self.items]
 
 
-class FakeGateway:
-    def __init__(self, ado: FakeAdo) -> None:
-        self.ado = ado
-
-    def client(self, connection_id: int, *, respect_pause: bool = True) -> FakeAdo:
-        return self.ado
-
-    def type_info(self, *args: Any, **kwargs: Any) -> WorkItemTypeInfo:
-        return BUG
-
-
 @pytest.fixture
-def fake() -> Iterator[FakeClock]:
-    with clock.use(FakeClock()) as c:
-        yield c  # type: ignore[misc]
+def fake(fake_clock: FakeClock) -> FakeClock:
+    return fake_clock
 
 
 @pytest.fixture
 def services(tmp_path: Path, fake: FakeClock) -> Services:
-    services = Services.from_settings(make_settings(tmp_path))
-    services.store.db.migrate()
-    return services
+    return make_services(tmp_path)
 
 
 @pytest.fixture
@@ -168,7 +140,7 @@ def risk_awaiting_its_work_item(services: Services) -> int:
 
 
 def sync_worker(services: Services, ado: FakeAdo, name: str) -> Worker:
-    gateway = FakeGateway(ado)
+    gateway = FakeGateway(ado)  # type: ignore[arg-type]
     handlers = SyncHandlers(services.store, gateway, services.callbacks).handlers()  # type: ignore[arg-type]
     return Worker(store=services.store, handlers=handlers, worker_id=name)
 
@@ -531,9 +503,8 @@ def test_a_failing_batch_job_also_fails_after_the_bound(store: Store, fake: Fake
 
 
 def test_an_older_database_gains_fencing_tokens(tmp_path: Path, fake: FakeClock) -> None:
-    services = Services.from_settings(make_settings(tmp_path))
+    services = make_services(tmp_path)
     db = services.store.db
-    db.migrate()
     conn = db.conn
     conn.executescript(
         "DROP INDEX jobs_lane_held;"

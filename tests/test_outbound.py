@@ -19,11 +19,10 @@ from webhook.callbacks import CallbackSender
 from webhook.domain.orgurl import OrgUrl, parse_organization_url
 from webhook.domain.sync_plan import JobSpec
 from webhook.outbound import Bounds, DestinationBusy, Shares
-from webhook.services import Services
 from webhook.store import Job, Store
 from webhook.worker import RetryLater, RetryPolicy, Worker
 
-from .conftest import make_settings
+from .conftest import make_services
 from .rawhttp import RawServer, flood, hold, trickle_body, trickle_head
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -36,9 +35,7 @@ CLIENT_ID = "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    services = Services.from_settings(make_settings(tmp_path))
-    services.store.db.migrate()
-    return services.store
+    return make_services(tmp_path).store
 
 
 @pytest.fixture
@@ -262,9 +259,8 @@ def test_a_slow_organization_leaves_threads_for_other_work(
     release = threading.Event()
     slow = serve(servers, hold(release))
     host = f"127.0.0.1:{slow.port}"
-    services = Services.from_settings(make_settings(tmp_path, WEBHOOK_ALLOWED_ORG_HOSTS=host))
+    services = make_services(tmp_path, WEBHOOK_ALLOWED_ORG_HOSTS=host)
     store = services.store
-    store.db.migrate()
     connection = store.create_connection(
         "slow", f"http://{host}/org", {"type": "pat", "token": PAT}
     ).id

@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import ADMIN_TOKEN, Scanner, make_settings, risk
+from tests.conftest import ADMIN_TOKEN, Scanner, make_settings, pat_connection, risk
 from tests.servers import free_port
 from webhook import clock, create_app, gateway
 from webhook.composition import build_batch_handlers, build_handlers
@@ -61,11 +61,7 @@ def web(app: Flask) -> FlaskClient:
 def connection(web: FlaskClient, sb: Sandbox) -> int:
     resp = web.post(
         "/admin/connections",
-        json={
-            "name": "sandbox",
-            "organization_url": sb.org_url,
-            "auth": {"type": "pat", "token": sb.pat},
-        },
+        json=pat_connection(sb.org_url, sb.pat),
         headers=ADMIN,
     )
     assert resp.status_code == 201, resp.get_json()
@@ -264,13 +260,7 @@ def test_new_credentials_for_a_paused_organization_answer_503(
     pause_in_store(services, sb.org_url, 2.2)
     resp = web.post(
         "/admin/connections",
-        data=json.dumps(
-            {
-                "name": "second",
-                "organization_url": sb.org_url,
-                "auth": {"type": "pat", "token": sb.pat},
-            }
-        ),
+        data=json.dumps(pat_connection(sb.org_url, sb.pat, name="second")),
         content_type="application/json",
         headers=ADMIN,
     )

@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import ADMIN_TOKEN, Scanner, make_settings, risk
+from tests.conftest import ADMIN_TOKEN, Scanner, make_settings, pat_connection, risk
 from webhook import create_app
 from webhook.domain.templates import legacy_tracking_tag, split_tags
 from webhook.sandbox import Sandbox
@@ -44,11 +44,7 @@ class World:
         resp = self.client.post(
             "/admin/connections",
             headers=ADMIN,
-            json={
-                "name": "sb",
-                "organization_url": sb.org_url,
-                "auth": {"type": "pat", "token": sb.pat},
-            },
+            json=pat_connection(sb.org_url, sb.pat, name="sb"),
         )
         assert resp.status_code == 201, resp.get_json()
         self.connection_id = resp.get_json()["id"]

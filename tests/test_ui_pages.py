@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import Scanner, make_settings, risk
+from tests.conftest import Scanner, make_settings, pat_connection, risk
 from tests.ui_helpers import form_values, post_form, sign_in, text_of
 from webhook import create_app
 from webhook.composition import build_handlers
@@ -194,11 +194,7 @@ def test_work_item_types_api_lists_required_fields_with_allowed_values(
     client = ui_app.test_client()
     resp = client.post(
         "/admin/connections",
-        json={
-            "name": "s",
-            "organization_url": sandbox.org_url,
-            "auth": {"type": "pat", "token": sandbox.pat},
-        },
+        json=pat_connection(sandbox.org_url, sandbox.pat, name="s"),
         headers=admin,
     )
     assert resp.status_code == 201

@@ -20,7 +20,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import ADMIN_TOKEN, make_settings
+from tests.conftest import ADMIN_TOKEN, hook_record, make_settings
 from webhook import create_app
 from webhook.crypto import hash_password
 from webhook.domain.models import Risk
@@ -218,15 +218,7 @@ HOOK_USER, HOOK_PASSWORD = "hook-user", "hook-password-0123456789abcdef"
 
 def _hook_client(app: Flask, connection: int) -> FlaskClient:
     app.extensions["adowh"].store.save_hook(
-        connection_id=connection,
-        project="AppSec",
-        project_id="00000000-0000-0000-0000-000000000001",
-        event_type="workitem.updated",
-        subscription_id="00000000-0000-0000-0000-0000000000aa",
-        status="enabled",
-        username=HOOK_USER,
-        password_hash=hash_password(HOOK_PASSWORD),
-        healed=False,
+        **hook_record(connection, username=HOOK_USER, password_hash=hash_password(HOOK_PASSWORD))
     )
     return app.test_client()
 

@@ -9,20 +9,17 @@ from pathlib import Path
 import pytest
 
 from webhook.domain.sync_plan import JobSpec
-from webhook.services import Services
 from webhook.store import Job, Store
 from webhook.worker import RetryLater, RetryPolicy, Worker
 
-from .conftest import make_settings
+from .conftest import make_services
 
 BATCHED = "apply_hook_event"
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    services = Services.from_settings(make_settings(tmp_path))
-    services.store.db.migrate()
-    return services.store
+    return make_services(tmp_path).store
 
 
 def add_jobs(store: Store, lane: str, kinds: list[str]) -> None:
