@@ -55,9 +55,11 @@ class _Plugin(MarshmallowPlugin):
     """MarshmallowPlugin plus the schema-level keywords a schema declares in `openapi_extra`
     (rules its `@validates_schema` enforces that no single field can express)."""
 
-    def schema_helper(self, name: str, _: Any, schema: Any = None, **kwargs: Any) -> Any:
-        json_schema = super().schema_helper(name, _, schema=schema, **kwargs)
-        extra = getattr(schema, "openapi_extra", None)
+    # APISpec calls `schema_helper(name, definition, schema=..., **more)`; BasePlugin and
+    # MarshmallowPlugin name the second parameter differently, so it is taken as *args.
+    def schema_helper(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        json_schema: dict[str, Any] | None = super().schema_helper(name, *args, **kwargs)
+        extra = getattr(kwargs.get("schema"), "openapi_extra", None)
         if json_schema is not None and extra:
             json_schema = {**json_schema, **extra}
         return json_schema

@@ -16,6 +16,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from marshmallow import Schema, ValidationError
 
@@ -128,7 +129,7 @@ def _navigation() -> dict[str, Any]:
 
 
 @bp.before_request
-def _guard() -> Response | None:
+def _guard() -> ResponseReturnValue | None:
     """Check the CSRF token of every POST, then require a live session (but for sign-in)."""
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         csrf.protect()
