@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import (
-    Blueprint,
     Response,
     g,
     make_response,
@@ -23,13 +22,14 @@ from marshmallow import Schema, ValidationError
 from webhook import clock
 from webhook.errors import ApiError
 from webhook.gateway import AdoGateway
+from webhook.openapi import HtmlBlueprint
 from webhook.schemas import flatten_errors
 from webhook.services import get_services
 from webhook.storage.errors import Missing
 from webhook.storage.interfaces import UiSessionRepository
 from webhook.ui import csrf
 
-bp = Blueprint(
+bp = HtmlBlueprint(
     "ui",
     __name__,
     url_prefix="/ui",
