@@ -125,7 +125,7 @@ def _read_request(conn: socket.socket) -> bool:
 
 
 def trickle_body(
-    count: int = 12, every: float = 0.5, content_type: str = "text/plain"
+    count: int = 40, every: float = 0.1, content_type: str = "text/plain"
 ) -> Responder:
     """Headers at once, then ``count`` body bytes one by one every ``every`` seconds."""
 
@@ -141,7 +141,7 @@ def trickle_body(
     return respond
 
 
-def trickle_head(count: int = 12, every: float = 0.5) -> Responder:
+def trickle_head(count: int = 40, every: float = 0.1) -> Responder:
     """The first ``count`` bytes of the status line one by one, then the rest at once."""
     answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 

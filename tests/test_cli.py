@@ -13,6 +13,8 @@ import requests
 from tests.conftest import risk, signed_headers
 from tests.servers import ADMIN_TOKEN, REPO, free_port, running_service, service_env
 
+pytestmark = pytest.mark.e2e  # every test here runs `ado-webhook` in a child process
+
 
 def run_cli(args: list[str], env: dict[str, str], cwd) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -63,6 +63,7 @@ def test_admin_requests_share_one_gateway_and_its_clients(tmp_path: Path) -> Non
     assert services.sync.gateway is services.gateway
 
 
+@pytest.mark.e2e
 def test_importing_metrics_creates_no_metric() -> None:
     code = (
         "from prometheus_client import REGISTRY\n"

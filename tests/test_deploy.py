@@ -316,6 +316,7 @@ def app(environ, start_response):
 """
 
 
+@pytest.mark.e2e
 def test_gunicorn_runs_with_config(tmp_path):
     """Real gunicorn, two workers: JSON access lines, redaction, metrics summed across workers."""
     (tmp_path / "tinyapp.py").write_text(TINY_APP)

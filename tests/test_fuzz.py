@@ -55,6 +55,10 @@ from webhook import create_app
 from webhook.crypto import hash_password
 from webhook.domain.signatures import sign
 
+# The whole API driven from outside through its published contract, thousands of cases a run:
+# CI's `pytest` runs them, the fast tier (`-m "not e2e and not fault and not slow"`) does not.
+pytestmark = pytest.mark.e2e
+
 MIN_CI_CASES = 2000
 SLOW_CASES = int(os.environ.get("FUZZ_CASES", "10000"))
 WEBHOOK = "POST /webhooks/risks/{source}"

@@ -425,6 +425,7 @@ def test_formatter_redacts_on_any_handler():
 # ---- gunicorn --------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_gunicorn_logconfig_dict_and_access_lines(tmp_path):
     """dictConfig replaces process-wide handlers, so this runs in a child interpreter."""
     script = tmp_path / "child.py"

@@ -299,6 +299,7 @@ def run_child(code: str, metrics_dir: Path, *args: str) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.e2e
 def test_multiprocess_counters_are_summed(tmp_path, monkeypatch):
     metrics_dir = tmp_path / "prom"
     metrics.prepare_multiproc_dir(metrics_dir)
@@ -324,6 +325,7 @@ def test_multiprocess_counters_are_summed(tmp_path, monkeypatch):
     assert b"python_gc_objects_collected_total" not in body
 
 
+@pytest.mark.e2e
 def test_multiprocess_render_in_child(tmp_path):
     """A worker process itself renders the merged view (what a gunicorn worker does)."""
     metrics_dir = tmp_path / "prom"
@@ -337,6 +339,7 @@ def test_multiprocess_render_in_child(tmp_path):
     assert value(result.stdout.encode(), "adowh_risks_received_total", action="created") == 5
 
 
+@pytest.mark.e2e
 def test_import_creates_missing_multiproc_dir(tmp_path):
     metrics_dir = tmp_path / "not" / "yet"
     run_child(CHILD, metrics_dir, "1")

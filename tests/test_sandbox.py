@@ -926,6 +926,7 @@ def test_control_routes_over_http(sb: Sandbox, client: requests.Session):
         assert ctl.get(f"{sb.url}/_sandbox/workitems").json() == []
 
 
+@pytest.mark.e2e
 def test_python_m_prints_its_facts_and_serves_until_sigterm():
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(

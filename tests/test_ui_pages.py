@@ -562,6 +562,7 @@ def test_stand_in_work_item_page_lets_a_person_close_the_item(sandbox: Sandbox) 
     )
 
 
+@pytest.mark.e2e
 def test_sandbox_help_says_what_it_prints_and_what_the_service_needs() -> None:
     import subprocess
     import sys

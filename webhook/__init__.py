@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from flask import Flask
 
-__version__ = "0.1.0"
+from webhook.version import __version__
+
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(settings: Any = None, services: Any = None) -> Flask:

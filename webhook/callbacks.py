@@ -19,10 +19,11 @@ from urllib.parse import urlsplit
 
 import requests
 
-from webhook import __version__, metrics, outbound
+from webhook import metrics, outbound
 from webhook.domain.signatures import sign
 from webhook.jobs import RetryLater
 from webhook.store import Job, Store
+from webhook.version import __version__
 
 log = logging.getLogger(__name__)
 TIMEOUT = (5.0, 15.0)

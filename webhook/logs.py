@@ -487,7 +487,7 @@ def _redacted_line(_: Any, __: str, event: EventDict) -> dict[str, Any]:
     line["msg"] = redact_text(str(event.pop("event", "")))
     exc, stack = event.pop("exception", None), event.pop("stack_info", None)
     ids = {key: event.pop(key) for key in _CORE_IDS if key in event}
-    for key, value in (ids | event).items():
+    for key, value in {**ids, **event}.items():
         key = str(key)
         if len(key) <= 32 and key.isidentifier():
             sensitive = _sensitive_key(key)  # cached: these are the code's names, and repeat
@@ -561,7 +561,7 @@ class JsonStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self.setFormatter(JsonFormatter())
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> IO[str]:
         return self._fixed_stream if self._fixed_stream is not None else sys.stderr
 

@@ -8,11 +8,10 @@ from typing import Any, TypeVar
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Flask
+from flask import Blueprint, Flask
 from marshmallow import Schema
 
 from webhook.schemas import MAX_ID, ErrorSchema
-from webhook.ui import is_ui_endpoint
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,12 +54,25 @@ class _Plugin(MarshmallowPlugin):
     """MarshmallowPlugin plus the schema-level keywords a schema declares in `openapi_extra`
     (rules its `@validates_schema` enforces that no single field can express)."""
 
-    def schema_helper(self, name: str, _: Any, schema: Any = None, **kwargs: Any) -> Any:
-        json_schema = super().schema_helper(name, _, schema=schema, **kwargs)
-        extra = getattr(schema, "openapi_extra", None)
+    # APISpec calls `schema_helper(name, definition, schema=..., **more)`; BasePlugin and
+    # MarshmallowPlugin name the second parameter differently, so it is taken as *args.
+    def schema_helper(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        json_schema: dict[str, Any] | None = super().schema_helper(name, *args, **kwargs)
+        extra = getattr(kwargs.get("schema"), "openapi_extra", None)
         if json_schema is not None and extra:
             json_schema = {**json_schema, **extra}
         return json_schema
+
+
+class HtmlBlueprint(Blueprint):
+    """A blueprint of HTML pages (the admin web UI): not part of the JSON API, so its routes
+    need no `@doc` and are left out of /openapi.json."""
+
+
+def _is_html(app: Flask, endpoint: str) -> bool:
+    """True when the endpoint belongs to an :class:`HtmlBlueprint` (`bp.view` or `a.b.view`)."""
+    blueprint = app.blueprints.get(endpoint.rpartition(".")[0])
+    return isinstance(blueprint, HtmlBlueprint)
 
 
 def build_spec(app: Flask) -> dict[str, Any]:
@@ -77,7 +89,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
     spec.components.schema("Error", schema=ErrorSchema)
     paths: dict[str, dict[str, Any]] = {}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or is_ui_endpoint(rule.endpoint):
+        if rule.endpoint == "static" or _is_html(app, rule.endpoint):
             continue
         view = app.view_functions[rule.endpoint]
         meta = getattr(view, "_apidoc", None)

@@ -318,8 +318,10 @@ def send(
         except BaseException:
             _close(resp)
             raise
+    # requests keeps a read body in these private attributes (models.Response.content); the
+    # stubs declare `_content` only, so `_content_consumed` needs the ignore.
     resp._content = body
-    resp._content_consumed = True
+    resp._content_consumed = True  # type: ignore[attr-defined]
     return resp
 
 
@@ -339,7 +341,8 @@ def _late(method: str, url: str, bounds: Bounds) -> DeadlineExceeded:
 
 
 def _read_body(resp: requests.Response, bounds: Bounds, due: float) -> bytes:
-    if resp._content_consumed:  # a stand-in session that already holds the body
+    # A stand-in session that already holds the body (private requests attribute, see above).
+    if resp._content_consumed:  # type: ignore[attr-defined]
         content = resp.content or b""
         return _fit(content, resp, bounds)
     declared = resp.headers.get("Content-Length", "")

@@ -40,6 +40,8 @@ CLIENT_ID_PATTERN = r"[A-Za-z0-9-]{1,64}"
 class FullMatch(validate.Validator):
     """The whole value matches `pattern` (documented as the anchored `^pattern$`)."""
 
+    error: str
+
     def __init__(self, pattern: str, error: str) -> None:
         self.regex = re.compile(pattern)
         self.error = error
@@ -217,7 +219,7 @@ def _not_reserved_tag(value: str) -> None:
 TAG_DOC = {"description": f"1-100 characters; must not start with {TRACKING_PREFIX!r} (reserved)"}
 
 
-def tag_list(max_tags: int, **kwargs: Any) -> fields.List:
+def tag_list(max_tags: int, **kwargs: Any) -> fields.List[str]:
     """A list of at most max_tags tags of 1-100 characters, none in the reserved namespace."""
     return fields.List(
         Text(validate=[validate.Length(1, 100), _not_reserved_tag], metadata=TAG_DOC),
@@ -246,7 +248,7 @@ class SeverityField(Text):
             raise ValidationError(f"Must be one of: {', '.join(reversed(SEVERITIES))}.") from None
 
 
-class AssetList(fields.Field):
+class AssetList(fields.Field[list[Asset]]):
     """`[{"group": str, "identifier": str}]`, checked by hand: thousands per risk must be cheap."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Asset]:
@@ -353,7 +355,7 @@ class RiskEnvelopeSchema(Schema):
                 f"Duplicate keys in one request: {', '.join(dupes[:10])}", "risks"
             )
 
-    def load(  # type: ignore[override]
+    def load(
         self,
         data: Any,
         *,
@@ -718,7 +720,7 @@ class ServicePrincipalAuthSchema(Schema):
     client_secret = Text(required=True, validate=validate.Length(1, 1024), load_only=True)
 
 
-class AuthField(fields.Field):
+class AuthField(fields.Field[dict[str, Any]]):
     """`{"type": "pat", "token"}` or `{"type": "service_principal", "tenant_id", ...}`."""
 
     def _deserialize(
@@ -863,7 +865,7 @@ class FieldValues(fields.Dict):
     def _deserialize(
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
     ) -> dict[str, Any]:
-        result = super()._deserialize(value, attr, data, **kwargs)
+        result: dict[str, Any] = super()._deserialize(value, attr, data, **kwargs)
         if len(result) > 100:
             raise ValidationError("At most 100 fields.")
         for key, item in result.items():
@@ -898,7 +900,8 @@ class TemplateBaseSchema(Schema):
     area_path = Text(allow_none=True, validate=validate.Length(1, 4000))
     iteration_path = Text(allow_none=True, validate=validate.Length(1, 4000))
     close_on_resolve = StrictBoolean()
-    fields = FieldValues(metadata=FIELD_VALUE_DOC)
+    # The JSON key `fields` under another attribute name: `Schema.fields` is marshmallow's own.
+    fields_ = FieldValues(data_key="fields", attribute="fields", metadata=FIELD_VALUE_DOC)
 
 
 class TemplateCreateSchema(TemplateBaseSchema):
@@ -933,7 +936,7 @@ class TemplateSchema(Schema):
     close_on_resolve = fields.Boolean(required=True)
     created_at = fields.String(required=True)
     updated_at = fields.String(required=True)
-    fields = fields.Dict(required=True)
+    fields_ = fields.Dict(data_key="fields", attribute="fields", required=True)
 
 
 class HookCoverageSchema(Schema):

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from webhook import metrics
@@ -490,7 +491,8 @@ class SyncHandlers:
             binned: dict[str, Any] = client.get_deleted_work_item(wi.project, wi.ado_id)
         except AdoNotFound:
             binned = {}  # destroyed for good (or no longer readable): it is not coming back
-        resource = binned.get("resource") if isinstance(binned.get("resource"), dict) else {}
+        found = binned.get("resource")
+        resource: dict[str, Any] = found if isinstance(found, dict) else {}
         rev = resource.get("rev")
         return WorkItemChange(
             rev=int(rev) if isinstance(rev, int) else None,
@@ -656,8 +658,8 @@ class SyncHandlers:
                 connection_id,
                 project,
                 item_id,
-                lambda row=row, item=item: self._change_from_item(row, item, "reconcile"),
-                lambda change, row=row: self.store.apply_work_item_change(row.risk_id, change),
+                partial(self._change_from_item, row, item, "reconcile"),
+                partial(self.store.apply_work_item_change, row.risk_id),
             )
         # Deleted items are in neither WIQL nor the batch read: an id asked for and not
         # returned, or one listed in the recycle bin, is looked up there (who deleted it).
@@ -673,8 +675,8 @@ class SyncHandlers:
                 connection_id,
                 project,
                 item_id,
-                lambda row=row: self.current_truth(row, origin="reconcile"),
-                lambda change, row=row: self.store.apply_work_item_change(row.risk_id, change),
+                partial(self.current_truth, row, origin="reconcile"),
+                partial(self.store.apply_work_item_change, row.risk_id),
             )
 
     def handlers(self) -> dict[str, Handler]:

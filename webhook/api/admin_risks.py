@@ -31,7 +31,7 @@ bp.before_request(require_admin)
 def list_risks() -> ResponseReturnValue:
     """Risks filtered by status, severity, source or key."""
     q = load_query(RiskQuerySchema())
-    filters = {k: q[k] for k in ("status", "severity", "source", "key") if k in q}
+    filters: dict[str, str] = {k: q[k] for k in ("status", "severity", "source", "key") if k in q}
     items, total = get_services().store.list_risks(filters, q["page"], q["per_page"])
     return jsonify(
         page_body(_summary_schema.dump(items, many=True), total, q["page"], q["per_page"])

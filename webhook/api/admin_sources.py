@@ -33,9 +33,12 @@ def _dump(source: SourceRecord, secret: str | None = None) -> dict[str, Any]:
     """The source as SourceSchema shows it: with where to post, and its secret once."""
     base = get_services().settings.public_url or request.host_url.rstrip("/")
     shown = {**asdict(source), "webhook_url": f"{base}/webhooks/risks/{source.name}"}
-    if secret is None:
-        return _source_schema.dump(shown)
-    return _secret_schema.dump({**shown, "secret": secret})
+    dumped: dict[str, Any] = (
+        _source_schema.dump(shown)
+        if secret is None
+        else _secret_schema.dump({**shown, "secret": secret})
+    )
+    return dumped
 
 
 @bp.post("")

@@ -64,6 +64,11 @@ def identity_name(value: Any) -> str | None:
     return None
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one (shape drift is tolerated)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _new_value(fields: dict[str, Any], name: str) -> Any:
     entry = fields.get(name)
     return entry.get("newValue") if isinstance(entry, dict) else None
@@ -75,9 +80,9 @@ def parse_change(event_type: str, resource: dict[str, Any]) -> WorkItemChange | 
         return None
     if event_type == "workitem.updated":
         work_item_id = _int(resource.get("workItemId"))
-        revision = resource.get("revision") if isinstance(resource.get("revision"), dict) else {}
-        current = revision.get("fields") if isinstance(revision.get("fields"), dict) else {}
-        deltas = resource.get("fields") if isinstance(resource.get("fields"), dict) else {}
+        revision = _dict(resource.get("revision"))
+        current = _dict(revision.get("fields"))
+        deltas = _dict(resource.get("fields"))
         state = current.get("System.State") or _new_value(deltas, "System.State")
         by = identity_name(resource.get("revisedBy")) or identity_name(
             current.get("System.ChangedBy")
@@ -91,7 +96,7 @@ def parse_change(event_type: str, resource: dict[str, Any]) -> WorkItemChange | 
         project = current.get("System.TeamProject") or _new_value(deltas, "System.TeamProject")
         reason = current.get("System.Reason") or _new_value(deltas, "System.Reason")
     else:
-        fields = resource.get("fields") if isinstance(resource.get("fields"), dict) else {}
+        fields = _dict(resource.get("fields"))
         work_item_id = _int(resource.get("id"))
         state = fields.get("System.State")
         by = identity_name(fields.get("System.ChangedBy"))

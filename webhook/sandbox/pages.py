@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request
+from flask import Blueprint, current_app, redirect, render_template, request
+from werkzeug.wrappers import Response
 
 from .state import DEFAULT_PERSON, ORG_NAME, SandboxState
 from .wire import Identity, SandboxError

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import Blueprint, Flask, redirect
+from flask import Flask, redirect
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
 
+from webhook.openapi import HtmlBlueprint
 from webhook.settings import Settings
 
 HKDF_INFO = b"ado-webhook admin web UI session signing key v1"
@@ -22,7 +23,7 @@ csrf = CSRFProtect()
 UI_BLUEPRINTS = ("ui", "ui_root")
 """Blueprints of HTML pages: not part of the JSON API (nor of /openapi.json)."""
 
-root_bp = Blueprint("ui_root", __name__)
+root_bp = HtmlBlueprint("ui_root", __name__)
 
 
 @root_bp.get("/")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Response, flash, redirect, request, session, url_for
+from flask import flash, redirect, request, session, url_for
+from werkzeug.wrappers import Response
 
 from webhook.crypto import tokens_equal
 from webhook.services import get_services

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, flash, redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from marshmallow import ValidationError
+from werkzeug.wrappers import Response
 
 from webhook.api.admin_connections import connection_test_result, create_checked_connection
 from webhook.errors import ApiError

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import (
-    Blueprint,
     Response,
     g,
     make_response,
@@ -16,19 +15,21 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from marshmallow import Schema, ValidationError
 
 from webhook import clock
 from webhook.errors import ApiError
 from webhook.gateway import AdoGateway
+from webhook.openapi import HtmlBlueprint
 from webhook.schemas import flatten_errors
 from webhook.services import get_services
 from webhook.storage.errors import Missing
 from webhook.storage.interfaces import UiSessionRepository
 from webhook.ui import csrf
 
-bp = Blueprint(
+bp = HtmlBlueprint(
     "ui",
     __name__,
     url_prefix="/ui",
@@ -128,7 +129,7 @@ def _navigation() -> dict[str, Any]:
 
 
 @bp.before_request
-def _guard() -> Response | None:
+def _guard() -> ResponseReturnValue | None:
     """Check the CSRF token of every POST, then require a live session (but for sign-in)."""
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         csrf.protect()

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, flash, redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from marshmallow import ValidationError
+from werkzeug.wrappers import Response
 
 from webhook.ado import AdoNotFound
 from webhook.api.ado_errors import ado_errors

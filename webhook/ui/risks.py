@@ -3,8 +3,9 @@ history and manual export (as GET /admin/risks and POST /admin/risks/<id>/work-i
 
 from __future__ import annotations
 
-from flask import Response, flash, redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from marshmallow import ValidationError
+from werkzeug.wrappers import Response
 
 from webhook.schemas import RiskQuerySchema
 from webhook.services import get_services
@@ -19,7 +20,9 @@ STATUSES = ("open", "resolved", "removed")
 def risks() -> Response:
     """Risks matching the filters, newest first, PER_PAGE a page."""
     raw = {k: v.strip() for k, v in request.args.items() if v.strip()}
-    query = {k: raw[k] for k in ("status", "severity", "key", "source", "page") if k in raw}
+    query: dict[str, str] = {
+        k: raw[k] for k in ("status", "severity", "key", "source", "page") if k in raw
+    }
     errors: dict[str, list[str]] = {}
     try:
         q = RiskQuerySchema().load({**query, "per_page": str(PER_PAGE)})

@@ -24,7 +24,10 @@ def webhook_url(name: str) -> str:
 
 
 def _with_url(source: SourceRecord) -> dict[str, Any]:
-    return SourceSchema().dump({**asdict(source), "webhook_url": webhook_url(source.name)})
+    dumped: dict[str, Any] = SourceSchema().dump(
+        {**asdict(source), "webhook_url": webhook_url(source.name)}
+    )
+    return dumped
 
 
 def _secret_page(source: SourceRecord, secret: str, *, rotated: bool) -> Response:

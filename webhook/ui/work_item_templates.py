@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Response, flash, redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from marshmallow import ValidationError
+from werkzeug.wrappers import Response
 
 from webhook.ado import AdoError
 from webhook.api.admin_templates import DEFAULTS, check_against_ado

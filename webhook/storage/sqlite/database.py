@@ -181,7 +181,8 @@ class Database(GroupCommit):
         if getattr(self._local, "pid", None) != pid:
             self._local.conn = self._open()
             self._local.pid = pid
-        return self._local.conn
+        conn: sqlite3.Connection = self._local.conn
+        return conn
 
     @property
     def utils(self) -> sqlite_utils.Database:
@@ -190,7 +191,8 @@ class Database(GroupCommit):
         if getattr(self._local, "utils_pid", None) != pid:
             self._local.utils = sqlite_utils.Database(self.conn)
             self._local.utils_pid = pid
-        return self._local.utils
+        utils: sqlite_utils.Database = self._local.utils
+        return utils
 
     def _discard_connection(self) -> None:
         """Drop this thread's connection (closing rolls back); the next use opens a new one."""

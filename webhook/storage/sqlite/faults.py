@@ -72,7 +72,7 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     if primary == sqlite3.SQLITE_FULL:
         return DatabaseFull()
     if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
-        return DatabaseUnavailable(f"{exc} ({exc.sqlite_errorname})")  # type: ignore[attr-defined]
+        return DatabaseUnavailable(f"{exc} ({exc.sqlite_errorname})")
     return None
 
 
