@@ -97,7 +97,8 @@ def create_checked_connection(data: dict[str, Any]) -> dict[str, Any]:
         created = get_services().store.create_connection(data["name"], org, data["auth"])
     except AlreadyExists as exc:
         raise Conflict(str(exc), code="connection_exists") from None
-    return _created_schema.dump({**asdict(created), "projects": projects})
+    dumped: dict[str, Any] = _created_schema.dump({**asdict(created), "projects": projects})
+    return dumped
 
 
 @bp.get("")

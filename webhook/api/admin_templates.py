@@ -146,7 +146,8 @@ def _with_hooks(template: TemplateRecord) -> dict[str, Any]:
     says what to do if not."""
     hooks = get_services().store.hooks_for(template.connection_id, template.project)
     coverage = hook_coverage(template.project, hooks)
-    return _saved_schema.dump({**asdict(template), "hooks": coverage})
+    dumped: dict[str, Any] = _saved_schema.dump({**asdict(template), "hooks": coverage})
+    return dumped
 
 
 def _template(template_id: int) -> TemplateRecord:

@@ -12,6 +12,7 @@ from webhook.api.admin_connections import connection_test_result, create_checked
 from webhook.errors import ApiError
 from webhook.schemas import ConnectionCreateSchema
 from webhook.services import get_services
+from webhook.storage.types import ConnectionRecord
 from webhook.ui.core import bp, form_errors, is_htmx, load_form, page
 
 AUTH_CHOICES = (("pat", "Personal access token"), ("service_principal", "Service principal"))
@@ -29,7 +30,7 @@ FIELD_NAMES = {
 REQUIRED_MESSAGE = "Missing data for required field."
 
 
-def _all_connections() -> list[dict[str, Any]]:
+def _all_connections() -> list[ConnectionRecord]:
     items, _ = get_services().store.list_connections(1, 1000)
     return items
 
