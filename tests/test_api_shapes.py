@@ -158,3 +158,47 @@ def test_template_job_risk_connection_and_hook_answers_keep_their_shape(tmp_path
         assert loop_body(retried, org) == failed.replace(
             '"next_attempt_at":null', '"next_attempt_at":"<time>"'
         )
+
+
+def test_hook_setup_answers_keep_their_shape(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """POST /admin/hooks: subscriptions created now show no project_id, those kept do; a
+    healed one (recreated) is shown as created."""
+    with loop(tmp_path) as world:
+        world.setup(("AppSec", "Bug"), hooks=False)
+        org = world.sb.org_url
+        http, admin = world.http, world.admin_headers
+        project = {"connection_id": world.connection_id, "project": "AppSec"}
+
+        def hook(n: int, event: str, *, kept: bool, heal_count: int = 0) -> str:
+            healed_at = '"<time>"' if heal_count else "null"
+            project_id = '"project_id":"<guid>",' if kept else ""
+            return (
+                f'{{"connection_id":1,"event_type":"workitem.{event}","heal_count":{heal_count},'
+                f'"id":{n},"last_checked_at":"<time>","last_error":null,'
+                f'"last_healed_at":{healed_at},"project":"AppSec",{project_id}'
+                '"status":"enabled","subscription_id":"<guid>"}'
+            )
+
+        created = http.post("/admin/hooks", json=project, headers=admin)
+        assert created.status_code == 201
+        events = ("updated", "deleted", "restored")
+        fresh = ",".join(hook(n, e, kept=False) for n, e in enumerate(events, 1))
+        assert loop_body(created, org) == f'{{"subscriptions":[{fresh}]}}'
+
+        again = http.post("/admin/hooks", json=project, headers=admin)
+        assert again.status_code == 200
+        kept = ",".join(hook(n, e, kept=True) for n, e in enumerate(events, 1))
+        assert loop_body(again, org) == f'{{"subscriptions":[{kept}]}}'
+
+        (deleted,) = [s for s in world.sb.subscriptions() if s["eventType"] == "workitem.deleted"]
+        world.sb.set_subscription_status(deleted["id"], "disabledBySystem")
+        healed = http.post("/admin/hooks", json=project, headers=admin)
+        assert healed.status_code == 201
+        mixed = ",".join(
+            (
+                hook(1, "updated", kept=True),
+                hook(2, "deleted", kept=False, heal_count=1),
+                hook(3, "restored", kept=True),
+            )
+        )
+        assert loop_body(healed, org) == f'{{"subscriptions":[{mixed}]}}'
