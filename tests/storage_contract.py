@@ -151,7 +151,7 @@ def _hook(storage: Storage, connection: int) -> int:
         password_hash="h",
         healed=False,
     )
-    return int(hook["id"])
+    return hook.id
 
 
 def _events(storage: Storage, owner: str = "w1") -> list[Job]:

@@ -85,13 +85,13 @@ def test_an_event_without_its_type_is_classified_by_the_type_azure_devops_report
     type's, so the item is read and classified by its current type."""
     world.setup(("AppSec", "Bug"))
     wid = linked_item(world, "AppSec", "R-1")
-    hooks = {h["event_type"]: h for h in world.store.all_hooks()}
+    hooks = {h.event_type: h for h in world.store.all_hooks()}
     for sub in world.sb.subscriptions():  # its delivery is replaced by the event below
         world.sb.set_subscription_status(sub["id"], "disabledByUser")
     world.sb.change_type(wid, "Task", state="Removed", by=DANA)
     rev = world.sb.work_item(wid)["rev"]
     outcome = world.store.record_hook_event(
-        hook_id=hooks["workitem.updated"]["id"],
+        hook_id=hooks["workitem.updated"].id,
         connection_id=world.connection_id,
         event_id="no-type",
         event_type="workitem.updated",

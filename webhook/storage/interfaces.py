@@ -31,6 +31,7 @@ from webhook.domain.ui_sessions import SignInCheck
 from webhook.storage.types import (
     ConnectionRecord,
     HookAuth,
+    HookRecord,
     IngestOutcome,
     Job,
     JobRecord,
@@ -346,7 +347,7 @@ class TemplateRepository(Protocol):
 class HookRepository(Protocol):
     """Service-hook subscriptions and the events they deliver."""
 
-    def hooks_for(self, connection_id: int, project: str) -> list[dict[str, Any]]:
+    def hooks_for(self, connection_id: int, project: str) -> list[HookRecord]:
         """Hook rows of one connection and project."""
         ...
 
@@ -354,16 +355,16 @@ class HookRepository(Protocol):
         """(connection id, project) pairs that templates file work items in."""
         ...
 
-    def all_hooks(self) -> list[dict[str, Any]]:
+    def all_hooks(self) -> list[HookRecord]:
         """Every hook row (for the periodic check)."""
         ...
 
-    def list_hooks(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    def list_hooks(self, page: int, per_page: int) -> tuple[list[HookRecord], int]:
         """Hooks, oldest first."""
         ...
 
-    def get_hook(self, hook_id: int) -> dict[str, Any]:
-        """One hook row."""
+    def get_hook(self, hook_id: int) -> HookRecord:
+        """One hook. Raises Missing when it does not exist."""
         ...
 
     def save_hook(
@@ -378,7 +379,7 @@ class HookRepository(Protocol):
         username: str,
         password_hash: str,
         healed: bool,
-    ) -> dict[str, Any]:
+    ) -> HookRecord:
         """Create or replace the hook row for (connection, project, event type)."""
         ...
 

@@ -17,6 +17,7 @@ __all__ = [
     "ConnectionRecord",
     "HistoryEntry",
     "HookAuth",
+    "HookRecord",
     "IngestOutcome",
     "Job",
     "JobRecord",
@@ -249,6 +250,29 @@ class WorkItemLink:
     body_hash: str | None
     created_at: str
     updated_at: str
+
+
+@dataclass(frozen=True)
+class HookRecord:
+    """A service-hook subscription as last seen by the service.
+
+    One per (connection, project, event type); `subscription_id` is the Azure DevOps
+    subscription (None: none yet), `status` its status as last read (`enabled`,
+    `onProbation`, `disabledBySystem`, ... or `missing`), `project_id` the project's GUID;
+    `heal_count` counts recreations; times are ISO 8601.
+    """
+
+    id: int
+    connection_id: int
+    project: str
+    project_id: str | None
+    event_type: str
+    subscription_id: str | None
+    status: str
+    heal_count: int
+    last_checked_at: str | None
+    last_healed_at: str | None
+    last_error: str | None
 
 
 @dataclass(frozen=True)
