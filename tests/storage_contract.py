@@ -358,7 +358,7 @@ def test_a_periodic_task_runs_under_one_lease_at_a_time(storage: Storage) -> Non
     ops.request_periodic("reconcile")
     assert ops.start_periodic("reconcile", 900, "w2", 60)
     ops.finish_periodic("reconcile", "w2", False, {"error": "y"})
-    result = ops.periodic_status()["reconcile"]["last_result"]
+    result = ops.periodic_status()["reconcile"].last_result
     assert result == {"error": "y", "watermark": "w", "consecutive_failures": 2}
 
 

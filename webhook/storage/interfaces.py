@@ -35,7 +35,12 @@ from webhook.storage.types import (
     IngestOutcome,
     Job,
     JobRecord,
+    JobStateCount,
     Lease,
+    MetricsSnapshot,
+    OrganizationPause,
+    PeriodicRun,
+    ReconcileHealth,
     RiskDetail,
     RiskSummary,
     SourceAuth,
@@ -430,8 +435,8 @@ class OperationsRepository(Protocol):
         """Repair pending due times after the wall clock stepped back."""
         ...
 
-    def job_counts(self) -> dict[str, dict[str, float]]:
-        """Count and oldest age of jobs by state (for /metrics)."""
+    def job_counts(self) -> dict[str, JobStateCount]:
+        """Count and oldest age of jobs by state, done ones left out (for /metrics)."""
         ...
 
     def heartbeat(self, worker_id: str, pid: int, host: str) -> None:
@@ -478,15 +483,15 @@ class OperationsRepository(Protocol):
         """Make a periodic task due now (after its current run, if one is running)."""
         ...
 
-    def periodic_status(self) -> dict[str, dict[str, Any]]:
-        """Last run of each periodic task."""
+    def periodic_status(self) -> dict[str, PeriodicRun]:
+        """Last run of each periodic task, by task name."""
         ...
 
-    def metrics_snapshot(self) -> dict[str, Any]:
+    def metrics_snapshot(self) -> MetricsSnapshot:
         """Database-derived figures for /metrics (computed at scrape time)."""
         ...
 
-    def reconcile_health(self) -> dict[str, Any] | None:
+    def reconcile_health(self) -> ReconcileHealth | None:
         """How reconciliation is doing, for /readyz (None before its first run)."""
         ...
 
@@ -526,8 +531,8 @@ class UiSessionRepository(Protocol):
         """[(YYYY-MM-DD, work items filed that UTC day)] for the last `days` days, oldest first."""
         ...
 
-    def paused_organizations(self) -> list[dict[str, Any]]:
-        """Organizations Azure DevOps asked to wait: [{"organization_url", "until_ts"}]."""
+    def paused_organizations(self) -> list[OrganizationPause]:
+        """Organizations Azure DevOps asked to wait (pauses that have not ended), by URL."""
         ...
 
 
