@@ -135,7 +135,7 @@ def _hook(storage: Storage, connection: int) -> int:
             password_hash="h",
         )
     )
-    return int(hook["id"])
+    return hook.id
 
 
 def _events(storage: Storage, owner: str = "w1") -> list[Job]:
@@ -342,7 +342,7 @@ def test_a_periodic_task_runs_under_one_lease_at_a_time(storage: Storage) -> Non
     ops.request_periodic("reconcile")
     assert ops.start_periodic("reconcile", 900, "w2", 60)
     ops.finish_periodic("reconcile", "w2", False, {"error": "y"})
-    result = ops.periodic_status()["reconcile"]["last_result"]
+    result = ops.periodic_status()["reconcile"].last_result
     assert result == {"error": "y", "watermark": "w", "consecutive_failures": 2}
 
 

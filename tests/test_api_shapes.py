@@ -158,3 +158,122 @@ def test_template_job_risk_connection_and_hook_answers_keep_their_shape(tmp_path
         assert loop_body(retried, org) == failed.replace(
             '"next_attempt_at":null', '"next_attempt_at":"<time>"'
         )
+
+
+def test_hook_setup_answers_keep_their_shape(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """POST /admin/hooks: subscriptions created now show no project_id, those kept do; a
+    healed one (recreated) is shown as created."""
+    with loop(tmp_path) as world:
+        world.setup(("AppSec", "Bug"), hooks=False)
+        org = world.sb.org_url
+        http, admin = world.http, world.admin_headers
+        project = {"connection_id": world.connection_id, "project": "AppSec"}
+
+        def hook(n: int, event: str, *, kept: bool, heal_count: int = 0) -> str:
+            healed_at = '"<time>"' if heal_count else "null"
+            project_id = '"project_id":"<guid>",' if kept else ""
+            return (
+                f'{{"connection_id":1,"event_type":"workitem.{event}","heal_count":{heal_count},'
+                f'"id":{n},"last_checked_at":"<time>","last_error":null,'
+                f'"last_healed_at":{healed_at},"project":"AppSec",{project_id}'
+                '"status":"enabled","subscription_id":"<guid>"}'
+            )
+
+        created = http.post("/admin/hooks", json=project, headers=admin)
+        assert created.status_code == 201
+        events = ("updated", "deleted", "restored")
+        fresh = ",".join(hook(n, e, kept=False) for n, e in enumerate(events, 1))
+        assert loop_body(created, org) == f'{{"subscriptions":[{fresh}]}}'
+
+        again = http.post("/admin/hooks", json=project, headers=admin)
+        assert again.status_code == 200
+        kept = ",".join(hook(n, e, kept=True) for n, e in enumerate(events, 1))
+        assert loop_body(again, org) == f'{{"subscriptions":[{kept}]}}'
+
+        (deleted,) = [s for s in world.sb.subscriptions() if s["eventType"] == "workitem.deleted"]
+        world.sb.set_subscription_status(deleted["id"], "disabledBySystem")
+        healed = http.post("/admin/hooks", json=project, headers=admin)
+        assert healed.status_code == 201
+        mixed = ",".join(
+            (
+                hook(1, "updated", kept=True),
+                hook(2, "deleted", kept=False, heal_count=1),
+                hook(3, "restored", kept=True),
+            )
+        )
+        assert loop_body(healed, org) == f'{{"subscriptions":[{mixed}]}}'
+
+
+STORE_SERIES = (
+    "adowh_jobs{",
+    "adowh_job_oldest_age_seconds",
+    "adowh_subscription_status",
+    "adowh_reconcile_",
+    "adowh_hook_check_",
+    "adowh_worker_heartbeat_age_seconds",
+)
+
+
+def test_readyz_body_and_database_metrics_keep_their_shape(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """/readyz's checks (with a reconciliation that ran) and the /metrics series computed from
+    the database (jobs by state, subscriptions, reconciliation, hook check, heartbeat)."""
+    with loop(tmp_path) as world:
+        world.setup(("AppSec", "Bug"))
+        world.send("AppSec", risk("R-1"))
+        world.drain()
+        world.reconcile()
+        store = world.store
+        assert store.start_periodic("hook_check", 0.0, "w", 60.0)
+        store.finish_periodic("hook_check", "w", False, {"error": "boom"})
+        world.send("AppSec", risk("R-2"), risk("R-3"))
+        with store.db.write() as conn:
+            conn.execute("UPDATE jobs SET state='failed', last_error='x' WHERE risk_id=3")
+        store.heartbeat("w", 1, "test")
+
+        ready = world.http.get("/readyz")
+        assert ready.status_code == 200
+        age = re.compile(r'("worker_heartbeat_age_seconds"):[0-9.]+')
+        text = age.sub(r"\1:<age>", body(ready))
+        assert text == (
+            '{"checks":{"database":"ok","reconcile":{"consecutive_failures":0,"item_failures":0,'
+            '"last_error":null,"last_ok":true,"last_run_at":"<time>"},"service_hooks":"ok",'
+            '"worker":"ok","worker_heartbeat_age_seconds":<age>},"status":"ok"}'
+        )
+
+        scraped = world.http.get("/metrics").get_data(as_text=True)
+        gauges = [
+            line
+            for line in scraped.splitlines()
+            if line.startswith(STORE_SERIES)
+            and not line.split("{")[0].split(" ")[0].endswith(("_total", "_created"))
+        ]
+        series = sorted(line.split(" ")[0] for line in gauges)
+        series = [re.sub(r'id="\d+"', 'id="<n>"', s) for s in series]
+        sub = (
+            'adowh_subscription_status{{event_type="workitem.{}",id="<n>",project="AppSec",'
+            'status="enabled"}}'
+        )
+        assert series == sorted(
+            [
+                "adowh_hook_check_consecutive_failures",
+                "adowh_hook_check_last_ok",
+                "adowh_hook_check_last_run_timestamp_seconds",
+                'adowh_job_oldest_age_seconds{state="failed"}',
+                'adowh_job_oldest_age_seconds{state="pending"}',
+                'adowh_jobs{state="failed"}',
+                'adowh_jobs{state="pending"}',
+                "adowh_reconcile_consecutive_failures",
+                "adowh_reconcile_item_failures",
+                "adowh_reconcile_last_changes",
+                "adowh_reconcile_last_ok",
+                "adowh_reconcile_last_run_timestamp_seconds",
+                *(sub.format(e) for e in ("updated", "deleted", "restored")),
+                "adowh_worker_heartbeat_age_seconds",
+            ]
+        )
+        values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in gauges}
+        assert values['adowh_jobs{state="failed"}'] == 1
+        assert values['adowh_jobs{state="pending"}'] == 1
+        assert values["adowh_hook_check_last_ok"] == 0
+        assert values["adowh_hook_check_consecutive_failures"] == 1
+        assert values["adowh_reconcile_last_ok"] == 1

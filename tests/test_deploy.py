@@ -301,10 +301,15 @@ TINY_APP = """
 import logging
 import sys
 from webhook.metrics import RISKS_RECEIVED, render_metrics
+from webhook.storage.types import MetricsSnapshot
+
+SNAPSHOT = MetricsSnapshot(
+    jobs={}, subscriptions=(), worker_heartbeat_age_seconds=1, reconcile=None, hook_check=None
+)
 
 def app(environ, start_response):
     if environ["PATH_INFO"] == "/metrics":
-        body, content_type = render_metrics(lambda: {"worker_heartbeat_age_seconds": 1})
+        body, content_type = render_metrics(lambda: SNAPSHOT)
         start_response("200 OK", [("Content-Type", content_type)])
         return [body]
     RISKS_RECEIVED.labels(action="created").inc()

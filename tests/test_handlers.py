@@ -229,10 +229,11 @@ def test_a_missing_subscription_is_recreated_and_reconciliation_requested(
         "org", "https://dev.azure.com/example", {"type": "pat", "token": "p" * 20}
     ).id
     subs = Subscriptions(store, gateway, "https://hooks.example")  # type: ignore[arg-type]
-    hooks, created = subs.ensure(conn_id, "AppSec")
-    assert created and len(ado.subscriptions) == 3
-    gone = next(h for h in hooks if h["event_type"] == "workitem.deleted")
-    del ado.subscriptions[gone["subscription_id"]]  # someone deleted it in Azure DevOps
+    setup = subs.ensure(conn_id, "AppSec")
+    assert setup.created_any and len(ado.subscriptions) == 3
+    gone = next(h for h in setup.hooks if h.event_type == "workitem.deleted")
+    assert gone.subscription_id is not None
+    del ado.subscriptions[gone.subscription_id]  # someone deleted it in Azure DevOps
     ado.calls.clear()
     assert store.start_periodic("reconcile", 3600.0, "w", 60.0)  # reconciliation just ran
     store.finish_periodic("reconcile", "w", True, {})
@@ -246,8 +247,8 @@ def test_a_missing_subscription_is_recreated_and_reconciliation_requested(
     assert body["eventType"] == "workitem.deleted"
     assert body["consumerInputs"]["url"] == "https://hooks.example/hooks/ado"
     assert body["publisherInputs"]["projectId"] == "id-AppSec"
-    healed = {h["event_type"]: h for h in store.hooks_for(conn_id, "AppSec")}
-    assert healed["workitem.deleted"]["subscription_id"] in ado.subscriptions
+    healed = {h.event_type: h for h in store.hooks_for(conn_id, "AppSec")}
+    assert healed["workitem.deleted"].subscription_id in ado.subscriptions
     assert len(ado.subscriptions) == 3
     # Events were lost while the hook was gone: reconciliation is due now, not in an hour.
     assert store.start_periodic("reconcile", 3600.0, "w", 60.0)

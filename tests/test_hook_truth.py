@@ -85,13 +85,13 @@ def test_an_event_without_its_type_is_classified_by_the_type_azure_devops_report
     type's, so the item is read and classified by its current type."""
     world.setup(("AppSec", "Bug"))
     wid = linked_item(world, "AppSec", "R-1")
-    hooks = {h["event_type"]: h for h in world.store.all_hooks()}
+    hooks = {h.event_type: h for h in world.store.all_hooks()}
     for sub in world.sb.subscriptions():  # its delivery is replaced by the event below
         world.sb.set_subscription_status(sub["id"], "disabledByUser")
     world.sb.change_type(wid, "Task", state="Removed", by=DANA)
     rev = world.sb.work_item(wid)["rev"]
     outcome = world.store.record_hook_event(
-        hook_id=hooks["workitem.updated"]["id"],
+        hook_id=hooks["workitem.updated"].id,
         connection_id=world.connection_id,
         event_id="no-type",
         event_type="workitem.updated",
@@ -200,11 +200,11 @@ def test_one_odd_item_does_not_stop_reconciliation(world: Loop, make_odd: Any) -
     assert metric(text, "adowh_reconcile_item_failures") == 1
     ready = world.http.get("/readyz").get_json()["checks"]["reconcile"]
     assert ready["item_failures"] == 1 and ready["consecutive_failures"] == 0
-    result = world.store.periodic_status()["reconcile"]["last_result"]
+    result = world.store.periodic_status()["reconcile"].last_result
     assert [f["id"] for f in result["failed_items"]] == [ids[1]]
     # The odd item is tried again on the next pass even though it did not change since.
     world.reconcile()
-    assert world.store.periodic_status()["reconcile"]["last_result"]["item_failures"] == 1
+    assert world.store.periodic_status()["reconcile"].last_result["item_failures"] == 1
     world.sb.clear_faults()
     world.sb.set_state(ids[1], "Closed", by=DANA)
     world.reconcile()
@@ -220,7 +220,7 @@ def test_a_reconciliation_that_keeps_failing_shows_and_other_projects_are_still_
     app_item = linked_item(world, "AppSec", "A-1")
     platform_item = linked_item(world, "Platform", "P-1")
     world.reconcile()
-    watermark = world.store.periodic_status()["reconcile"]["last_result"]["watermark"]
+    watermark = world.store.periodic_status()["reconcile"].last_result["watermark"]
     world.sb.add_fault(kind="status", status=404, path_contains="appsec/_apis/wit/wiql", times=99)
     world.sb.set_state(app_item, "Closed", by=DANA)
     world.sb.set_state(platform_item, "Done", by=DANA)
@@ -234,7 +234,7 @@ def test_a_reconciliation_that_keeps_failing_shows_and_other_projects_are_still_
     ready = world.http.get("/readyz").get_json()["checks"]["reconcile"]
     assert ready["consecutive_failures"] == 2 and "AppSec" in ready["last_error"]
     # The next pass starts where the last successful one left off.
-    assert world.store.periodic_status()["reconcile"]["last_result"]["watermark"] == watermark
+    assert world.store.periodic_status()["reconcile"].last_result["watermark"] == watermark
     world.sb.clear_faults()
     world.reconcile()
     assert world.risk("A-1")["status"] == "resolved"

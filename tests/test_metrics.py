@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import risk, signed_headers
 from webhook import metrics
+from webhook.storage.types import (
+    JobStateCount,
+    MetricsSnapshot,
+    PeriodicSummary,
+    SubscriptionStatus,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,20 +47,29 @@ CONTRACT_NAMES = [
     "adowh_http_request_seconds",
 ]
 
-FULL_SNAPSHOT = {
-    "jobs": {
-        "pending": {"count": 3, "oldest_age_seconds": 12.5},
-        "running": {"count": 1, "oldest_age_seconds": 2},
-        "failed": {"count": 0, "oldest_age_seconds": None},
+FULL_SNAPSHOT = MetricsSnapshot(
+    jobs={
+        "pending": JobStateCount(count=3, oldest_age_seconds=12.5),
+        "running": JobStateCount(count=1, oldest_age_seconds=2),
+        "failed": JobStateCount(count=0, oldest_age_seconds=None),
     },
-    "subscriptions": [
-        {"id": 1, "event_type": "workitem.updated", "project": "Sec", "status": "enabled"},
-        {"id": 2, "event_type": "workitem.deleted", "project": "Sec", "status": "onProbation"},
-    ],
-    "reconcile": {"last_run_at_unix": 1_700_000_000, "last_changes": 4, "last_ok": True},
-    "hook_check": {"last_run_at_unix": 1_700_000_100.5, "last_ok": False},
-    "worker_heartbeat_age_seconds": 7.25,
-}
+    subscriptions=(
+        SubscriptionStatus(id=1, event_type="workitem.updated", project="Sec", status="enabled"),
+        SubscriptionStatus(
+            id=2, event_type="workitem.deleted", project="Sec", status="onProbation"
+        ),
+    ),
+    reconcile=PeriodicSummary(
+        last_run_at_unix=1_700_000_000, last_ok=True, consecutive_failures=0, last_changes=4
+    ),
+    hook_check=PeriodicSummary(
+        last_run_at_unix=1_700_000_100.5, last_ok=False, consecutive_failures=3
+    ),
+    worker_heartbeat_age_seconds=7.25,
+)
+EMPTY_SNAPSHOT = MetricsSnapshot(
+    jobs={}, subscriptions=(), worker_heartbeat_age_seconds=None, reconcile=None, hook_check=None
+)
 
 
 def samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -197,35 +213,46 @@ def test_store_collector_full_snapshot():
     assert value(body, "adowh_reconcile_last_ok") == 1
     assert value(body, "adowh_hook_check_last_run_timestamp_seconds") == 1_700_000_100.5
     assert value(body, "adowh_hook_check_last_ok") == 0
+    assert value(body, "adowh_hook_check_consecutive_failures") == 3
+    assert value(body, "adowh_reconcile_item_failures") is None  # not known: not shown
     assert value(body, "adowh_worker_heartbeat_age_seconds") == 7.25
     families = {f.name: f.type for f in text_string_to_metric_families(body.decode())}
     assert families["adowh_jobs"] == "gauge"
 
 
-def test_store_collector_missing_keys_omitted():
-    body, _ = metrics.render_metrics(lambda: {"reconcile": {"last_ok": False}})
+def test_store_collector_unknown_figures_omitted():
+    body, _ = metrics.render_metrics(lambda: EMPTY_SNAPSHOT)
     names = {name for name, _ in samples(body)}
-    assert "adowh_reconcile_last_ok" in names
     for absent in (
         "adowh_jobs",
         "adowh_job_oldest_age_seconds",
         "adowh_subscription_status",
+        "adowh_reconcile_last_ok",
         "adowh_reconcile_last_run_timestamp_seconds",
         "adowh_reconcile_last_changes",
         "adowh_hook_check_last_ok",
         "adowh_worker_heartbeat_age_seconds",
     ):
         assert absent not in names
+    for absent in ("adowh_jobs", "adowh_reconcile_last_ok", "adowh_worker_heartbeat_age_seconds"):
         assert f"# TYPE {absent} ".encode() not in body
 
 
 def test_malformed_section_skips_only_that_section():
-    snapshot = {
-        "jobs": ["not", "a", "mapping"],
-        "subscriptions": [{"id": 1, "status": "enabled"}, "junk"],
-        "reconcile": {"last_run_at_unix": "yesterday", "last_changes": 2},
-        "worker_heartbeat_age_seconds": 3,
-    }
+    snapshot = MetricsSnapshot(
+        jobs={"pending": "junk"},  # type: ignore[dict-item]
+        subscriptions=(
+            SubscriptionStatus(id=1, event_type=None, project=None, status="enabled"),  # type: ignore[arg-type]
+        ),
+        reconcile=PeriodicSummary(
+            last_run_at_unix="yesterday",  # type: ignore[arg-type]
+            last_ok=None,
+            consecutive_failures=0,
+            last_changes=2,
+        ),
+        hook_check=None,
+        worker_heartbeat_age_seconds=3,
+    )
     body, _ = metrics.render_metrics(lambda: snapshot)
     names = {name for name, _ in samples(body)}
     assert "adowh_jobs" not in names
@@ -236,6 +263,7 @@ def test_malformed_section_skips_only_that_section():
         == 1
     )
     assert "adowh_reconcile_last_run_timestamp_seconds" not in names
+    assert "adowh_reconcile_last_ok" not in names
     assert value(body, "adowh_reconcile_last_changes") == 2
     assert value(body, "adowh_worker_heartbeat_age_seconds") == 3
 
@@ -280,6 +308,12 @@ CHILD = """
 import sys
 from tests.conftest import risk, signed_headers
 from webhook import metrics
+from webhook.storage.types import (
+    JobStateCount,
+    MetricsSnapshot,
+    PeriodicSummary,
+    SubscriptionStatus,
+)
 metrics.RISKS_RECEIVED.labels(action="created").inc(int(sys.argv[1]))
 metrics.HOOK_DELIVERIES.labels(event_type="workitem.updated", outcome="recorded").inc()
 metrics.RATE_LIMIT_PAUSES.inc()
@@ -309,7 +343,9 @@ def test_multiprocess_counters_are_summed(tmp_path, monkeypatch):
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
     assert metrics.multiprocess_enabled()
-    body, _ = metrics.render_metrics(lambda: {"worker_heartbeat_age_seconds": 1})
+    body, _ = metrics.render_metrics(
+        lambda: replace(EMPTY_SNAPSHOT, worker_heartbeat_age_seconds=1)
+    )
     assert value(body, "adowh_risks_received_total", action="created") == 5
     assert value(body, "adowh_risks_received_total", action="updated") == 0
     assert (

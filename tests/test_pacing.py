@@ -159,17 +159,17 @@ def test_reconciliation_skips_a_paused_organization(
     )
     worker.run_periodic_once()
     first = services.store.periodic_status()["reconcile"]
-    assert first["last_ok"] and first["last_result"]["paused_connections"] == []
+    assert first.last_ok and first.last_result["paused_connections"] == []
     pause_in_store(services, sb.org_url, 4)
     sb.clear_requests_log()
 
     worker.run_periodic_once()
     assert rest_calls(sb) == []
     second = services.store.periodic_status()["reconcile"]
-    assert second["last_ok"] is True
-    assert second["last_result"]["paused_connections"] == [connection]
+    assert second.last_ok is True
+    assert second.last_result["paused_connections"] == [connection]
     # The skipped organization is covered by the next pass: the watermark does not move.
-    assert second["last_result"]["watermark"] == first["last_result"]["watermark"]
+    assert second.last_result["watermark"] == first.last_result["watermark"]
 
 
 # --------------------------------------------------------------------------- jobs

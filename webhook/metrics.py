@@ -21,8 +21,8 @@ import glob
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import prometheus_client
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
@@ -30,6 +30,9 @@ from prometheus_client import exposition as _exposition
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from webhook.storage.types import MetricsSnapshot
 
 __all__ = [
     "CONTENT_TYPE",
@@ -281,22 +284,14 @@ def _gauge(name: str, doc: str, value: Any) -> GaugeMetricFamily | None:
 class StoreCollector(Collector):
     """Gauges computed from the database at scrape time.
 
-    ``snapshot()`` returns a dict such as::
-
-        {"jobs": {"pending": {"count": 3, "oldest_age_seconds": 12.5}, "failed": {...}},
-         "subscriptions": [{"id": 1, "event_type": "workitem.updated", "project": "P",
-                            "status": "enabled"}],
-         "reconcile": {"last_run_at_unix": 1.7e9, "last_changes": 2, "last_ok": True,
-                       "consecutive_failures": 0, "item_failures": 1},
-         "hook_check": {"last_run_at_unix": 1.7e9, "last_ok": True,
-                        "consecutive_failures": 0},
-         "worker_heartbeat_age_seconds": 4.2}
-
-    A missing key omits its metric; a failing ``snapshot()`` omits them all (logged), and a
-    malformed section omits only that section: a scrape never fails because of the database.
+    ``snapshot()`` returns a ``MetricsSnapshot`` (``webhook.storage.types``): jobs by state,
+    subscriptions with their last known status, the last reconciliation and hook check, the
+    worker heartbeat's age. A None figure (or a task that never finished) omits its metric; a
+    failing ``snapshot()`` omits them all (logged), and a section that fails omits only that
+    section: a scrape never fails because of the database.
     """
 
-    def __init__(self, snapshot: Callable[[], Mapping[str, Any]]) -> None:
+    def __init__(self, snapshot: Callable[[], MetricsSnapshot]) -> None:
         self._snapshot = snapshot
 
     def describe(self) -> Iterable[Metric]:
@@ -304,12 +299,16 @@ class StoreCollector(Collector):
         return []
 
     def collect(self) -> Iterator[Metric]:
+        # Imported here, not at the top: gunicorn's master imports this module for child_exit
+        # and stays as light as it was.
+        from webhook.storage.types import MetricsSnapshot
+
         try:
             data = self._snapshot()
         except Exception as exc:
             log.warning("metrics snapshot failed: %s: %s", exc.__class__.__name__, exc)
             return
-        if not isinstance(data, Mapping):
+        if not isinstance(data, MetricsSnapshot):
             return
         for section in (self._jobs, self._subscriptions, self._reconcile, self._hook_check):
             try:
@@ -321,16 +320,13 @@ class StoreCollector(Collector):
         heartbeat = _gauge(
             "adowh_worker_heartbeat_age_seconds",
             "Seconds since the freshest sync worker heartbeat.",
-            data.get("worker_heartbeat_age_seconds"),
+            data.worker_heartbeat_age_seconds,
         )
         if heartbeat is not None:
             yield heartbeat
 
     @staticmethod
-    def _jobs(data: Mapping[str, Any]) -> Iterator[Metric]:
-        jobs = data.get("jobs")
-        if not isinstance(jobs, Mapping):
-            return
+    def _jobs(data: MetricsSnapshot) -> Iterator[Metric]:
         count = GaugeMetricFamily(
             "adowh_jobs", "Sync jobs in the database, by state.", labels=["state"]
         )
@@ -339,13 +335,11 @@ class StoreCollector(Collector):
             "Age in seconds of the oldest job in each state.",
             labels=["state"],
         )
-        for state, info in jobs.items():
-            if not isinstance(info, Mapping):
-                continue
-            value = _number(info.get("count"))
+        for state, info in data.jobs.items():
+            value = _number(info.count)
             if value is not None:
                 count.add_metric([str(state)], value)
-            age = _number(info.get("oldest_age_seconds"))
+            age = _number(info.oldest_age_seconds)
             if age is not None:
                 oldest.add_metric([str(state)], age)
         if count.samples:
@@ -354,82 +348,77 @@ class StoreCollector(Collector):
             yield oldest
 
     @staticmethod
-    def _subscriptions(data: Mapping[str, Any]) -> Iterator[Metric]:
-        subscriptions = data.get("subscriptions")
-        if subscriptions is None or isinstance(subscriptions, str | bytes | Mapping):
-            return
+    def _subscriptions(data: MetricsSnapshot) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "adowh_subscription_status",
             "Registered Azure DevOps service-hook subscriptions (1 per subscription, "
             "with its last known status).",
             labels=["id", "event_type", "project", "status"],
         )
-        for sub in subscriptions:
-            if not isinstance(sub, Mapping):
-                continue
+        for sub in data.subscriptions:
             labels = [
-                "" if sub.get(key) is None else str(sub.get(key))
-                for key in ("id", "event_type", "project", "status")
+                "" if value is None else str(value)
+                for value in (sub.id, sub.event_type, sub.project, sub.status)
             ]
             family.add_metric(labels, 1.0)
         yield family
 
     @staticmethod
-    def _reconcile(data: Mapping[str, Any]) -> Iterator[Metric]:
-        info = data.get("reconcile")
-        if not isinstance(info, Mapping):
+    def _reconcile(data: MetricsSnapshot) -> Iterator[Metric]:
+        info = data.reconcile
+        if info is None:
             return
         for metric in (
             _gauge(
                 "adowh_reconcile_last_run_timestamp_seconds",
                 "Unix time of the last reconciliation pass.",
-                info.get("last_run_at_unix"),
+                info.last_run_at_unix,
             ),
             _gauge(
                 "adowh_reconcile_last_changes",
                 "State changes the last reconciliation pass applied.",
-                info.get("last_changes"),
+                info.last_changes,
             ),
             _gauge(
                 "adowh_reconcile_last_ok",
                 "1 if the last reconciliation pass succeeded, else 0.",
-                info.get("last_ok"),
+                info.last_ok,
             ),
             _gauge(
                 "adowh_reconcile_consecutive_failures",
                 "Reconciliation passes in a row that failed (0 after one that succeeded).",
-                info.get("consecutive_failures"),
+                info.consecutive_failures,
             ),
             _gauge(
                 "adowh_reconcile_item_failures",
                 "Linked work items the last reconciliation pass could not apply (it went on "
                 "past them; they are retried next pass).",
-                info.get("item_failures"),
+                info.item_failures,
             ),
         ):
             if metric is not None:
                 yield metric
 
     @staticmethod
-    def _hook_check(data: Mapping[str, Any]) -> Iterator[Metric]:
-        info = data.get("hook_check")
-        if not isinstance(info, Mapping):
+    def _hook_check(data: MetricsSnapshot) -> Iterator[Metric]:
+        info = data.hook_check
+        if info is None:
             return
         for metric in (
             _gauge(
                 "adowh_hook_check_last_run_timestamp_seconds",
                 "Unix time of the last service-hook subscription check.",
-                info.get("last_run_at_unix"),
+                info.last_run_at_unix,
             ),
             _gauge(
                 "adowh_hook_check_last_ok",
                 "1 if the last subscription check succeeded, else 0.",
-                info.get("last_ok"),
+                info.last_ok,
             ),
             _gauge(
                 "adowh_hook_check_consecutive_failures",
                 "Subscription checks in a row that failed (0 after one that succeeded).",
-                info.get("consecutive_failures"),
+                info.consecutive_failures,
             ),
         ):
             if metric is not None:
@@ -448,7 +437,7 @@ class _Combined(Collector):
 
 
 def render_metrics(
-    snapshot: Callable[[], Mapping[str, Any]] | None = None,
+    snapshot: Callable[[], MetricsSnapshot] | None = None,
 ) -> tuple[bytes, str]:
     """The ``/metrics`` body and its content type.
 

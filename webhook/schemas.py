@@ -654,6 +654,16 @@ class HealthSchema(Schema):
     checks = fields.Dict()
 
 
+class ReconcileHealthSchema(Schema):
+    """/readyz `checks.reconcile` (webhook.storage.types.ReconcileHealth)."""
+
+    last_ok = fields.Boolean(allow_none=True, required=True)
+    last_run_at = fields.String(required=True)
+    consecutive_failures = fields.Integer(required=True)
+    last_error = fields.String(allow_none=True, required=True)
+    item_failures = fields.Integer(required=True)
+
+
 def page_schema(item: type[Schema], name: str) -> type[Schema]:
     """The SPEC list envelope `{items, total, page, per_page}` for an item schema."""
     return type(

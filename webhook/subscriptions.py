@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass, replace
 from typing import Any
 
 from webhook import clock, metrics
 from webhook.ado import AdoClient, AdoError, AdoNotFound
 from webhook.crypto import hash_password, new_hook_password
 from webhook.gateway import AdoGateway, OrganizationPaused
+from webhook.storage.types import HookRecord
 from webhook.store import Store
 
 log = logging.getLogger(__name__)
@@ -22,7 +24,21 @@ class PublicUrlMissing(Exception):
     """WEBHOOK_PUBLIC_URL is not set, so Azure DevOps would not know where to deliver."""
 
 
-def hook_coverage(project: str, hooks: list[dict[str, Any]]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class HookSetup:
+    """What `Subscriptions.ensure` did: every hook of the project (in EVENT_TYPES order) and the
+    ids of those created (or recreated) by this call."""
+
+    hooks: tuple[HookRecord, ...]
+    created: frozenset[int]
+
+    @property
+    def created_any(self) -> bool:
+        """Whether anything was created (POST /admin/hooks then answers 201)."""
+        return bool(self.created)
+
+
+def hook_coverage(project: str, hooks: list[HookRecord]) -> dict[str, Any]:
     """Whether a project's work item changes reach the service, from its stored hook rows.
 
     Returns `{"registered": bool, "healthy": bool, "missing": [event types],
@@ -31,11 +47,9 @@ def hook_coverage(project: str, hooks: list[dict[str, Any]]) -> dict[str, Any]:
     to do (None when all is well). Statuses are the last ones read (GET /admin/hooks, the
     periodic check), not read live.
     """
-    by_type = {h["event_type"]: h for h in hooks if h.get("subscription_id")}
+    by_type = {h.event_type: h for h in hooks if h.subscription_id}
     missing = [e for e in EVENT_TYPES if e not in by_type]
-    unhealthy = sorted(
-        f"{e} is {h['status']}" for e, h in by_type.items() if h.get("status") != HEALTHY
-    )
+    unhealthy = sorted(f"{e} is {h.status}" for e, h in by_type.items() if h.status != HEALTHY)
     message = None
     if missing:
         message = (
@@ -59,9 +73,9 @@ def hook_coverage(project: str, hooks: list[dict[str, Any]]) -> dict[str, Any]:
 def unhooked_projects(store: Store) -> list[dict[str, Any]]:
     """Projects that templates file work items in but whose hooks are missing or unhealthy:
     `[{"connection_id", "project", "message"}]`."""
-    hooks: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    hooks: dict[tuple[int, str], list[HookRecord]] = {}
     for hook in store.all_hooks():
-        hooks.setdefault((hook["connection_id"], hook["project"]), []).append(hook)
+        hooks.setdefault((hook.connection_id, hook.project), []).append(hook)
     out = []
     for connection_id, project in store.template_projects():
         coverage = hook_coverage(project, hooks.get((connection_id, project), []))
@@ -112,7 +126,7 @@ class Subscriptions:
         *,
         healed: bool,
         old_subscription: str | None,
-    ) -> dict[str, Any]:
+    ) -> HookRecord:
         if not self.public_url:
             raise PublicUrlMissing("WEBHOOK_PUBLIC_URL is not set")
         if old_subscription:
@@ -138,71 +152,76 @@ class Subscriptions:
             healed=healed,
         )
 
-    def ensure(self, connection_id: int, project: str) -> tuple[list[dict[str, Any]], bool]:
-        """Create what is missing or unhealthy; return (hooks, whether anything was created)."""
+    def ensure(self, connection_id: int, project: str) -> HookSetup:
+        """Create what is missing or unhealthy; return every hook of the project and which
+        were created now.
+
+        Raises PublicUrlMissing without WEBHOOK_PUBLIC_URL, AdoNotFound for an unknown
+        project, AdoError (OrganizationPaused included) when Azure DevOps fails.
+        """
         if not self.public_url:
             raise PublicUrlMissing("WEBHOOK_PUBLIC_URL is not set")
         client = self.gateway.client(connection_id)
         project_id = client.get_project(project)["id"]
-        existing = {h["event_type"]: h for h in self.store.hooks_for(connection_id, project)}
-        result, created_any = [], False
+        existing = {h.event_type: h for h in self.store.hooks_for(connection_id, project)}
+        result: list[HookRecord] = []
+        created: set[int] = set()
         for event_type in EVENT_TYPES:
             hook = existing.get(event_type)
             status = self._live_status(client, hook) if hook else "missing"
             if hook and status == HEALTHY:
-                self.store.note_hook_status(hook["id"], status)
-                result.append({**hook, "status": status})
+                self.store.note_hook_status(hook.id, status)
+                result.append(replace(hook, status=status))
                 continue
-            result.append(
-                self._create(
-                    client,
-                    connection_id,
-                    project,
-                    project_id,
-                    event_type,
-                    healed=hook is not None,
-                    old_subscription=hook["subscription_id"] if hook else None,
-                )
+            made = self._create(
+                client,
+                connection_id,
+                project,
+                project_id,
+                event_type,
+                healed=hook is not None,
+                old_subscription=hook.subscription_id if hook else None,
             )
-            created_any = True
-        if created_any:
+            result.append(made)
+            created.add(made.id)
+        if created:
             # Changes made while the project had no working hooks reach us only by
             # reconciliation: run it now rather than at its next interval.
             self.store.request_periodic("reconcile")
-        return result, created_any
+        return HookSetup(tuple(result), frozenset(created))
 
     @staticmethod
-    def _live_status(client: AdoClient, hook: dict[str, Any]) -> str:
-        if not hook.get("subscription_id"):
+    def _live_status(client: AdoClient, hook: HookRecord) -> str:
+        if not hook.subscription_id:
             return "missing"
         try:
-            return str(client.get_subscription(hook["subscription_id"]).get("status") or "unknown")
+            return str(client.get_subscription(hook.subscription_id).get("status") or "unknown")
         except AdoNotFound:
             return "missing"
 
-    def live(self, hook: dict[str, Any]) -> dict[str, Any]:
+    def live(self, hook: HookRecord) -> HookRecord:
         """The hook with its status read from Azure DevOps now (or the error).
 
         While the organization is paused nothing is asked: the stored status comes back with
         ``last_error`` saying until when the status is not checked.
         """
         try:
-            client = self.gateway.client(hook["connection_id"])
+            client = self.gateway.client(hook.connection_id)
             status = self._live_status(client, hook)
-            self.store.note_hook_status(hook["id"], status)
-            return {**hook, "status": status}
+            self.store.note_hook_status(hook.id, status)
+            return replace(hook, status=status)
         except OrganizationPaused as exc:
-            return {**hook, "last_error": f"status not checked: {exc}"}
+            return replace(hook, last_error=f"status not checked: {exc}")
         except AdoError as exc:
-            self.store.note_hook_status(hook["id"], hook["status"], f"status unknown: {exc}")
-            return {**hook, "last_error": f"status unknown: {exc.message}"}
+            self.store.note_hook_status(hook.id, hook.status, f"status unknown: {exc}")
+            return replace(hook, last_error=f"status unknown: {exc.message}")
 
-    def remove(self, hook: dict[str, Any]) -> None:
+    def remove(self, hook: HookRecord) -> None:
         """Delete the subscription in Azure DevOps, then forget it."""
-        if hook.get("subscription_id"):
-            client = self.gateway.client(hook["connection_id"])
-            client.delete_subscription(hook["subscription_id"])
-        self.store.delete_hook(hook["id"])
+        if hook.subscription_id:
+            client = self.gateway.client(hook.connection_id)
+            client.delete_subscription(hook.subscription_id)
+        self.store.delete_hook(hook.id)
 
     def check_all(self) -> dict[str, Any]:
         """Periodic: read every subscription's status and recreate unhealthy ones.
@@ -214,27 +233,28 @@ class Subscriptions:
         paused_until: dict[str, str] = {}
         for hook in self.store.all_hooks():
             try:
-                client = self.gateway.client(hook["connection_id"])
+                client = self.gateway.client(hook.connection_id)
                 self.gateway.check_pause(client.org.canonical)  # skip without a call
                 checked += 1
                 status = self._live_status(client, hook)
                 if status == HEALTHY:
-                    self.store.note_hook_status(hook["id"], status)
+                    self.store.note_hook_status(hook.id, status)
                     continue
                 log.warning(
                     "subscription %s for %s is %s: recreating",
-                    hook["subscription_id"],
-                    hook["event_type"],
+                    hook.subscription_id,
+                    hook.event_type,
                     status,
                 )
                 self._create(
                     client,
-                    hook["connection_id"],
-                    hook["project"],
-                    hook["project_id"],
-                    hook["event_type"],
+                    hook.connection_id,
+                    hook.project,
+                    # Rows from before project ids were stored name none: ask for it.
+                    hook.project_id or client.get_project(hook.project)["id"],
+                    hook.event_type,
                     healed=True,
-                    old_subscription=hook["subscription_id"],
+                    old_subscription=hook.subscription_id,
                 )
                 healed += 1
             except OrganizationPaused as exc:
@@ -243,7 +263,7 @@ class Subscriptions:
                 paused_until[exc.organization or "?"] = clock.iso(exc.until_ts)
             except (AdoError, PublicUrlMissing) as exc:
                 errors += 1
-                self.store.note_hook_status(hook["id"], hook["status"], str(exc))
+                self.store.note_hook_status(hook.id, hook.status, str(exc))
         if healed:
             self.store.request_periodic("reconcile")  # events were lost while it was down
         return {

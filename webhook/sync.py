@@ -582,7 +582,8 @@ class SyncHandlers:
         Returns `{"watermark", "checked", "changes", "item_failures", "failed_items": [{"id",
         "project", "reason"}, ...] (at most 20), "retry": [[connection_id, project, id], ...]}`.
         """
-        previous = (self.store.periodic_status().get("reconcile") or {}).get("last_result") or {}
+        last = self.store.periodic_status().get("reconcile")
+        previous = last.last_result if last is not None else {}
         started = time.time()
         since = float(previous.get("watermark") or 0) - RECONCILE_OVERLAP_SECONDS
         since_dt = datetime.fromtimestamp(max(since, 0), tz=UTC)

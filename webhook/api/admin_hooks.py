@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
@@ -11,17 +13,44 @@ from webhook.api.auth import require_admin
 from webhook.api.requests import load_body, load_query, page_body
 from webhook.errors import Conflict, NotFound, ValidationFailed
 from webhook.openapi import doc
-from webhook.schemas import HookCreateSchema, HookPageSchema, HookSetupSchema, PageQuerySchema
+from webhook.schemas import (
+    HookCreateSchema,
+    HookPageSchema,
+    HookSchema,
+    HookSetupSchema,
+    PageQuerySchema,
+)
 from webhook.services import get_services
 from webhook.storage.errors import Missing
-from webhook.subscriptions import PublicUrlMissing, Subscriptions
+from webhook.storage.types import HookRecord
+from webhook.subscriptions import HookSetup, PublicUrlMissing, Subscriptions
 
 bp = Blueprint("admin_hooks", __name__, url_prefix="/admin/hooks")
 bp.before_request(require_admin)
 
 
+_hook_schema = HookSchema()
+# Hooks created by this call are shown without their project id (as they always were).
+_created_schema = HookSchema(exclude=("project_id",))
+
+
 def _subscriptions() -> Subscriptions:
     return get_services().subscriptions
+
+
+def setup_body(setup: HookSetup) -> dict[str, Any]:
+    """The POST /admin/hooks answer (HookSetupSchema): every hook of the project, each dumped
+    by HookSchema; those created now carry no `project_id`."""
+    return {
+        "subscriptions": [
+            (_created_schema if h.id in setup.created else _hook_schema).dump(h)
+            for h in setup.hooks
+        ]
+    }
+
+
+def _dump(hook: HookRecord) -> dict[str, Any]:
+    return dict(_hook_schema.dump(hook))
 
 
 @bp.post("")
@@ -48,7 +77,7 @@ def create_hooks() -> ResponseReturnValue:
     try:
         with ado_errors():
             try:
-                hooks, created = _subscriptions().ensure(data["connection_id"], data["project"])
+                setup = _subscriptions().ensure(data["connection_id"], data["project"])
             except AdoNotFound as exc:
                 raise ValidationFailed(
                     f"project {data['project']!r} not found: {exc.message}",
@@ -56,7 +85,7 @@ def create_hooks() -> ResponseReturnValue:
                 ) from None
     except PublicUrlMissing as exc:
         raise Conflict(str(exc), code="public_url_missing") from None
-    return jsonify({"subscriptions": hooks}), 201 if created else 200
+    return jsonify(setup_body(setup)), 201 if setup.created_any else 200
 
 
 @bp.get("")
@@ -73,7 +102,7 @@ def list_hooks() -> ResponseReturnValue:
     subs = _subscriptions()
     return jsonify(
         page_body(
-            [subs.live(get_services().store.get_hook(h["id"])) for h in items],
+            [_dump(subs.live(get_services().store.get_hook(h.id))) for h in items],
             total,
             q["page"],
             q["per_page"],

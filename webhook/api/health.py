@@ -9,13 +9,14 @@ from flask.typing import ResponseReturnValue
 
 from webhook import metrics
 from webhook.openapi import build_spec, doc
-from webhook.schemas import HealthSchema
+from webhook.schemas import HealthSchema, ReconcileHealthSchema
 from webhook.services import get_services
 from webhook.storage.errors import storage_unavailable
 from webhook.subscriptions import unhooked_projects
 
 bp = Blueprint("health", __name__)
 HEARTBEAT_MAX_AGE = 30.0
+_reconcile_schema = ReconcileHealthSchema()
 
 
 @bp.get("/healthz")
@@ -61,7 +62,8 @@ def readyz() -> ResponseReturnValue:
         checks["service_hooks"] = f"error: {_reason(exc)}"
     # Shown, not gating: the service still takes deliveries while Azure DevOps cannot be read.
     try:
-        checks["reconcile"] = store.reconcile_health()
+        reconcile = store.reconcile_health()
+        checks["reconcile"] = None if reconcile is None else _reconcile_schema.dump(reconcile)
     except Exception as exc:  # a detail: never turns readiness into a 500
         checks["reconcile"] = f"error: {type(exc).__name__}"
     ok = checks["database"] == "ok" and checks["worker"] == "ok"

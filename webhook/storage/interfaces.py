@@ -31,10 +31,16 @@ from webhook.domain.ui_sessions import SignInCheck
 from webhook.storage.types import (
     ConnectionRecord,
     HookAuth,
+    HookRecord,
     IngestOutcome,
     Job,
     JobRecord,
+    JobStateCount,
     Lease,
+    MetricsSnapshot,
+    OrganizationPause,
+    PeriodicRun,
+    ReconcileHealth,
     RiskDetail,
     RiskSummary,
     SourceAuth,
@@ -346,7 +352,7 @@ class TemplateRepository(Protocol):
 class HookRepository(Protocol):
     """Service-hook subscriptions and the events they deliver."""
 
-    def hooks_for(self, connection_id: int, project: str) -> list[dict[str, Any]]:
+    def hooks_for(self, connection_id: int, project: str) -> list[HookRecord]:
         """Hook rows of one connection and project."""
         ...
 
@@ -354,16 +360,16 @@ class HookRepository(Protocol):
         """(connection id, project) pairs that templates file work items in."""
         ...
 
-    def all_hooks(self) -> list[dict[str, Any]]:
+    def all_hooks(self) -> list[HookRecord]:
         """Every hook row (for the periodic check)."""
         ...
 
-    def list_hooks(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    def list_hooks(self, page: int, per_page: int) -> tuple[list[HookRecord], int]:
         """Hooks, oldest first."""
         ...
 
-    def get_hook(self, hook_id: int) -> dict[str, Any]:
-        """One hook row."""
+    def get_hook(self, hook_id: int) -> HookRecord:
+        """One hook. Raises Missing when it does not exist."""
         ...
 
     def save_hook(
@@ -378,7 +384,7 @@ class HookRepository(Protocol):
         username: str,
         password_hash: str,
         healed: bool,
-    ) -> dict[str, Any]:
+    ) -> HookRecord:
         """Create or replace the hook row for (connection, project, event type)."""
         ...
 
@@ -429,8 +435,8 @@ class OperationsRepository(Protocol):
         """Repair pending due times after the wall clock stepped back."""
         ...
 
-    def job_counts(self) -> dict[str, dict[str, float]]:
-        """Count and oldest age of jobs by state (for /metrics)."""
+    def job_counts(self) -> dict[str, JobStateCount]:
+        """Count and oldest age of jobs by state, done ones left out (for /metrics)."""
         ...
 
     def heartbeat(self, worker_id: str, pid: int, host: str) -> None:
@@ -477,15 +483,15 @@ class OperationsRepository(Protocol):
         """Make a periodic task due now (after its current run, if one is running)."""
         ...
 
-    def periodic_status(self) -> dict[str, dict[str, Any]]:
-        """Last run of each periodic task."""
+    def periodic_status(self) -> dict[str, PeriodicRun]:
+        """Last run of each periodic task, by task name."""
         ...
 
-    def metrics_snapshot(self) -> dict[str, Any]:
+    def metrics_snapshot(self) -> MetricsSnapshot:
         """Database-derived figures for /metrics (computed at scrape time)."""
         ...
 
-    def reconcile_health(self) -> dict[str, Any] | None:
+    def reconcile_health(self) -> ReconcileHealth | None:
         """How reconciliation is doing, for /readyz (None before its first run)."""
         ...
 
@@ -525,8 +531,8 @@ class UiSessionRepository(Protocol):
         """[(YYYY-MM-DD, work items filed that UTC day)] for the last `days` days, oldest first."""
         ...
 
-    def paused_organizations(self) -> list[dict[str, Any]]:
-        """Organizations Azure DevOps asked to wait: [{"organization_url", "until_ts"}]."""
+    def paused_organizations(self) -> list[OrganizationPause]:
+        """Organizations Azure DevOps asked to wait (pauses that have not ended), by URL."""
         ...
 
 

@@ -17,15 +17,23 @@ __all__ = [
     "ConnectionRecord",
     "HistoryEntry",
     "HookAuth",
+    "HookRecord",
     "IngestOutcome",
     "Job",
     "JobRecord",
+    "JobStateCount",
     "Lease",
+    "MetricsSnapshot",
+    "OrganizationPause",
+    "PeriodicRun",
+    "PeriodicSummary",
+    "ReconcileHealth",
     "RiskDetail",
     "RiskResolution",
     "RiskSummary",
     "SourceAuth",
     "SourceRecord",
+    "SubscriptionStatus",
     "TemplateRecord",
     "WorkItemChange",
     "WorkItemLink",
@@ -252,6 +260,29 @@ class WorkItemLink:
 
 
 @dataclass(frozen=True)
+class HookRecord:
+    """A service-hook subscription as last seen by the service.
+
+    One per (connection, project, event type); `subscription_id` is the Azure DevOps
+    subscription (None: none yet), `status` its status as last read (`enabled`,
+    `onProbation`, `disabledBySystem`, ... or `missing`), `project_id` the project's GUID;
+    `heal_count` counts recreations; times are ISO 8601.
+    """
+
+    id: int
+    connection_id: int
+    project: str
+    project_id: str | None
+    event_type: str
+    subscription_id: str | None
+    status: str
+    heal_count: int
+    last_checked_at: str | None
+    last_healed_at: str | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
 class HookAuth:
     """What a hook's basic-auth user name stands for (see HookRepository.hook_credentials)."""
 
@@ -271,3 +302,88 @@ class IngestOutcome:
     response: str  # the JSON answer, exactly as stored for replays of this webhook-id
     replayed: bool
     actions: tuple[str, ...]
+
+
+# ---- operations: the service's own figures ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobStateCount:
+    """Jobs in one state: how many, and the age in seconds of the oldest (None: unknown)."""
+
+    count: int
+    oldest_age_seconds: float | None
+
+
+@dataclass(frozen=True)
+class PeriodicRun:
+    """The last run of a periodic task (reconcile, hook_check, ...).
+
+    Times are unix seconds (None: never started / never finished); `last_ok` None before the
+    first finish; `last_result` is the JSON object the run stored (see
+    OperationsRepository.finish_periodic), {} when there is none.
+    """
+
+    last_started_ts: float | None
+    last_finished_ts: float | None
+    last_ok: bool | None
+    last_result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SubscriptionStatus:
+    """A service-hook subscription as /metrics labels it (status as last read)."""
+
+    id: int
+    event_type: str
+    project: str
+    status: str
+
+
+@dataclass(frozen=True)
+class PeriodicSummary:
+    """A finished periodic task as /metrics shows it: when it last ended (unix seconds), whether
+    it succeeded, how many runs in a row failed; `last_changes`/`item_failures` only for
+    reconciliation (None otherwise)."""
+
+    last_run_at_unix: float
+    last_ok: bool | None
+    consecutive_failures: int
+    last_changes: int | None = None
+    item_failures: int | None = None
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """Database-derived figures for /metrics, read at scrape time.
+
+    `jobs` maps a state (pending, running, failed) to its count; a None field or a periodic
+    task that never finished omits its series.
+    """
+
+    jobs: dict[str, JobStateCount]
+    subscriptions: tuple[SubscriptionStatus, ...]
+    worker_heartbeat_age_seconds: float | None
+    reconcile: PeriodicSummary | None
+    hook_check: PeriodicSummary | None
+
+
+@dataclass(frozen=True)
+class ReconcileHealth:
+    """How reconciliation is doing, for /readyz: a pass fails as a whole when a project cannot
+    be read (`last_error` says why); items it could not apply are counted in `item_failures`
+    without failing the pass; `last_run_at` is ISO 8601."""
+
+    last_ok: bool | None
+    last_run_at: str
+    consecutive_failures: int
+    last_error: str | None
+    item_failures: int
+
+
+@dataclass(frozen=True)
+class OrganizationPause:
+    """An organization Azure DevOps asked to wait, until `until_ts` (unix seconds)."""
+
+    organization_url: str
+    until_ts: float

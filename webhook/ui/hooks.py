@@ -3,8 +3,6 @@ and last error read like GET /admin/hooks."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import flash, redirect, request, url_for
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response
@@ -15,6 +13,7 @@ from webhook.errors import ApiError
 from webhook.schemas import HookCreateSchema
 from webhook.services import get_services
 from webhook.storage.errors import Missing
+from webhook.storage.types import HookRecord
 from webhook.subscriptions import PublicUrlMissing, Subscriptions
 from webhook.ui.core import as_id, bp, form_errors, page
 from webhook.ui.work_item_templates import ado_choices
@@ -32,10 +31,10 @@ def _page(
     connection_id = as_id(form.get("connection_id"))
     hooks, _ = services.store.list_hooks(1, 1000)
     subs = _subscriptions()
-    live: list[dict[str, Any]] = []
+    live: list[HookRecord] = []
     for hook in hooks:
         try:
-            live.append(subs.live(services.store.get_hook(hook["id"])))
+            live.append(subs.live(services.store.get_hook(hook.id)))
         except Missing:
             continue
     names = {c.id: c.name for c in connections}
@@ -87,7 +86,7 @@ def register_hooks() -> Response:
         get_services().store.get_connection(data["connection_id"])
         with ado_errors():
             try:
-                hooks, created = _subscriptions().ensure(data["connection_id"], data["project"])
+                setup = _subscriptions().ensure(data["connection_id"], data["project"])
             except AdoNotFound as exc:
                 return _page(
                     form,
@@ -107,6 +106,6 @@ def register_hooks() -> Response:
         )
     except ApiError as exc:
         return _page(form, {}, exc.message, exc.status)
-    verb = "Registered" if created else "Checked; nothing to create for"
-    flash(f"{verb} {len(hooks)} subscription(s) for {data['project']}.")
+    verb = "Registered" if setup.created_any else "Checked; nothing to create for"
+    flash(f"{verb} {len(setup.hooks)} subscription(s) for {data['project']}.")
     return redirect(url_for("ui.hooks"), code=303)

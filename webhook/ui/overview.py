@@ -10,9 +10,11 @@ from flask import Response
 from webhook import clock
 from webhook.api.health import HEARTBEAT_MAX_AGE
 from webhook.services import get_services
+from webhook.storage.types import JobStateCount
 from webhook.subscriptions import HEALTHY
 from webhook.ui.core import SEVERITIES, bp, page, ui_store
 
+NO_JOBS = JobStateCount(count=0, oldest_age_seconds=None)
 CHART_DAYS = 14
 CHART_WIDTH = 280
 CHART_HEIGHT = 80
@@ -46,20 +48,20 @@ def overview() -> Response:
     jobs = store.job_counts()
     periodic = store.periodic_status()
     snapshot = store.metrics_snapshot()
-    unhealthy = [s for s in snapshot["subscriptions"] if s["status"] != HEALTHY]
+    unhealthy = [s for s in snapshot.subscriptions if s.status != HEALTHY]
     by_severity = ui_store().open_risks_by_severity()
     days = ui_store().work_items_per_day(CHART_DAYS)
     now = clock.now()
 
     def periodic_view(name: str) -> dict[str, Any] | None:
         run = periodic.get(name)
-        if not run or not run["last_finished_ts"]:
+        if not run or not run.last_finished_ts:
             return None
         return {
-            "age": now - run["last_finished_ts"],
-            "at": run["last_finished_ts"],
-            "ok": run["last_ok"],
-            "result": run["last_result"] or {},
+            "age": now - run.last_finished_ts,
+            "at": run.last_finished_ts,
+            "ok": run.last_ok,
+            "result": run.last_result,
         }
 
     return page(
@@ -67,12 +69,16 @@ def overview() -> Response:
         active="ui.overview",
         heartbeat=heartbeat,
         heartbeat_fresh=heartbeat is not None and heartbeat <= HEARTBEAT_MAX_AGE,
-        jobs={
-            state: jobs.get(state, {"count": 0, "oldest_age_seconds": None})
-            for state in ("pending", "running", "failed")
-        },
-        pauses=[{**p, "remaining": p["until_ts"] - now} for p in ui_store().paused_organizations()],
-        subscriptions_total=len(snapshot["subscriptions"]),
+        jobs={state: jobs.get(state, NO_JOBS) for state in ("pending", "running", "failed")},
+        pauses=[
+            {
+                "organization_url": p.organization_url,
+                "until_ts": p.until_ts,
+                "remaining": p.until_ts - now,
+            }
+            for p in ui_store().paused_organizations()
+        ],
+        subscriptions_total=len(snapshot.subscriptions),
         unhealthy=unhealthy,
         reconcile=periodic_view("reconcile"),
         hook_check=periodic_view("hook_check"),

@@ -16,6 +16,7 @@ from webhook.storage.sqlite.common import (
 )
 from webhook.storage.types import (
     HookAuth,
+    HookRecord,
 )
 
 
@@ -23,27 +24,28 @@ class SqliteHooks(SqliteRepo):
     """Hook rows, their credentials, and recording deliveries (deduplicated by event id)."""
 
     @staticmethod
-    def _hook_dict(row: sqlite3.Row) -> dict[str, Any]:
-        return {
-            "id": row["id"],
-            "connection_id": row["connection_id"],
-            "project": row["project"],
-            "event_type": row["event_type"],
-            "subscription_id": row["subscription_id"],
-            "status": row["status"],
-            "heal_count": row["heal_count"],
-            "last_checked_at": row["last_checked_at"],
-            "last_healed_at": row["last_healed_at"],
-            "last_error": row["last_error"],
-        }
+    def _hook(row: sqlite3.Row) -> HookRecord:
+        return HookRecord(
+            id=row["id"],
+            connection_id=row["connection_id"],
+            project=row["project"],
+            project_id=row["project_id"],
+            event_type=row["event_type"],
+            subscription_id=row["subscription_id"],
+            status=row["status"],
+            heal_count=row["heal_count"],
+            last_checked_at=row["last_checked_at"],
+            last_healed_at=row["last_healed_at"],
+            last_error=row["last_error"],
+        )
 
-    def hooks_for(self, connection_id: int, project: str) -> list[dict[str, Any]]:
+    def hooks_for(self, connection_id: int, project: str) -> list[HookRecord]:
         """Hook rows of one connection and project."""
         rows = self.db.conn.execute(
             "SELECT * FROM hooks WHERE connection_id=? AND project=? ORDER BY id",
             (connection_id, project),
         ).fetchall()
-        return [{**self._hook_dict(r), "project_id": r["project_id"]} for r in rows]
+        return [self._hook(r) for r in rows]
 
     def template_projects(self) -> list[tuple[int, str]]:
         """(connection id, project) pairs that templates file work items in."""
@@ -55,23 +57,23 @@ class SqliteHooks(SqliteRepo):
             )
         ]
 
-    def all_hooks(self) -> list[dict[str, Any]]:
+    def all_hooks(self) -> list[HookRecord]:
         """Every hook row (for the periodic check)."""
         rows = self.db.conn.execute("SELECT * FROM hooks ORDER BY id").fetchall()
-        return [{**self._hook_dict(r), "project_id": r["project_id"]} for r in rows]
+        return [self._hook(r) for r in rows]
 
-    def list_hooks(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    def list_hooks(self, page: int, per_page: int) -> tuple[list[HookRecord], int]:
         """Hooks, oldest first."""
         with self.db.read() as conn:
             rows, total = page_rows(conn, "SELECT * FROM hooks", [], page, per_page, "id")
-        return [self._hook_dict(r) for r in rows], total
+        return [self._hook(r) for r in rows], total
 
-    def get_hook(self, hook_id: int) -> dict[str, Any]:
+    def get_hook(self, hook_id: int) -> HookRecord:
         """One hook row."""
         row = self.db.conn.execute("SELECT * FROM hooks WHERE id=?", (hook_id,)).fetchone()
         if row is None:
             raise Missing(f"hook {hook_id} does not exist")
-        return {**self._hook_dict(row), "project_id": row["project_id"]}
+        return self._hook(row)
 
     def save_hook(
         self,
@@ -85,7 +87,7 @@ class SqliteHooks(SqliteRepo):
         username: str,
         password_hash: str,
         healed: bool,
-    ) -> dict[str, Any]:
+    ) -> HookRecord:
         """Create or replace the hook row for (connection, project, event type)."""
         now = clock.iso()
         with self.db.write() as conn:
@@ -122,7 +124,7 @@ class SqliteHooks(SqliteRepo):
                 "SELECT * FROM hooks WHERE connection_id=? AND project=? AND event_type=?",
                 (connection_id, project, event_type),
             ).fetchone()
-        return self._hook_dict(row)
+        return self._hook(row)
 
     def note_hook_status(self, hook_id: int, status: str, error: str | None = None) -> None:
         """Remember the live status last read from Azure DevOps."""

@@ -13,6 +13,14 @@ from webhook.storage.sqlite.common import (
     SqliteRepo,
     loads,
 )
+from webhook.storage.types import (
+    JobStateCount,
+    MetricsSnapshot,
+    PeriodicRun,
+    PeriodicSummary,
+    ReconcileHealth,
+    SubscriptionStatus,
+)
 
 # A wall clock that went back by more than this (against the monotonic clock) moves pending due
 # times back by the same step (Store.note_clock_offset).
@@ -122,16 +130,16 @@ class SqliteOperations(SqliteRepo):
             )
         return step
 
-    def job_counts(self) -> dict[str, dict[str, float]]:
-        """Count and oldest age of jobs by state (for /metrics)."""
+    def job_counts(self) -> dict[str, JobStateCount]:
+        """Count and oldest age of jobs by state, done ones left out (for /metrics)."""
         now = clock.now()
-        out: dict[str, dict[str, float]] = {}
+        out: dict[str, JobStateCount] = {}
         for row in self.db.conn.execute(
             "SELECT state, count(*) AS n, min(created_ts) AS oldest FROM jobs"
             " WHERE state != 'done' GROUP BY state"
         ):
             age = max(0.0, now - row["oldest"])  # never negative after a backward clock step
-            out[row["state"]] = {"count": row["n"], "oldest_age_seconds": age}
+            out[row["state"]] = JobStateCount(count=row["n"], oldest_age_seconds=age)
         return out
 
     def heartbeat(self, worker_id: str, pid: int, host: str) -> None:
@@ -264,61 +272,62 @@ class SqliteOperations(SqliteRepo):
         with self.db.write() as conn:
             conn.execute("UPDATE periodic_runs SET last_started_ts=NULL WHERE name=?", (name,))
 
-    def periodic_status(self) -> dict[str, dict[str, Any]]:
-        """Last run of each periodic task."""
-        out: dict[str, dict[str, Any]] = {}
+    def periodic_status(self) -> dict[str, PeriodicRun]:
+        """Last run of each periodic task, by task name."""
+        out: dict[str, PeriodicRun] = {}
         for row in self.db.conn.execute("SELECT * FROM periodic_runs"):
-            out[row["name"]] = {
-                "last_started_ts": row["last_started_ts"],
-                "last_finished_ts": row["last_finished_ts"],
-                "last_ok": None if row["last_ok"] is None else bool(row["last_ok"]),
-                "last_result": loads(row["last_result"], None),
-            }
+            result = loads(row["last_result"], None)
+            out[row["name"]] = PeriodicRun(
+                last_started_ts=row["last_started_ts"],
+                last_finished_ts=row["last_finished_ts"],
+                last_ok=None if row["last_ok"] is None else bool(row["last_ok"]),
+                last_result=result if isinstance(result, dict) else {},
+            )
         return out
 
-    def metrics_snapshot(self) -> dict[str, Any]:
+    def metrics_snapshot(self) -> MetricsSnapshot:
         """Database-derived figures for /metrics (computed at scrape time)."""
         periodic = self.periodic_status()
-        snapshot: dict[str, Any] = {"jobs": self.job_counts()}
-        age = self.worker_heartbeat_age()
-        if age is not None:
-            snapshot["worker_heartbeat_age_seconds"] = age
-        snapshot["subscriptions"] = [
-            {
-                "id": str(r["id"]),
-                "event_type": r["event_type"],
-                "project": r["project"],
-                "status": r["status"],
-            }
-            for r in self.db.conn.execute("SELECT id, event_type, project, status FROM hooks")
-        ]
-        for name, key in (("reconcile", "reconcile"), ("hook_check", "hook_check")):
+
+        def summary(name: str) -> PeriodicSummary | None:
             run = periodic.get(name)
-            if run and run["last_finished_ts"]:
-                entry = {"last_run_at_unix": run["last_finished_ts"], "last_ok": run["last_ok"]}
-                result = run["last_result"] or {}
-                entry["consecutive_failures"] = result.get("consecutive_failures", 0)
-                if name == "reconcile":
-                    entry["last_changes"] = result.get("changes", 0)
-                    entry["item_failures"] = result.get("item_failures", 0)
-                snapshot[key] = entry
-        return snapshot
+            if not run or not run.last_finished_ts:
+                return None
+            result = run.last_result
+            reconcile = name == "reconcile"
+            return PeriodicSummary(
+                last_run_at_unix=run.last_finished_ts,
+                last_ok=run.last_ok,
+                consecutive_failures=result.get("consecutive_failures", 0),
+                last_changes=result.get("changes", 0) if reconcile else None,
+                item_failures=result.get("item_failures", 0) if reconcile else None,
+            )
 
-    def reconcile_health(self) -> dict[str, Any] | None:
-        """How reconciliation is doing, for /readyz (None before its first run).
+        subscriptions = tuple(
+            SubscriptionStatus(
+                id=r["id"], event_type=r["event_type"], project=r["project"], status=r["status"]
+            )
+            for r in self.db.conn.execute("SELECT id, event_type, project, status FROM hooks")
+        )
+        return MetricsSnapshot(
+            jobs=self.job_counts(),
+            subscriptions=subscriptions,
+            worker_heartbeat_age_seconds=self.worker_heartbeat_age(),
+            reconcile=summary("reconcile"),
+            hook_check=summary("hook_check"),
+        )
 
-        `{"last_ok", "last_run_at", "consecutive_failures", "last_error", "item_failures"}`:
-        a pass fails as a whole when a project cannot be read; items it could not apply are
-        counted in `item_failures` without failing the pass.
-        """
+    def reconcile_health(self) -> ReconcileHealth | None:
+        """How reconciliation is doing, for /readyz (None before its first run); see
+        ReconcileHealth."""
         run = self.periodic_status().get("reconcile")
-        if not run or not run["last_finished_ts"]:
+        if not run or not run.last_finished_ts:
             return None
-        result = run["last_result"] or {}
-        return {
-            "last_ok": run["last_ok"],
-            "last_run_at": clock.iso(run["last_finished_ts"]),
-            "consecutive_failures": result.get("consecutive_failures", 0),
-            "last_error": result.get("error"),
-            "item_failures": result.get("item_failures", 0),
-        }
+        result = run.last_result
+        return ReconcileHealth(
+            last_ok=run.last_ok,
+            last_run_at=clock.iso(run.last_finished_ts),
+            consecutive_failures=result.get("consecutive_failures", 0),
+            last_error=result.get("error"),
+            item_failures=result.get("item_failures", 0),
+        )

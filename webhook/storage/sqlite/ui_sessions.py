@@ -5,8 +5,6 @@ throttling policy is `webhook.domain.ui_sessions`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from webhook import clock
 from webhook.domain.ui_sessions import (
     FAILURE_MEMORY_SECONDS,
@@ -19,6 +17,7 @@ from webhook.domain.ui_sessions import (
     session_hash,
 )
 from webhook.storage.sqlite.database import Database
+from webhook.storage.types import OrganizationPause
 
 
 class SqliteUiSessions:
@@ -128,15 +127,15 @@ class SqliteUiSessions:
         counts = {r["day"]: int(r["n"]) for r in rows}
         return [(day, counts.get(day, 0)) for day in dates]
 
-    def paused_organizations(self) -> list[dict[str, Any]]:
-        """Organizations Azure DevOps asked to wait: [{"organization_url", "until_ts"}]."""
+    def paused_organizations(self) -> list[OrganizationPause]:
+        """Organizations Azure DevOps asked to wait (pauses that have not ended), by URL."""
         rows = self.db.conn.execute(
             "SELECT organization_url, paused_until_ts FROM org_pauses"
             " WHERE paused_until_ts > ? ORDER BY organization_url",
             (clock.now(),),
         ).fetchall()
         return [
-            {"organization_url": r["organization_url"], "until_ts": r["paused_until_ts"]}
+            OrganizationPause(organization_url=r["organization_url"], until_ts=r["paused_until_ts"])
             for r in rows
         ]
 
