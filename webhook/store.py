@@ -6,6 +6,7 @@ new code imports from `webhook.storage` instead.
 
 from __future__ import annotations
 
+from webhook.storage.constants import ASSETS_IN_LIST
 from webhook.storage.errors import AlreadyExists, InUse, Missing, StorageError
 from webhook.storage.sqlite.common import (
     JOB_LEASE_SECONDS,
@@ -13,7 +14,6 @@ from webhook.storage.sqlite.common import (
     risk_from_row,
     template_from_row,
 )
-from webhook.storage.sqlite.risks import ASSETS_IN_LIST
 from webhook.storage.sqlite.storage import SqliteStorage
 from webhook.storage.types import (
     HookAuth,

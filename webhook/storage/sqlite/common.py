@@ -14,7 +14,7 @@ from webhook.domain.models import Asset, Risk, Template
 from webhook.domain.sync_plan import (
     JobSpec,
 )
-from webhook.storage.interfaces import JOB_LEASE_SECONDS as JOB_LEASE_SECONDS
+from webhook.storage.constants import JOB_LEASE_SECONDS as JOB_LEASE_SECONDS
 from webhook.storage.sqlite.database import Database
 from webhook.storage.types import (
     Job,

@@ -7,7 +7,8 @@ path names another file or none (deleted or replaced while running), writes are 
 DatabaseGone instead of being acknowledged into a file nobody will open again.
 
 Faults live in `faults`, files and schema text in `files`, the writers' lock and group commit
-in `locks`, migrations in `migrate`; their public names are re-exported here.
+in `locks`, migrations in `migrate`, room checks and checkpoints in `upkeep`; their public names
+are re-exported here.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from webhook.storage.sqlite.files import (
 )
 from webhook.storage.sqlite.locks import GroupCommit, _CommitGroup, _LockWaiter
 from webhook.storage.sqlite.migrate import SCHEMA_VERSION, migrate
+from webhook.storage.sqlite.upkeep import Upkeep
 
 __all__ = [
     "AUTOCHECKPOINT_PAGES",
@@ -74,7 +76,7 @@ BUSY_TIMEOUT_SECONDS = WAIT_SECONDS  # kept for callers that name it
 AUTOCHECKPOINT_PAGES = 16384
 
 
-class Database(GroupCommit):
+class Database(GroupCommit, Upkeep):
     """Hands out one connection per (process, thread); never shares one across a fork.
 
     `busy_timeout` (seconds) bounds every wait for the database: a write waits at most that
@@ -322,36 +324,6 @@ class Database(GroupCommit):
             release()
         self.check_same_file()  # removed during the commit: the write may be lost; say so
 
-    def check_room(self, conn: sqlite3.Connection, nbytes: int) -> None:
-        """Raise DatabaseFull unless the database can take `nbytes` more now.
-
-        Two measures: the free space of the file system holding it (statvfs, as the service's
-        user may use it) and a real allocation: `nbytes` inserted into `meta` inside a
-        savepoint of `conn`'s open write transaction, then rolled back, so nothing stays (not
-        even free pages) and the next check allocates again; SQLite fails it with SQLITE_FULL
-        when it cannot grow the database (its page limit).
-        """
-        try:
-            fs = os.statvfs(self._absolute.parent)
-        except OSError:
-            fs = None
-        if fs is not None:
-            blocks = fs.f_bfree if os.geteuid() == 0 else fs.f_bavail
-            if blocks * fs.f_frsize < nbytes:
-                raise DatabaseFull()
-        conn.execute("SAVEPOINT room")
-        try:
-            conn.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES ('room_probe', zeroblob(?))",
-                (nbytes,),
-            )
-        except sqlite3.Error as exc:
-            if conn.in_transaction:  # SQLITE_FULL may have rolled back the whole transaction
-                conn.execute("ROLLBACK TO room")
-            raise unavailable(exc) or exc from exc
-        conn.execute("ROLLBACK TO room")
-        conn.execute("RELEASE room")
-
     @contextmanager
     def unit(self, *, deadline: float | None = None) -> Iterator[sqlite3.Connection]:
         """One write transaction that every `write`, `write_grouped` and `read` of this thread
@@ -405,24 +377,6 @@ class Database(GroupCommit):
             yield conn
         finally:
             conn.execute("COMMIT")
-
-    def checkpoint(self) -> tuple[int, int]:
-        """Copy the WAL into the database file, holding up writers for as little as possible.
-
-        The bulk is copied by a PASSIVE checkpoint, which blocks no reader or writer. Writers
-        keep appending meanwhile, so the WAL would never be fully copied at the moment a writer
-        starts (only then does SQLite start the WAL over; otherwise it grows without end): a
-        second pass under the writers' lock copies just what was appended. Returns (pages in
-        the WAL, pages copied) of that second pass. Raises DatabaseBusy as `write` does.
-        """
-        conn = self.conn
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        release, _ = self._acquire(time.monotonic() + self.busy_timeout)
-        try:
-            _busy, wal_pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        finally:
-            release()
-        return int(wal_pages), int(copied)
 
     def migrate(self) -> int:
         """Apply schema.sql and any pending migrations; return the schema version.

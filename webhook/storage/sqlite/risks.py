@@ -15,6 +15,7 @@ from webhook.domain.sync_plan import (
     item_content_hash,
     plan_risk_change,
 )
+from webhook.storage.constants import ASSETS_IN_LIST
 from webhook.storage.errors import Missing
 from webhook.storage.sqlite.common import (
     SqliteRepo,
@@ -32,8 +33,6 @@ from webhook.storage.types import (
     SourceAuth,
     WorkItemRef,
 )
-
-ASSETS_IN_LIST = 20
 
 
 class SqliteRisks(SqliteRepo):
