@@ -12,7 +12,7 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from tests.conftest import Scanner, risk
-from webhook.store import ASSETS_IN_LIST
+from webhook.storage.constants import ASSETS_IN_LIST
 
 BIG_TEXT = "e" * (256 * 1024)
 

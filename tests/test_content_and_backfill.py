@@ -11,24 +11,24 @@ from flask.testing import FlaskClient
 
 from tests.conftest import Scanner, hook_record, make_settings, risk, template_record
 from webhook.settings import SettingsError
+from webhook.storage.sqlite.storage import SqliteStorage
 from webhook.storage.types import TemplateRecord
-from webhook.store import Store
 
 ORG_URL = "https://dev.azure.com/contoso"
 
 
-def store_of(app: Flask) -> Store:
+def store_of(app: Flask) -> SqliteStorage:
     return app.extensions["adowh"].store  # type: ignore[no-any-return]
 
 
-def add_template(store: Store, name: str, **fields: Any) -> TemplateRecord:
+def add_template(store: SqliteStorage, name: str, **fields: Any) -> TemplateRecord:
     connection = next(iter(store.list_connections(1, 1)[0]), None) or store.create_connection(
         "c", ORG_URL, {"type": "pat", "token": "pat-for-tests"}
     )
     return store.create_template(template_record(connection.id, name=name, **fields))
 
 
-def link(store: Store, risk_id: int, ado_id: int) -> None:
+def link(store: SqliteStorage, risk_id: int, ado_id: int) -> None:
     assert store.link_work_item(
         risk_id,
         connection_id=store.list_connections(1, 1)[0][0].id,
@@ -47,7 +47,7 @@ def jobs(client: FlaskClient, admin: dict[str, str]) -> list[dict[str, Any]]:
     return client.get("/admin/jobs", headers=admin).get_json()["items"]  # type: ignore[no-any-return]
 
 
-def finish_all(store: Store) -> None:
+def finish_all(store: SqliteStorage) -> None:
     while (job := store.claim_job("test")) is not None:
         store.complete_job(job)
 

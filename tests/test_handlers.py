@@ -24,7 +24,7 @@ from webhook.domain.models import Risk, WorkItemState, WorkItemTypeInfo
 from webhook.domain.signatures import parse_headers, verify
 from webhook.jobs import RetryLater
 from webhook.services import Services
-from webhook.store import Store
+from webhook.storage.sqlite.storage import SqliteStorage
 from webhook.subscriptions import Subscriptions
 from webhook.sync import SyncHandlers
 from webhook.worker import RetryPolicy, Worker
@@ -65,13 +65,13 @@ def drain(worker: Worker, fake_clock: FakeClock, rounds: int = 10) -> None:
             return
 
 
-def jobs(store: Store, kind: str | None = None) -> list[dict[str, Any]]:
+def jobs(store: SqliteStorage, kind: str | None = None) -> list[dict[str, Any]]:
     rows = store.db.conn.execute("SELECT * FROM jobs ORDER BY id").fetchall()
     return [dict(r) for r in rows if kind is None or r["kind"] == kind]
 
 
 def setup_risk(
-    store: Store, *, close_on_resolve: bool = False, callback_url: str | None = None
+    store: SqliteStorage, *, close_on_resolve: bool = False, callback_url: str | None = None
 ) -> tuple[int, str]:
     """A high risk under an auto-create template; returns (risk id, source secret)."""
     conn_id = store.create_connection(
@@ -94,7 +94,7 @@ def setup_risk(
     return int(risk_id), secret
 
 
-def report(store: Store, message: str, severity: str, status: str = "open") -> None:
+def report(store: SqliteStorage, message: str, severity: str, status: str = "open") -> None:
     source = store.find_source("sast")
     assert source is not None
     store.record_risks(

@@ -21,8 +21,10 @@ from webhook.domain.models import Risk
 from webhook.domain.sync_plan import JobSpec
 from webhook.gateway import OrganizationPaused
 from webhook.services import Services
+from webhook.storage.constants import JOB_LEASE_SECONDS
 from webhook.storage.sqlite.database import DatabaseBusy
-from webhook.store import JOB_LEASE_SECONDS, Job, Lease, Store
+from webhook.storage.sqlite.storage import SqliteStorage
+from webhook.storage.types import Job, Lease
 from webhook.sync import SyncHandlers
 from webhook.worker import MAX_ATTEMPTS, RetryLater, RetryPolicy, Worker
 
@@ -98,16 +100,16 @@ def services(tmp_path: Path, fake: FakeClock) -> Services:
 
 
 @pytest.fixture
-def store(services: Services) -> Store:
+def store(services: Services) -> SqliteStorage:
     return services.store
 
 
-def job_row(store: Store, job_id: int) -> dict[str, Any]:
+def job_row(store: SqliteStorage, job_id: int) -> dict[str, Any]:
     row = store.db.conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
     return dict(row)
 
 
-def add_job(store: Store, lane: str, kind: str = "callback", **payload: Any) -> int:
+def add_job(store: SqliteStorage, lane: str, kind: str = "callback", **payload: Any) -> int:
     (job_id,) = store.jobs.enqueue([JobSpec(kind, "x", payload)], lane=lane)
     return job_id
 
@@ -145,7 +147,7 @@ def sync_worker(services: Services, ado: FakeAdo, name: str) -> Worker:
     return Worker(store=services.store, handlers=handlers, worker_id=name)
 
 
-def linked_ids(store: Store) -> list[int]:
+def linked_ids(store: SqliteStorage) -> list[int]:
     return [r[0] for r in store.db.conn.execute("SELECT ado_id FROM work_items")]
 
 
@@ -239,7 +241,7 @@ def test_a_create_retried_after_a_pause_looks_its_tag_up_first(
 
 
 def test_a_claim_that_was_taken_over_cannot_record_its_outcome(
-    store: Store, fake: FakeClock
+    store: SqliteStorage, fake: FakeClock
 ) -> None:
     first_id = add_job(store, "risk:1")
     first = store.claim_job("w")
@@ -257,7 +259,9 @@ def test_a_claim_that_was_taken_over_cannot_record_its_outcome(
     assert job_row(store, first_id)["state"] == "done"
 
 
-def test_a_lease_renewed_by_its_holder_is_never_taken_over(store: Store, fake: FakeClock) -> None:
+def test_a_lease_renewed_by_its_holder_is_never_taken_over(
+    store: SqliteStorage, fake: FakeClock
+) -> None:
     job_id = add_job(store, "risk:1")
     job = store.claim_job("a")
     assert job is not None
@@ -271,7 +275,7 @@ def test_a_lease_renewed_by_its_holder_is_never_taken_over(store: Store, fake: F
 # ---- due times across a backward wall step ------------------------------------------------
 
 
-def recording_worker(store: Store, name: str, done: list[int]) -> Worker:
+def recording_worker(store: SqliteStorage, name: str, done: list[int]) -> Worker:
     def handle(job: Job) -> None:
         if job.payload.get("retry_in") and job.attempts == 1:
             raise RetryLater("not yet", delay=job.payload["retry_in"])
@@ -280,7 +284,9 @@ def recording_worker(store: Store, name: str, done: list[int]) -> Worker:
     return Worker(store=store, handlers={"callback": handle}, worker_id=name)
 
 
-def test_a_backward_wall_step_does_not_delay_due_jobs(store: Store, fake: FakeClock) -> None:
+def test_a_backward_wall_step_does_not_delay_due_jobs(
+    store: SqliteStorage, fake: FakeClock
+) -> None:
     done: list[int] = []
     w = recording_worker(store, "w", done)
     w.beat()
@@ -301,7 +307,7 @@ def test_a_backward_wall_step_does_not_delay_due_jobs(store: Store, fake: FakeCl
 
 
 def test_a_backward_step_while_no_worker_ran_is_repaired_once(
-    store: Store, fake: FakeClock
+    store: SqliteStorage, fake: FakeClock
 ) -> None:
     done: list[int] = []
     before = recording_worker(store, "old", done)
@@ -321,7 +327,7 @@ def test_a_backward_step_while_no_worker_ran_is_repaired_once(
 
 
 def test_a_forward_step_runs_waiting_jobs_early_and_nothing_else(
-    store: Store, fake: FakeClock
+    store: SqliteStorage, fake: FakeClock
 ) -> None:
     done: list[int] = []
     w = recording_worker(store, "w", done)
@@ -341,7 +347,7 @@ def disk_full(*args: Any, **kwargs: Any) -> bool:
 
 
 def test_a_job_whose_outcome_cannot_be_written_is_taken_up_again(
-    store: Store, fake: FakeClock, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStorage, fake: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     done: list[int] = []
     w = recording_worker(store, "w", done)
@@ -366,7 +372,7 @@ def test_a_job_whose_outcome_cannot_be_written_is_taken_up_again(
 
 
 def test_an_outcome_write_that_fails_for_a_moment_is_retried(
-    store: Store, fake: FakeClock, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStorage, fake: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     w = Worker(
         store=store,
@@ -390,7 +396,7 @@ def test_an_outcome_write_that_fails_for_a_moment_is_retried(
 
 
 def test_a_completion_that_fails_for_a_moment_still_completes(
-    store: Store, fake: FakeClock, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStorage, fake: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     done: list[int] = []
     w = recording_worker(store, "w", done)
@@ -417,7 +423,7 @@ def test_an_item_that_cannot_be_applied_fails_after_the_bound_and_holds_only_its
 ) -> None:
     settings = make_settings(tmp_path)
     app = create_app(settings)
-    store: Store = app.extensions["adowh"].store
+    store: SqliteStorage = app.extensions["adowh"].store
     client: FlaskClient = app.test_client()
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     known = {"value": False}
@@ -480,7 +486,9 @@ def test_an_item_that_cannot_be_applied_fails_after_the_bound_and_holds_only_its
     app.extensions["adowh"].store.db.close()
 
 
-def test_a_failing_batch_job_also_fails_after_the_bound(store: Store, fake: FakeClock) -> None:
+def test_a_failing_batch_job_also_fails_after_the_bound(
+    store: SqliteStorage, fake: FakeClock
+) -> None:
     def batch(jobs: list[Job]) -> dict[int, Exception]:
         store.apply_hook_changes([(j, None) for j in jobs if j.payload["what"] != "odd"])
         return {

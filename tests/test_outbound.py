@@ -19,7 +19,8 @@ from webhook.callbacks import CallbackSender
 from webhook.domain.orgurl import OrgUrl, parse_organization_url
 from webhook.domain.sync_plan import JobSpec
 from webhook.outbound import Bounds, DestinationBusy, Shares
-from webhook.store import Job, Store
+from webhook.storage.sqlite.storage import SqliteStorage
+from webhook.storage.types import Job
 from webhook.worker import RetryLater, RetryPolicy, Worker
 
 from .conftest import make_services
@@ -34,7 +35,7 @@ CLIENT_ID = "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path) -> SqliteStorage:
     return make_services(tmp_path).store
 
 
@@ -55,7 +56,7 @@ def serve(servers: list[RawServer], respond: Any) -> RawServer:
 class FixedSender(CallbackSender):
     """The real sender, pointed at a test URL instead of a source read from the store."""
 
-    def __init__(self, store: Store, url: str) -> None:
+    def __init__(self, store: SqliteStorage, url: str) -> None:
         super().__init__(store)
         self.url = url
 
@@ -78,7 +79,7 @@ def org_for(server: RawServer) -> OrgUrl:
 
 @pytest.mark.parametrize("respond", [trickle_body(), trickle_head()], ids=["body", "status line"])
 def test_a_trickling_scanner_is_cut_at_the_total_deadline(
-    store: Store, servers: list[RawServer], respond: Any, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStorage, servers: list[RawServer], respond: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # One byte every 0.1 s: each read is quick, the whole answer would take 4 s.
     short = Bounds(1.0, 15.0, SHORT, 4096, truncate=True)
@@ -95,7 +96,7 @@ def test_a_trickling_scanner_is_cut_at_the_total_deadline(
 
 @pytest.mark.parametrize("declare_length", [True, False], ids=["content-length", "until-close"])
 def test_a_huge_callback_answer_is_not_read(
-    store: Store, servers: list[RawServer], declare_length: bool
+    store: SqliteStorage, servers: list[RawServer], declare_length: bool
 ) -> None:
     server = serve(servers, flood(HUGE, declare_length=declare_length))
     sender = FixedSender(store, server.url + "/hooks/risks")
@@ -172,14 +173,14 @@ def test_a_huge_entra_answer_is_not_read(servers: list[RawServer]) -> None:
 # --------------------------------------------------------------------------- shares
 
 
-def add_jobs(store: Store, jobs: list[tuple[str, str]]) -> None:
+def add_jobs(store: SqliteStorage, jobs: list[tuple[str, str]]) -> None:
     with store.unit_of_work() as uow:
         for kind, lane in jobs:
             uow.jobs.enqueue([JobSpec(kind, "x", {"status": "resolved"})], lane=lane, at=0.0)
 
 
 def test_a_slow_scanner_never_holds_up_azure_devops_work(
-    store: Store, servers: list[RawServer]
+    store: SqliteStorage, servers: list[RawServer]
 ) -> None:
     release = threading.Event()
     server = serve(servers, hold(release))  # answers nothing until the test ends

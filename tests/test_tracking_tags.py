@@ -25,7 +25,8 @@ from webhook import create_app
 from webhook.domain.templates import legacy_tracking_tag, split_tags
 from webhook.sandbox import Sandbox
 from webhook.services import Services
-from webhook.store import Job, Store
+from webhook.storage.sqlite.storage import SqliteStorage
+from webhook.storage.types import Job
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 MAC_TAG = re.compile(r"adowh-[0-9a-f]{8}-(\d+)-[0-9a-f]{16}")
@@ -39,7 +40,7 @@ class World:
         self.app = app
         self.client: FlaskClient = app.test_client()
         self.services: Services = app.extensions["adowh"]
-        self.store: Store = self.services.store
+        self.store: SqliteStorage = self.services.store
         self.sync = self.services.sync
         resp = self.client.post(
             "/admin/connections",

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from webhook.domain.sync_plan import JobSpec
-from webhook.store import Job, Store
+from webhook.storage.sqlite.storage import SqliteStorage
+from webhook.storage.types import Job
 from webhook.worker import RetryLater, RetryPolicy, Worker
 
 from .conftest import make_services
@@ -18,15 +19,15 @@ BATCHED = "apply_hook_event"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path) -> SqliteStorage:
     return make_services(tmp_path).store
 
 
-def add_jobs(store: Store, lane: str, kinds: list[str]) -> None:
+def add_jobs(store: SqliteStorage, lane: str, kinds: list[str]) -> None:
     store.jobs.enqueue([JobSpec(k, "in", {"n": i}) for i, k in enumerate(kinds)], lane=lane, at=0.0)
 
 
-def job_rows(store: Store) -> list[dict]:
+def job_rows(store: SqliteStorage) -> list[dict]:
     rows = store.db.conn.execute(
         "SELECT id, kind, lane, state, attempts, last_error FROM jobs ORDER BY id"
     )
@@ -36,7 +37,7 @@ def job_rows(store: Store) -> list[dict]:
 class Recorder:
     """A batch handler that finishes every job except those told to retry."""
 
-    def __init__(self, store: Store, retry: set[int] | None = None) -> None:
+    def __init__(self, store: SqliteStorage, retry: set[int] | None = None) -> None:
         self.store = store
         self.retry = retry or set()
         self.batches: list[list[int]] = []
@@ -49,7 +50,7 @@ class Recorder:
         }
 
 
-def worker(store: Store, batch: Recorder, single: list[int] | None = None) -> Worker:
+def worker(store: SqliteStorage, batch: Recorder, single: list[int] | None = None) -> Worker:
     done = single if single is not None else []
 
     def perform_single(job: Job) -> None:
@@ -63,7 +64,7 @@ def worker(store: Store, batch: Recorder, single: list[int] | None = None) -> Wo
     )
 
 
-def test_one_batch_takes_the_head_of_every_lane_in_id_order(store: Store) -> None:
+def test_one_batch_takes_the_head_of_every_lane_in_id_order(store: SqliteStorage) -> None:
     add_jobs(store, "wi:1:1", [BATCHED, BATCHED])  # ids 1, 2
     add_jobs(store, "wi:1:2", [BATCHED])  # id 3
     add_jobs(store, "wi:1:3", [BATCHED, BATCHED])  # ids 4, 5
@@ -78,7 +79,7 @@ def test_one_batch_takes_the_head_of_every_lane_in_id_order(store: Store) -> Non
     assert {r["state"] for r in job_rows(store)} == {"done"}
 
 
-def test_a_job_that_fails_in_a_batch_retries_alone_and_holds_its_lane(store: Store) -> None:
+def test_a_job_that_fails_in_a_batch_retries_alone_and_holds_its_lane(store: SqliteStorage) -> None:
     add_jobs(store, "wi:1:1", [BATCHED, BATCHED])  # 1 (will retry), 2
     add_jobs(store, "wi:1:2", [BATCHED])  # 3
     batch = Recorder(store, retry={1})
@@ -93,7 +94,7 @@ def test_a_job_that_fails_in_a_batch_retries_alone_and_holds_its_lane(store: Sto
     assert rows[2]["state"] == "pending" and batch.batches == [[1, 3]]
 
 
-def test_other_kinds_go_one_at_a_time_beside_batches(store: Store) -> None:
+def test_other_kinds_go_one_at_a_time_beside_batches(store: SqliteStorage) -> None:
     add_jobs(store, "risk:1", ["callback"])  # 1
     add_jobs(store, "wi:1:1", [BATCHED])  # 2
     single: list[int] = []
@@ -109,7 +110,7 @@ def test_other_kinds_go_one_at_a_time_beside_batches(store: Store) -> None:
     assert [j.kind for j in store.claim_jobs("other", kinds=(BATCHED,), limit=10)] == [BATCHED]
 
 
-def test_a_failing_batch_transaction_leaves_every_job_to_retry(store: Store) -> None:
+def test_a_failing_batch_transaction_leaves_every_job_to_retry(store: SqliteStorage) -> None:
     add_jobs(store, "wi:1:1", [BATCHED])
     add_jobs(store, "wi:1:2", [BATCHED])
 
@@ -123,12 +124,14 @@ def test_a_failing_batch_transaction_leaves_every_job_to_retry(store: Store) -> 
     assert all("disk full" in r["last_error"] for r in rows)
 
 
-def wal_pages(store: Store) -> int:
+def wal_pages(store: SqliteStorage) -> int:
     """Frames in the WAL now (a PASSIVE checkpoint only reports when nothing else runs)."""
     return int(store.db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
 
 
-def test_checkpoint_lets_the_wal_start_over_while_writers_keep_writing(store: Store) -> None:
+def test_checkpoint_lets_the_wal_start_over_while_writers_keep_writing(
+    store: SqliteStorage,
+) -> None:
     stop = threading.Event()
     written = [0]
 

@@ -22,7 +22,8 @@ import requests
 from webhook import metrics, outbound
 from webhook.domain.signatures import sign
 from webhook.jobs import RetryLater
-from webhook.store import Job, Store
+from webhook.storage.interfaces import Storage
+from webhook.storage.types import Job
 from webhook.version import __version__
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class CallbackSender:
 
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         session: requests.Session | None = None,
         bounds: outbound.Bounds | None = None,
     ) -> None:

@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is None:
         settings = settings or Settings.from_env()
         services = Services.from_settings(settings)
-        services.store.db.migrate()
+        services.store.migrate()
     settings = services.settings
     configure_logging(settings.log_level)
     app = Flask("webhook")
@@ -143,5 +143,5 @@ def run_worker(settings: Settings, stop: threading.Event, *, threads: int = 8) -
     """Build the Services and the worker once, migrate the database, run until `stop`."""
     tune_thread_switching()
     services = Services.from_settings(settings)
-    services.store.db.migrate()
+    services.store.migrate()
     build_worker(services).run(stop, threads=threads)

@@ -26,7 +26,7 @@ from webhook.domain.models import WorkItemState, WorkItemTypeInfo
 from webhook.domain.orgurl import OrgUrl, parse_organization_url
 from webhook.jobs import RetryLater
 from webhook.settings import Settings
-from webhook.store import Store
+from webhook.storage.interfaces import Storage
 
 TYPE_CACHE_SECONDS = 3600.0
 # How long a process trusts what it last read of an organization's pause. A pause this process
@@ -178,7 +178,7 @@ class AdoGateway:
     """Builds one client per connection and thread; records Retry-After pauses and metrics;
     every request of its clients waits out the organization's pause (OrganizationPaused)."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Storage) -> None:
         self.settings = settings
         self.store = store
         self._local = threading.local()
@@ -190,7 +190,7 @@ class AdoGateway:
     # ---- pauses -------------------------------------------------------------------------
 
     def _pause_key(self, organization: str) -> tuple[str, str]:
-        return (str(self.store.db.path), organization)
+        return (self.store.location, organization)
 
     def organization_paused_until(self, organization: str) -> float | None:
         """When the organization's pause ends (unix time), or None when it is not paused."""

@@ -24,7 +24,7 @@ from webhook.gateway import AdoGateway
 from webhook.metrics import Metrics, process_metrics
 from webhook.settings import Settings
 from webhook.storage import open_storage
-from webhook.store import Store
+from webhook.storage.interfaces import Storage
 from webhook.subscriptions import Subscriptions
 from webhook.sync import SyncHandlers
 
@@ -37,7 +37,7 @@ class Services:
     """Everything built from Settings, shared by the HTTP app and the worker of a process."""
 
     settings: Settings
-    store: Store
+    store: Storage
     gateway: AdoGateway
     subscriptions: Subscriptions
     callbacks: CallbackSender

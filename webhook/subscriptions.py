@@ -11,8 +11,8 @@ from webhook import clock, metrics
 from webhook.ado import AdoClient, AdoError, AdoNotFound
 from webhook.crypto import hash_password, new_hook_password
 from webhook.gateway import AdoGateway, OrganizationPaused
+from webhook.storage.interfaces import Storage
 from webhook.storage.types import HookRecord
-from webhook.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def hook_coverage(project: str, hooks: list[HookRecord]) -> dict[str, Any]:
     }
 
 
-def unhooked_projects(store: Store) -> list[dict[str, Any]]:
+def unhooked_projects(store: Storage) -> list[dict[str, Any]]:
     """Projects that templates file work items in but whose hooks are missing or unhealthy:
     `[{"connection_id", "project", "message"}]`."""
     hooks: dict[tuple[int, str], list[HookRecord]] = {}
@@ -111,7 +111,7 @@ def subscription_body(
 class Subscriptions:
     """Keeps one enabled subscription per (connection, project, event type)."""
 
-    def __init__(self, store: Store, gateway: AdoGateway, public_url: str | None) -> None:
+    def __init__(self, store: Storage, gateway: AdoGateway, public_url: str | None) -> None:
         self.store = store
         self.gateway = gateway
         self.public_url = public_url

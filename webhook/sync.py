@@ -44,8 +44,8 @@ from webhook.domain.templates import (
 from webhook.gateway import AdoGateway, OrganizationPaused
 from webhook.jobs import BatchHandler, Handler, JobKind, PeriodicTask, PermanentFailure, RetryLater
 from webhook.settings import Settings
+from webhook.storage.interfaces import Storage
 from webhook.storage.types import Job, WorkItemChange, WorkItemLink
-from webhook.store import Store
 from webhook.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class _ReconcilePass:
 class SyncHandlers:
     """Performs each kind of job against Azure DevOps (or the scanner's callback URL)."""
 
-    def __init__(self, store: Store, gateway: AdoGateway, callbacks: CallbackSender) -> None:
+    def __init__(self, store: Storage, gateway: AdoGateway, callbacks: CallbackSender) -> None:
         self.store = store
         self.gateway = gateway
         self.callbacks = callbacks
@@ -698,7 +698,7 @@ class SyncHandlers:
 
 
 def periodic_tasks(
-    settings: Settings, store: Store, sync: SyncHandlers, subscriptions: Subscriptions
+    settings: Settings, store: Storage, sync: SyncHandlers, subscriptions: Subscriptions
 ) -> list[PeriodicTask]:
     """Housekeeping that runs on timers, one worker at a time: prune, hook check, reconcile."""
 

@@ -17,7 +17,7 @@ logged). Observers must run for a lease before they take a job over: a worker re
 its predecessor died takes that one's jobs over one lease after it starts. Due times stay on
 the wall clock, since several processes compare them: a forward step makes waiting jobs run
 early (harmless), a backward step is repaired by moving pending due times back by the step
-(Store.note_clock_offset).
+(OperationsRepository.note_clock_offset).
 
 Bounded retries. Every retry that is about the job itself counts as an attempt: a job still
 failing after MAX_ATTEMPTS attempts (an unexpected exception: MAX_UNEXPECTED_ATTEMPTS) becomes
@@ -27,7 +27,7 @@ being unavailable (5xx, connection errors) is not bounded either: SPEC 4 says wo
 Azure DevOps is down and resumes by itself, so such a job keeps retrying with the capped backoff
 (one call per job every RetryPolicy.cap seconds at most) instead of needing a person after a long
 outage. With the default backoff (base 2 s, cap 600 s, full jitter) 20 attempts take about an
-hour. A failed job holds its own lane (Store._LANE_FREE), never another risk's.
+hour. A failed job holds its own lane (SqliteJobs._LANE_FREE), never another risk's.
 """
 
 from __future__ import annotations
@@ -56,8 +56,10 @@ from webhook.gateway import OrganizationPaused
 from webhook.jobs import BatchHandler, Handler, PeriodicTask, PermanentFailure, RetryLater
 from webhook.logs import request_context
 from webhook.settings import Settings
+from webhook.storage.constants import JOB_LEASE_SECONDS
 from webhook.storage.errors import StorageBusy, storage_operational
-from webhook.store import JOB_LEASE_SECONDS, Job, Lease, Store
+from webhook.storage.interfaces import Storage
+from webhook.storage.types import Job, Lease
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +136,7 @@ class LeaseWatch:
 
 @dataclass
 class Worker:
-    store: Store
+    store: Storage
     handlers: Mapping[str, Handler]
     periodic: list[PeriodicTask] = field(default_factory=list)
     batch_handlers: Mapping[str, BatchHandler] = field(default_factory=dict)
@@ -438,7 +440,7 @@ class Worker:
         # Its own thread: periodic tasks may wait on Azure DevOps for a long time.
         while not stop.wait(self.checkpoint_every):
             try:
-                self.store.db.checkpoint()
+                self.store.checkpoint()
             except Exception:
                 log.exception("WAL checkpoint failed")
 

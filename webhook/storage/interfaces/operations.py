@@ -28,6 +28,14 @@ class OperationsRepository(Protocol):
         """Raise unless a real write commits now, through the same bounded path as any write."""
         ...
 
+    def checkpoint(self) -> tuple[int, int]:
+        """Copy the write-ahead log into the store's file, holding up writers as briefly as
+        possible (the worker calls it every few seconds): (log pages, pages copied).
+
+        Raises StorageBusy when the store stays busy.
+        """
+        ...
+
     def note_clock_offset(self, boot: str, offset: float) -> float:
         """Repair pending due times after the wall clock stepped back."""
         ...

@@ -29,6 +29,20 @@ class Storage(
 ):
     """Every repository over one store; each property names one aggregate's repository."""
 
+    @property
+    def location(self) -> str:
+        """Where this store lives (for SQLite, its file path): a key for process-wide caches
+        shared by every storage object over the same store."""
+        ...
+
+    def migrate(self) -> int:
+        """Create or migrate the store's schema; return its schema version.
+
+        Raises StorageUnusable, with one line naming the store and the problem, when it
+        cannot be opened or written or has a schema newer than this code knows.
+        """
+        ...
+
     def unit_of_work(self) -> AbstractContextManager[Storage]:
         """One write transaction spanning repositories: `with storage.unit_of_work() as uow:`.
 

@@ -43,6 +43,10 @@ def _periodic_due(row: sqlite3.Row | None, now: float, interval: float) -> bool:
 class SqliteOperations(SqliteRepo):
     """Operational facts of the service itself (not of risks)."""
 
+    def checkpoint(self) -> tuple[int, int]:
+        """Copy the WAL into the database file (Database.checkpoint): (WAL pages, copied)."""
+        return self.db.checkpoint()
+
     def installation_id(self) -> str:
         """A random id for this installation, used in work item tracking tags."""
         row = self.db.conn.execute("SELECT value FROM meta WHERE key='installation_id'").fetchone()

@@ -42,6 +42,15 @@ class SqliteStorage(
         super().__init__(db, box, content_sync_seconds=content_sync_seconds)
         self._ui_sessions = SqliteUiSessions(db)
 
+    @property
+    def location(self) -> str:
+        """The database file's path, as given."""
+        return str(self.db.path)
+
+    def migrate(self) -> int:
+        """Apply schema.sql and pending migrations (Database.migrate); the schema version."""
+        return self.db.migrate()
+
     @contextmanager
     def unit_of_work(self) -> Iterator[SqliteStorage]:
         """One write transaction spanning repositories (see Storage.unit_of_work): every write
