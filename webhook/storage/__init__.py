@@ -11,12 +11,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from webhook.crypto import SecretBox
-    from webhook.storage.sqlite.storage import SqliteStorage
+    from webhook.storage.interfaces import Storage
 
 
-def open_storage(
-    path: Path, box: SecretBox, *, content_sync_seconds: float = 60.0
-) -> SqliteStorage:
+def open_storage(path: Path, box: SecretBox, *, content_sync_seconds: float = 60.0) -> Storage:
     """The storage at `path` (opened lazily, per process and thread, after fork)."""
     from webhook.storage.sqlite.database import Database
     from webhook.storage.sqlite.storage import SqliteStorage
