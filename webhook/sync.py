@@ -133,22 +133,22 @@ class SyncHandlers:
     def create_work_item(self, job: Job) -> None:
         """Create the risk's work item exactly once (adopting one an earlier attempt made)."""
         assert job.risk_id is not None
-        risk = self.store.load_risk(job.risk_id)
-        if risk is None or self.store.work_item_for(job.risk_id) is not None:
+        risk = self.store.risks.load_risk(job.risk_id)
+        if risk is None or self.store.work_items.work_item_for(job.risk_id) is not None:
             return
         if risk.status != "open":
-            self.store.add_history(
+            self.store.risks.add_history(
                 job.risk_id, "work_item_skipped", {"reason": f"risk is {risk.status}"}
             )
             return
-        template = self.store.load_template(int(job.payload["template_id"]))
+        template = self.store.templates.load_template(int(job.payload["template_id"]))
         if template is None:
             raise PermanentFailure(f"template {job.payload['template_id']} no longer exists")
         client = self.gateway.client(template.connection_id)
         info = self.gateway.type_info(
             template.connection_id, template.project, template.work_item_type
         )
-        installation = self.store.installation_id()
+        installation = self.store.operations.installation_id()
         # The tag an earlier attempt sent is recorded in the payload before it is sent; a job
         # without one either never reached the create call or predates MAC'd tags (legacy).
         sent: str | None = job.payload.get("tag")
@@ -165,8 +165,12 @@ class SyncHandlers:
                 title = (item.get("fields") or {}).get("System.Title")
                 written = WrittenContent(title if isinstance(title, str) else None, None, None)
         if item is None:
-            tag = sent or tracking_tag(installation, job.risk_id, self.store.tracking_key())
-            if sent is None and not self.store.record_job_payload(job, {**job.payload, "tag": tag}):
+            tag = sent or tracking_tag(
+                installation, job.risk_id, self.store.operations.tracking_key()
+            )
+            if sent is None and not self.store.jobs.record_job_payload(
+                job, {**job.payload, "tag": tag}
+            ):
                 raise RetryLater("lost the lease on this job")
             patch = build_create_patch(
                 risk, template, info, tracking_tag=tag, risk_link=self.risk_link(risk)
@@ -174,7 +178,7 @@ class SyncHandlers:
             written = written_content(patch, item_hash=item_content_hash(risk))
             item = client.create_work_item(template.project, template.work_item_type, patch)
         state = (item.get("fields") or {}).get("System.State")
-        linked = self.store.link_work_item(
+        linked = self.store.work_items.link_work_item(
             job.risk_id,
             connection_id=template.connection_id,
             template_id=template.id,
@@ -215,7 +219,9 @@ class SyncHandlers:
                 project=template.project,
                 work_item_type=template.work_item_type,
             )
-            owner = self.store.work_item_owner(template.connection_id, int(candidate["id"]))
+            owner = self.store.work_items.work_item_owner(
+                template.connection_id, int(candidate["id"])
+            )
             if owner is not None and owner != job.risk_id:
                 problems.append(f"is linked to risk {owner}")
             if problems:
@@ -229,7 +235,7 @@ class SyncHandlers:
                 tag,
                 refused[:20],
             )
-            self.store.add_history(
+            self.store.risks.add_history(
                 job.risk_id, "work_item_adoption_refused", {"tag": tag, "items": refused[:20]}
             )
         if chosen is None:
@@ -240,15 +246,15 @@ class SyncHandlers:
 
     def _linked(self, job: Job) -> tuple[Risk, Any, WorkItemTypeInfo] | None:
         assert job.risk_id is not None
-        risk = self.store.load_risk(job.risk_id)
-        wi = self.store.work_item_for(job.risk_id)
+        risk = self.store.risks.load_risk(job.risk_id)
+        wi = self.store.work_items.work_item_for(job.risk_id)
         if risk is None or wi is None:
             return None
         if wi.deleted:
             # Not written to (nor recreated) while deleted; recorded, and done on restore.
-            if self.store.note_skipped_while_deleted(job):
+            if self.store.work_items.note_skipped_while_deleted(job):
                 return None
-            wi = self.store.work_item_for(job.risk_id)  # restored meanwhile
+            wi = self.store.work_items.work_item_for(job.risk_id)  # restored meanwhile
             if wi is None:
                 return None
         info = self.gateway.type_info(wi.connection_id, wi.project, wi.type)
@@ -270,7 +276,7 @@ class SyncHandlers:
         differ is the item read (unless `item`, read already, is given) to see whether people
         changed it meanwhile. SPEC 4, "Content stays current".
         """
-        template = self.store.load_template(wi.template_id) if wi.template_id else None
+        template = self.store.templates.load_template(wi.template_id) if wi.template_id else None
         title = format_title(template.title_format, risk) if template else None
         if item is None and title_may_change(title, wi.title):
             client = self.gateway.client(wi.connection_id)
@@ -311,7 +317,7 @@ class SyncHandlers:
             ) from None
         fields = item.get("fields") or {}
         state = fields.get("System.State")
-        self.store.record_work_item_state(
+        self.store.work_items.record_work_item_state(
             wi.risk_id,
             rev=int(item.get("rev") or 0),
             state=state,
@@ -333,7 +339,7 @@ class SyncHandlers:
         if not content.ops:
             return
         self._patch(job, wi, info, [], content)
-        self.store.add_history(
+        self.store.risks.add_history(
             risk.id or 0,
             "work_item_content_updated",
             {"body": content.body_hash is not None, "title": content.title is not None},
@@ -358,7 +364,7 @@ class SyncHandlers:
         ops.append({"op": "add", "path": f"/fields/{HISTORY_FIELD}", "value": comment})
         # The body shows the severity too: it follows in the same update (one revision).
         self._patch(job, wi, info, ops, self._content(risk, wi, info))
-        self.store.add_history(risk.id or 0, "work_item_severity_updated", dict(job.payload))
+        self.store.risks.add_history(risk.id or 0, "work_item_severity_updated", dict(job.payload))
 
     def _comment_and_move(
         self,
@@ -393,13 +399,15 @@ class SyncHandlers:
                     ops.append({"op": "add", "path": "/fields/System.State", "value": target})
         # Content changed since the last write rides along (a waiting rewrite was dropped).
         self._patch(job, wi, info, ops, self._content(risk, wi, info, item))
-        self.store.add_history(risk.id or 0, event, {"moved_to": target} if target else {})
+        self.store.risks.add_history(risk.id or 0, event, {"moved_to": target} if target else {})
 
     def scanner_resolved(self, job: Job) -> None:
         """Comment that the scanner no longer sees the risk; close the item if so configured."""
         assert job.risk_id is not None
-        wi = self.store.work_item_for(job.risk_id)
-        template = self.store.load_template(wi.template_id) if wi and wi.template_id else None
+        wi = self.store.work_items.work_item_for(job.risk_id)
+        template = (
+            self.store.templates.load_template(wi.template_id) if wi and wi.template_id else None
+        )
         close = template is not None and template.close_on_resolve
         self._comment_and_move(
             job,
@@ -520,7 +528,7 @@ class SyncHandlers:
         """
         assert job.risk_id is not None
         p = job.payload
-        wi = self.store.work_item_for(job.risk_id)
+        wi = self.store.work_items.work_item_for(job.risk_id)
         if wi is None:
             return None
         rev = p.get("rev")
@@ -552,7 +560,7 @@ class SyncHandlers:
     def apply_hook_event(self, job: Job) -> None:
         """Apply a recorded Azure DevOps event to the risk (classifying the state by category)."""
         change = self._hook_change(job)
-        self.store.apply_hook_changes([(job, change)])
+        self.store.work_items.apply_hook_changes([(job, change)])
 
     def apply_hook_events(self, jobs: list[Job]) -> dict[int, Exception]:
         """apply_hook_event for many jobs: classified one by one, applied in one transaction."""
@@ -564,7 +572,7 @@ class SyncHandlers:
             except Exception as exc:  # e.g. a state whose category is not known yet
                 failures[job.id] = exc
         if ready:
-            self.store.apply_hook_changes(ready)
+            self.store.work_items.apply_hook_changes(ready)
         return failures
 
     # ---- reconciliation -----------------------------------------------------------------
@@ -582,7 +590,7 @@ class SyncHandlers:
         Returns `{"watermark", "checked", "changes", "item_failures", "failed_items": [{"id",
         "project", "reason"}, ...] (at most 20), "retry": [[connection_id, project, id], ...]}`.
         """
-        last = self.store.periodic_status().get("reconcile")
+        last = self.store.operations.periodic_status().get("reconcile")
         previous = last.last_result if last is not None else {}
         started = time.time()
         since = float(previous.get("watermark") or 0) - RECONCILE_OVERLAP_SECONDS
@@ -593,7 +601,7 @@ class SyncHandlers:
                 retry.setdefault((int(entry[0]), str(entry[1])), set()).add(int(entry[2]))
         run = _ReconcilePass()
         paused: set[int] = set()  # organization paused: no call now, the next pass covers it
-        for connection_id, project in self.store.linked_projects(include_deleted=True):
+        for connection_id, project in self.store.work_items.linked_projects(include_deleted=True):
             if connection_id in paused or self.gateway.paused_until(connection_id) is not None:
                 paused.add(connection_id)
                 continue
@@ -638,7 +646,9 @@ class SyncHandlers:
         retry_ids: set[int],
     ) -> None:
         client = self.gateway.client(connection_id)
-        linked = self.store.linked_work_items(connection_id, project, include_deleted=True)
+        linked = self.store.work_items.linked_work_items(
+            connection_id, project, include_deleted=True
+        )
         if not linked:
             return
         held_deleted = [i for i, row in linked.items() if row.deleted]
@@ -703,7 +713,7 @@ def periodic_tasks(
     """Housekeeping that runs on timers, one worker at a time: prune, hook check, reconcile."""
 
     def prune() -> dict[str, Any]:
-        store.prune(deliveries_older_than=7 * 86400, jobs_done_older_than=30 * 86400)
+        store.operations.prune(deliveries_older_than=7 * 86400, jobs_done_older_than=30 * 86400)
         return {}
 
     return [
