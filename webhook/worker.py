@@ -194,12 +194,14 @@ class Worker:
                 self._last_beat = clock.monotonic()
             self._beat_step(
                 "heartbeat",
-                lambda: self.store.heartbeat(self.worker_id, os.getpid(), socket.gethostname()),
+                lambda: self.store.operations.heartbeat(
+                    self.worker_id, os.getpid(), socket.gethostname()
+                ),
             )
         self._beat_step("clock step check", self._check_clock)
         self._beat_step(
             "lease watch",
-            lambda: self._watch.observe(self.store.running_leases(), clock.monotonic()),
+            lambda: self._watch.observe(self.store.jobs.running_leases(), clock.monotonic()),
         )
 
     @staticmethod
@@ -215,14 +217,16 @@ class Worker:
         held = self.held()
         if not held:
             return
-        lost = self.store.renew_leases(self.worker_id, held, lease_seconds=self.lease_seconds)
+        lost = self.store.jobs.renew_leases(self.worker_id, held, lease_seconds=self.lease_seconds)
         for job in held:
             if job.id in lost:
                 log.warning("job %s (%s): lease lost to another claim", job.id, job.kind)
 
     def _check_clock(self) -> None:
         current = clock.current()
-        step = self.store.note_clock_offset(current.boot, current.now() - current.monotonic())
+        step = self.store.operations.note_clock_offset(
+            current.boot, current.now() - current.monotonic()
+        )
         if step:
             log.warning("wall clock went back %.1fs; pending due times moved back as much", step)
 
@@ -240,9 +244,9 @@ class Worker:
         skip = tuple(self.batch_handlers)
         stale = self._stale()
         # A plain read first: idle threads must not queue for the writers' lock.
-        if not self.store.has_runnable_job(skip_kinds=skip, stale=stale):
+        if not self.store.jobs.has_runnable_job(skip_kinds=skip, stale=stale):
             return did_batch
-        job = self.store.claim_job(
+        job = self.store.jobs.claim_job(
             self.worker_id, skip_kinds=skip, lease_seconds=self.lease_seconds, stale=stale
         )
         if job is None:
@@ -255,9 +259,9 @@ class Worker:
         did = False
         for kind, handler in self.batch_handlers.items():
             stale = self._stale()
-            if not self.store.has_runnable_job(kinds=(kind,), stale=stale):
+            if not self.store.jobs.has_runnable_job(kinds=(kind,), stale=stale):
                 continue
-            jobs = self.store.claim_jobs(
+            jobs = self.store.jobs.claim_jobs(
                 self.worker_id,
                 kinds=(kind,),
                 limit=self.batch_size,
@@ -298,7 +302,7 @@ class Worker:
             except Exception as exc:
                 self._settle_failure(job, exc)
             else:
-                if self._record(job, "done", lambda: self.store.complete_job(job)) is not None:
+                if self._record(job, "done", lambda: self.store.jobs.complete_job(job)) is not None:
                     metrics.JOBS_COMPLETED.labels(job.kind, "done").inc()
 
     def _record(self, job: Job, outcome: str, write: Callable[[], bool]) -> bool | None:
@@ -369,7 +373,7 @@ class Worker:
         self._record(
             job,
             "pause",
-            lambda: self.store.retry_job_later(job, message, until_ts, count_attempt=False),
+            lambda: self.store.jobs.retry_job_later(job, message, until_ts, count_attempt=False),
         )
 
     def _later(
@@ -388,12 +392,12 @@ class Worker:
         wait = self.policy.delay(job.attempts, self.rng) if delay is None else delay
         log.info("job %s (%s) retry in %.1fs: %s", job.id, job.kind, wait, message)
         at_ts = clock.now() + wait
-        if self._record(job, "retry", lambda: self.store.retry_job_later(job, message, at_ts)):
+        if self._record(job, "retry", lambda: self.store.jobs.retry_job_later(job, message, at_ts)):
             metrics.JOBS_COMPLETED.labels(job.kind, "retry").inc()
 
     def _fail(self, job: Job, message: str) -> None:
         log.warning("job %s (%s) failed: %s", job.id, job.kind, message)
-        if self._record(job, "failure", lambda: self.store.fail_job(job, message)):
+        if self._record(job, "failure", lambda: self.store.jobs.fail_job(job, message)):
             metrics.JOBS_COMPLETED.labels(job.kind, "failed").inc()
 
     # ---- periodic tasks and threads -------------------------------------------------------
@@ -401,7 +405,9 @@ class Worker:
     def run_periodic_once(self) -> None:
         """Run every due periodic task whose lease this worker gets."""
         for task in self.periodic:
-            if not self.store.start_periodic(task.name, task.interval, self.worker_id, task.lease):
+            if not self.store.operations.start_periodic(
+                task.name, task.interval, self.worker_id, task.lease
+            ):
                 continue
             ok, result = True, {}
             try:
@@ -409,7 +415,7 @@ class Worker:
             except Exception as exc:
                 log.exception("periodic task %s failed", task.name)
                 ok, result = False, {"error": f"{type(exc).__name__}: {exc}"}
-            self.store.finish_periodic(task.name, self.worker_id, ok, result)
+            self.store.operations.finish_periodic(task.name, self.worker_id, ok, result)
 
     def _job_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -440,7 +446,7 @@ class Worker:
         # Its own thread: periodic tasks may wait on Azure DevOps for a long time.
         while not stop.wait(self.checkpoint_every):
             try:
-                self.store.checkpoint()
+                self.store.operations.checkpoint()
             except Exception:
                 log.exception("WAL checkpoint failed")
 
