@@ -74,10 +74,10 @@ def unhooked_projects(store: Storage) -> list[dict[str, Any]]:
     """Projects that templates file work items in but whose hooks are missing or unhealthy:
     `[{"connection_id", "project", "message"}]`."""
     hooks: dict[tuple[int, str], list[HookRecord]] = {}
-    for hook in store.all_hooks():
+    for hook in store.hooks.all_hooks():
         hooks.setdefault((hook.connection_id, hook.project), []).append(hook)
     out = []
-    for connection_id, project in store.template_projects():
+    for connection_id, project in store.hooks.template_projects():
         coverage = hook_coverage(project, hooks.get((connection_id, project), []))
         if not coverage["healthy"]:
             out.append(
@@ -140,7 +140,7 @@ class Subscriptions:
         )
         if healed:
             metrics.SUBSCRIPTIONS_HEALED.labels(event_type).inc()
-        return self.store.save_hook(
+        return self.store.hooks.save_hook(
             connection_id=connection_id,
             project=project,
             project_id=project_id,
@@ -163,14 +163,14 @@ class Subscriptions:
             raise PublicUrlMissing("WEBHOOK_PUBLIC_URL is not set")
         client = self.gateway.client(connection_id)
         project_id = client.get_project(project)["id"]
-        existing = {h.event_type: h for h in self.store.hooks_for(connection_id, project)}
+        existing = {h.event_type: h for h in self.store.hooks.hooks_for(connection_id, project)}
         result: list[HookRecord] = []
         created: set[int] = set()
         for event_type in EVENT_TYPES:
             hook = existing.get(event_type)
             status = self._live_status(client, hook) if hook else "missing"
             if hook and status == HEALTHY:
-                self.store.note_hook_status(hook.id, status)
+                self.store.hooks.note_hook_status(hook.id, status)
                 result.append(replace(hook, status=status))
                 continue
             made = self._create(
@@ -187,7 +187,7 @@ class Subscriptions:
         if created:
             # Changes made while the project had no working hooks reach us only by
             # reconciliation: run it now rather than at its next interval.
-            self.store.request_periodic("reconcile")
+            self.store.operations.request_periodic("reconcile")
         return HookSetup(tuple(result), frozenset(created))
 
     @staticmethod
@@ -208,12 +208,12 @@ class Subscriptions:
         try:
             client = self.gateway.client(hook.connection_id)
             status = self._live_status(client, hook)
-            self.store.note_hook_status(hook.id, status)
+            self.store.hooks.note_hook_status(hook.id, status)
             return replace(hook, status=status)
         except OrganizationPaused as exc:
             return replace(hook, last_error=f"status not checked: {exc}")
         except AdoError as exc:
-            self.store.note_hook_status(hook.id, hook.status, f"status unknown: {exc}")
+            self.store.hooks.note_hook_status(hook.id, hook.status, f"status unknown: {exc}")
             return replace(hook, last_error=f"status unknown: {exc.message}")
 
     def remove(self, hook: HookRecord) -> None:
@@ -221,7 +221,7 @@ class Subscriptions:
         if hook.subscription_id:
             client = self.gateway.client(hook.connection_id)
             client.delete_subscription(hook.subscription_id)
-        self.store.delete_hook(hook.id)
+        self.store.hooks.delete_hook(hook.id)
 
     def check_all(self) -> dict[str, Any]:
         """Periodic: read every subscription's status and recreate unhealthy ones.
@@ -231,14 +231,14 @@ class Subscriptions:
         """
         healed, checked, errors, paused = 0, 0, 0, 0
         paused_until: dict[str, str] = {}
-        for hook in self.store.all_hooks():
+        for hook in self.store.hooks.all_hooks():
             try:
                 client = self.gateway.client(hook.connection_id)
                 self.gateway.check_pause(client.org.canonical)  # skip without a call
                 checked += 1
                 status = self._live_status(client, hook)
                 if status == HEALTHY:
-                    self.store.note_hook_status(hook.id, status)
+                    self.store.hooks.note_hook_status(hook.id, status)
                     continue
                 log.warning(
                     "subscription %s for %s is %s: recreating",
@@ -263,9 +263,11 @@ class Subscriptions:
                 paused_until[exc.organization or "?"] = clock.iso(exc.until_ts)
             except (AdoError, PublicUrlMissing) as exc:
                 errors += 1
-                self.store.note_hook_status(hook.id, hook.status, str(exc))
+                self.store.hooks.note_hook_status(hook.id, hook.status, str(exc))
         if healed:
-            self.store.request_periodic("reconcile")  # events were lost while it was down
+            self.store.operations.request_periodic(
+                "reconcile"
+            )  # events were lost while it was down
         return {
             "checked": checked,
             "healed": healed,
