@@ -197,21 +197,21 @@ class AdoGateway:
         key = self._pause_key(organization)
         fresh, until = _PAUSES.get(key)
         if not fresh:
-            until = self.store.organization_paused_until(organization)
+            until = self.store.operations.organization_paused_until(organization)
             _PAUSES.put(key, until)
         return until if until is not None and until > clock.now() else None
 
     def paused_until(self, connection_id: int) -> float | None:
         """When the pause of the connection's organization ends, or None (no call is made)."""
-        org_url = self.store.get_connection(connection_id).organization_url
+        org_url = self.store.connections.get_connection(connection_id).organization_url
         return self.organization_paused_until(self.parse_org(org_url).canonical)
 
     def pause(self, organization: str, seconds: float) -> None:
         """Pause every call to the organization for ``seconds`` (never shortens a pause)."""
         metrics.RATE_LIMIT_PAUSES.inc()
-        self.store.pause_organization(organization, clock.now() + seconds)
+        self.store.operations.pause_organization(organization, clock.now() + seconds)
         # Re-read: the stored pause may end later than this one.
-        until = self.store.organization_paused_until(organization)
+        until = self.store.operations.organization_paused_until(organization)
         _PAUSES.put(self._pause_key(organization), until)
 
     def check_pause(self, organization: str) -> None:
@@ -257,7 +257,7 @@ class AdoGateway:
     def client(self, connection_id: int) -> AdoClient:
         """The client for a stored connection (its requests raise OrganizationPaused during a
         pause of the organization, without calling)."""
-        org_url, auth = self.store.connection_credentials(connection_id)
+        org_url, auth = self.store.connections.connection_credentials(connection_id)
         org = self.parse_org(org_url)
         cache: dict[int, tuple[str, AdoClient]] = getattr(self._local, "clients", None) or {}
         self._local.clients = cache
@@ -276,7 +276,7 @@ class AdoGateway:
     ) -> WorkItemTypeInfo:
         """States (with categories) and fields of a type, cached for an hour."""
         if not refresh:
-            cached = self.store.cached_type_info(
+            cached = self.store.operations.cached_type_info(
                 connection_id, project, type_name, max_age=TYPE_CACHE_SECONDS
             )
             if cached is not None:
@@ -285,5 +285,7 @@ class AdoGateway:
         states = client.get_work_item_type_states(project, type_name)
         fields = client.get_work_item_type_fields(project, type_name)
         info = type_info_from_ado(type_name, states, fields)
-        self.store.save_type_info(connection_id, project, type_name, type_info_to_json(info))
+        self.store.operations.save_type_info(
+            connection_id, project, type_name, type_info_to_json(info)
+        )
         return info
