@@ -61,10 +61,10 @@ class CallbackSender:
     def payload(self, job: Job) -> tuple[dict[str, Any], str, str] | None:
         """(event, callback URL, current secret), or None when there is nowhere to send it."""
         assert job.risk_id is not None
-        risk = self.store.get_risk_summary(job.risk_id)
+        risk = self.store.risks.get_risk_summary(job.risk_id)
         if risk is None:
             return None
-        source = self.store.find_source(risk.source, fresh=True)  # sign with the newest
+        source = self.store.sources.find_source(risk.source, fresh=True)  # sign with the newest
         if source is None or not source.callback_url:
             return None
         event = {
