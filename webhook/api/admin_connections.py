@@ -68,7 +68,7 @@ def _projects(organization_url: str, auth: dict[str, Any]) -> list[dict[str, str
 
 def _connection(connection_id: int) -> ConnectionRecord:
     try:
-        return get_services().store.get_connection(connection_id)
+        return get_services().store.connections.get_connection(connection_id)
     except Missing as exc:
         raise NotFound(str(exc)) from None
 
@@ -94,7 +94,9 @@ def create_checked_connection(data: dict[str, Any]) -> dict[str, Any]:
     org = _org(data["organization_url"])
     projects = _projects(org, data["auth"])
     try:
-        created = get_services().store.create_connection(data["name"], org, data["auth"])
+        created = get_services().store.connections.create_connection(
+            data["name"], org, data["auth"]
+        )
     except AlreadyExists as exc:
         raise Conflict(str(exc), code="connection_exists") from None
     dumped: dict[str, Any] = _created_schema.dump({**asdict(created), "projects": projects})
@@ -111,7 +113,7 @@ def create_checked_connection(data: dict[str, Any]) -> dict[str, Any]:
 def list_connections() -> ResponseReturnValue:
     """Connections without credentials."""
     q = load_query(PageQuerySchema())
-    items, total = get_services().store.list_connections(q["page"], q["per_page"])
+    items, total = get_services().store.connections.list_connections(q["page"], q["per_page"])
     return jsonify(
         page_body(_connection_schema.dump(items, many=True), total, q["page"], q["per_page"])
     )
@@ -138,12 +140,12 @@ def patch_connection(connection_id: int) -> ResponseReturnValue:
     current = _connection(connection_id)
     if "organization_url" in data or "auth" in data:
         org = _org(data.get("organization_url", current.organization_url))
-        auth = data.get("auth") or store.connection_credentials(connection_id)[1]
+        auth = data.get("auth") or store.connections.connection_credentials(connection_id)[1]
         _projects(org, auth)
         data["organization_url"] = org
         data["auth"] = auth
     try:
-        updated = store.update_connection(
+        updated = store.connections.update_connection(
             connection_id,
             name=data.get("name"),
             auth=data.get("auth"),
@@ -163,7 +165,7 @@ def patch_connection(connection_id: int) -> ResponseReturnValue:
 def delete_connection(connection_id: int) -> ResponseReturnValue:
     """Delete a connection that no template uses."""
     try:
-        get_services().store.delete_connection(connection_id)
+        get_services().store.connections.delete_connection(connection_id)
     except Missing as exc:
         raise NotFound(str(exc)) from None
     except InUse as exc:
