@@ -71,7 +71,7 @@ def create_hooks() -> ResponseReturnValue:
             code="public_url_missing",
         )
     try:
-        services.store.get_connection(data["connection_id"])
+        services.store.connections.get_connection(data["connection_id"])
     except Missing as exc:
         raise ValidationFailed(str(exc), details={"connection_id": [str(exc)]}) from None
     try:
@@ -98,11 +98,11 @@ def create_hooks() -> ResponseReturnValue:
 def list_hooks() -> ResponseReturnValue:
     """Each hook's status as Azure DevOps reports it now."""
     q = load_query(PageQuerySchema())
-    items, total = get_services().store.list_hooks(q["page"], q["per_page"])
+    items, total = get_services().store.hooks.list_hooks(q["page"], q["per_page"])
     subs = _subscriptions()
     return jsonify(
         page_body(
-            [_dump(subs.live(get_services().store.get_hook(h.id))) for h in items],
+            [_dump(subs.live(get_services().store.hooks.get_hook(h.id))) for h in items],
             total,
             q["page"],
             q["per_page"],
@@ -115,7 +115,7 @@ def list_hooks() -> ResponseReturnValue:
 def delete_hook(hook_id: int) -> ResponseReturnValue:
     """Delete in Azure DevOps, then here."""
     try:
-        hook = get_services().store.get_hook(hook_id)
+        hook = get_services().store.hooks.get_hook(hook_id)
     except Missing as exc:
         raise NotFound(str(exc)) from None
     with ado_errors():
