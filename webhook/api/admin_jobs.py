@@ -32,7 +32,7 @@ bp.before_request(require_admin)
 def list_jobs() -> ResponseReturnValue:
     """Jobs by state."""
     q = load_query(JobQuerySchema())
-    items, total = get_services().store.list_jobs(q.get("state"), q["page"], q["per_page"])
+    items, total = get_services().store.jobs.list_jobs(q.get("state"), q["page"], q["per_page"])
     return jsonify(page_body(_job_schema.dump(items, many=True), total, q["page"], q["per_page"]))
 
 
@@ -45,7 +45,7 @@ def list_jobs() -> ResponseReturnValue:
 def retry_job(job_id: int) -> ResponseReturnValue:
     """Requeue a failed job now; until then it holds its own risk's lane (later work waits)."""
     try:
-        return jsonify(_job_schema.dump(get_services().store.retry_job(job_id)))
+        return jsonify(_job_schema.dump(get_services().store.jobs.retry_job(job_id)))
     except Missing as exc:
         raise NotFound(str(exc)) from None
     except InUse as exc:
