@@ -32,7 +32,7 @@ def list_risks() -> ResponseReturnValue:
     """Risks filtered by status, severity, source or key."""
     q = load_query(RiskQuerySchema())
     filters: dict[str, str] = {k: q[k] for k in ("status", "severity", "source", "key") if k in q}
-    items, total = get_services().store.list_risks(filters, q["page"], q["per_page"])
+    items, total = get_services().store.risks.list_risks(filters, q["page"], q["per_page"])
     return jsonify(
         page_body(_summary_schema.dump(items, many=True), total, q["page"], q["per_page"])
     )
@@ -43,7 +43,7 @@ def list_risks() -> ResponseReturnValue:
 def get_risk(risk_id: int) -> ResponseReturnValue:
     """One risk with its history."""
     try:
-        return jsonify(_detail_schema.dump(get_services().store.get_risk(risk_id)))
+        return jsonify(_detail_schema.dump(get_services().store.risks.get_risk(risk_id)))
     except Missing as exc:
         raise NotFound(str(exc)) from None
 
@@ -59,7 +59,7 @@ def export_risk(risk_id: int) -> ResponseReturnValue:
     """Record the creation; the worker files it within moments (409 if it has one)."""
     data = load_body(ExportSchema())
     try:
-        job = get_services().store.request_work_item(risk_id, data["template_id"])
+        job = get_services().store.work_items.request_work_item(risk_id, data["template_id"])
     except Missing as exc:
         raise NotFound(str(exc)) from None
     except InUse as exc:
