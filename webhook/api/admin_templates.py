@@ -60,7 +60,7 @@ def check_against_ado(data: dict[str, Any]) -> None:
         )
     services = get_services()
     try:
-        services.store.get_connection(data["connection_id"])
+        services.store.connections.get_connection(data["connection_id"])
     except Missing as exc:
         raise ValidationFailed(str(exc), details={"connection_id": [str(exc)]}) from None
     gateway = services.gateway
@@ -144,7 +144,7 @@ def _with_hooks(template: TemplateRecord) -> dict[str, Any]:
     """The saved template as TemplateSavedSchema shows it: plus whether its project's service
     hooks are registered (so that closing its work items resolves risks at once); the message
     says what to do if not."""
-    hooks = get_services().store.hooks_for(template.connection_id, template.project)
+    hooks = get_services().store.hooks.hooks_for(template.connection_id, template.project)
     coverage = hook_coverage(template.project, hooks)
     dumped: dict[str, Any] = _saved_schema.dump({**asdict(template), "hooks": coverage})
     return dumped
@@ -152,7 +152,7 @@ def _with_hooks(template: TemplateRecord) -> dict[str, Any]:
 
 def _template(template_id: int) -> TemplateRecord:
     try:
-        return get_services().store.get_template(template_id)
+        return get_services().store.templates.get_template(template_id)
     except Missing as exc:
         raise NotFound(str(exc)) from None
 
@@ -169,7 +169,7 @@ def create_template() -> ResponseReturnValue:
     data = {**DEFAULTS, **load_body(TemplateCreateSchema())}
     check_against_ado(data)
     try:
-        return jsonify(_with_hooks(get_services().store.create_template(data))), 201
+        return jsonify(_with_hooks(get_services().store.templates.create_template(data))), 201
     except AlreadyExists as exc:
         raise Conflict(str(exc), code="template_exists") from None
 
@@ -184,7 +184,7 @@ def create_template() -> ResponseReturnValue:
 def list_templates() -> ResponseReturnValue:
     """Templates, oldest first."""
     q = load_query(PageQuerySchema())
-    items, total = get_services().store.list_templates(q["page"], q["per_page"])
+    items, total = get_services().store.templates.list_templates(q["page"], q["per_page"])
     return jsonify(
         page_body(_template_schema.dump(items, many=True), total, q["page"], q["per_page"])
     )
@@ -211,7 +211,9 @@ def patch_template(template_id: int) -> ResponseReturnValue:
     merged = {**asdict(current), **changes}
     check_against_ado(merged)
     try:
-        return jsonify(_with_hooks(get_services().store.update_template(template_id, changes)))
+        return jsonify(
+            _with_hooks(get_services().store.templates.update_template(template_id, changes))
+        )
     except AlreadyExists as exc:
         raise Conflict(str(exc), code="template_exists") from None
     except Missing as exc:
@@ -223,7 +225,7 @@ def patch_template(template_id: int) -> ResponseReturnValue:
 def delete_template(template_id: int) -> ResponseReturnValue:
     """Delete a template; existing work items stay linked."""
     try:
-        get_services().store.delete_template(template_id)
+        get_services().store.templates.delete_template(template_id)
     except Missing as exc:
         raise NotFound(str(exc)) from None
     return "", 204
@@ -241,7 +243,9 @@ def backfill_template(template_id: int) -> ResponseReturnValue:
     template choice picks this template now; `{"matched": N, "queued": M}`."""
     data = load_body(BackfillSchema())
     try:
-        result = get_services().store.backfill_template(template_id, dry_run=data["dry_run"])
+        result = get_services().store.templates.backfill_template(
+            template_id, dry_run=data["dry_run"]
+        )
     except Missing as exc:
         raise NotFound(str(exc)) from None
     return jsonify(result)
