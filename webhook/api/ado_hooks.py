@@ -64,7 +64,7 @@ def receive_hook() -> ResponseReturnValue:
     classifies the state by the item's type at that revision (SPEC 4)."""
     store = get_services().store
     creds = _basic_credentials()
-    found = store.hook_credentials(creds[0]) if creds else None
+    found = store.hooks.hook_credentials(creds[0]) if creds else None
     # Compare even when the user is unknown so timing does not reveal valid user names.
     ok = verify_password(creds[1] if creds else "", found.password_hash if found else _DUMMY_HASH)
     if not (found and ok):
@@ -102,7 +102,7 @@ def receive_hook() -> ResponseReturnValue:
             return _ack("mismatch", event_type)
         if change is None:
             return _ack("ignored", event_type)
-        outcome = store.record_hook_event(
+        outcome = store.hooks.record_hook_event(
             hook_id=hook_id,
             connection_id=connection_id,
             event_id=data["id"],
