@@ -43,14 +43,14 @@ def readyz() -> ResponseReturnValue:
     checks: dict[str, Any] = {}
     retry_after = 0  # seconds, when the database is why it is not ready
     try:
-        store.check_writable()
+        store.operations.check_writable()
         checks["database"] = "ok"
     except Exception as exc:  # any failure means not ready
         checks["database"] = f"error: {_reason(exc)}"
         found = storage_unavailable(exc)
         retry_after = max(1, int(found.retry_after)) if found is not None else 1
     try:
-        age = store.worker_heartbeat_age()
+        age = store.operations.worker_heartbeat_age()
     except Exception:  # the database check above says why
         age = None
     checks["worker_heartbeat_age_seconds"] = None if age is None else round(age, 1)
@@ -62,7 +62,7 @@ def readyz() -> ResponseReturnValue:
         checks["service_hooks"] = f"error: {_reason(exc)}"
     # Shown, not gating: the service still takes deliveries while Azure DevOps cannot be read.
     try:
-        reconcile = store.reconcile_health()
+        reconcile = store.operations.reconcile_health()
         checks["reconcile"] = None if reconcile is None else _reconcile_schema.dump(reconcile)
     except Exception as exc:  # a detail: never turns readiness into a 500
         checks["reconcile"] = f"error: {type(exc).__name__}"
