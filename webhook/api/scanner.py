@@ -67,7 +67,7 @@ def ingest(
     Raises ApiError (rendered as the SPEC error envelope) for every refusal. The body is read
     only for a known source.
     """
-    found = services.store.find_source(source)
+    found = services.store.sources.find_source(source)
     if found is None:
         metrics.WEBHOOK_REQUESTS.labels("404").inc()
         raise NotFound(f"unknown source {source!r}")
@@ -81,7 +81,7 @@ def ingest(
         except SignatureError as exc:
             # The secret may have been rotated since this process last read the source.
             stale = exc.reason == "mismatch"
-            renewed = services.store.find_source(source, fresh=True) if stale else None
+            renewed = services.store.sources.find_source(source, fresh=True) if stale else None
             if renewed is None or renewed.secrets == found.secrets:
                 raise
             found = renewed
@@ -102,7 +102,7 @@ def ingest(
         raise
     risks = risks_from_payload(payload, found.name)
     try:
-        outcome = services.store.record_risks(found, headers.webhook_id, risks)
+        outcome = services.store.risks.record_risks(found, headers.webhook_id, risks)
     except StorageBusy as exc:
         # Nothing was stored (busy, disk full, file gone); Standard Webhooks senders retry.
         metrics.WEBHOOK_REQUESTS.labels("503").inc()
