@@ -31,7 +31,7 @@ REQUIRED_MESSAGE = "Missing data for required field."
 
 
 def _all_connections() -> list[ConnectionRecord]:
-    items, _ = get_services().store.list_connections(1, 1000)
+    items, _ = get_services().store.connections.list_connections(1, 1000)
     return items
 
 
