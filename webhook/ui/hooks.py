@@ -27,14 +27,14 @@ def _page(
     form: dict[str, str], errors: dict[str, list[str]], message: str | None, status: int
 ) -> Response:
     services = get_services()
-    connections, _ = services.store.list_connections(1, 1000)
+    connections, _ = services.store.connections.list_connections(1, 1000)
     connection_id = as_id(form.get("connection_id"))
-    hooks, _ = services.store.list_hooks(1, 1000)
+    hooks, _ = services.store.hooks.list_hooks(1, 1000)
     subs = _subscriptions()
     live: list[HookRecord] = []
     for hook in hooks:
         try:
-            live.append(subs.live(services.store.get_hook(hook.id)))
+            live.append(subs.live(services.store.hooks.get_hook(hook.id)))
         except Missing:
             continue
     names = {c.id: c.name for c in connections}
@@ -67,7 +67,7 @@ def hook_choices() -> Response:
         "_hook_choices.html",
         form=form,
         errors={},
-        connections=get_services().store.list_connections(1, 1000)[0],
+        connections=get_services().store.connections.list_connections(1, 1000)[0],
         choices=ado_choices(as_id(form.get("connection_id")), "", ""),
     )
 
@@ -83,7 +83,7 @@ def register_hooks() -> Response:
         errors = form_errors(exc, {})
         return _page(form, errors, "Choose a connection and a project.", 422)
     try:
-        get_services().store.get_connection(data["connection_id"])
+        get_services().store.connections.get_connection(data["connection_id"])
         with ado_errors():
             try:
                 setup = _subscriptions().ensure(data["connection_id"], data["project"])
