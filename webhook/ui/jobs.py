@@ -16,9 +16,9 @@ PER_PAGE = 100
 def jobs() -> Response:
     """Failed jobs first (each with Retry), then the work waiting or running."""
     store = get_services().store
-    failed, failed_total = store.list_jobs("failed", 1, PER_PAGE)
-    pending, pending_total = store.list_jobs("pending", 1, PER_PAGE)
-    running, running_total = store.list_jobs("running", 1, PER_PAGE)
+    failed, failed_total = store.jobs.list_jobs("failed", 1, PER_PAGE)
+    pending, pending_total = store.jobs.list_jobs("pending", 1, PER_PAGE)
+    running, running_total = store.jobs.list_jobs("running", 1, PER_PAGE)
     return page(
         "jobs.html",
         active="ui.jobs",
@@ -33,7 +33,7 @@ def jobs() -> Response:
 def retry_job(job_id: int) -> Response:
     """Retry: requeue a failed job now."""
     try:
-        job = get_services().store.retry_job(job_id)
+        job = get_services().store.jobs.retry_job(job_id)
     except InUse as exc:
         flash(f"Not retried: {exc}.")
         return redirect(url_for("ui.jobs"), code=303)
