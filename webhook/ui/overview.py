@@ -44,10 +44,10 @@ def bar_chart(days: list[tuple[str, int]]) -> dict[str, Any]:
 def overview() -> Response:
     """The health of the service at a glance."""
     store = get_services().store
-    heartbeat = store.worker_heartbeat_age()
-    jobs = store.job_counts()
-    periodic = store.periodic_status()
-    snapshot = store.metrics_snapshot()
+    heartbeat = store.operations.worker_heartbeat_age()
+    jobs = store.operations.job_counts()
+    periodic = store.operations.periodic_status()
+    snapshot = store.operations.metrics_snapshot()
     unhealthy = [s for s in snapshot.subscriptions if s.status != HEALTHY]
     by_severity = ui_store().open_risks_by_severity()
     days = ui_store().work_items_per_day(CHART_DAYS)
