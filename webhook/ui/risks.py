@@ -30,7 +30,7 @@ def risks() -> Response:
         errors = form_errors(exc, {})
         q = {"page": 1, "per_page": PER_PAGE}
     filters = {k: q[k] for k in ("status", "severity", "source", "key") if k in q}
-    items, total = get_services().store.list_risks(filters, q["page"], PER_PAGE)
+    items, total = get_services().store.risks.list_risks(filters, q["page"], PER_PAGE)
     pages = max(1, -(-total // PER_PAGE))
     return page(
         "risks.html",
@@ -52,8 +52,8 @@ def risks() -> Response:
 def risk(risk_id: int) -> Response:
     """One risk: its work item, its text and its history; Create work item when it has none."""
     store = get_services().store
-    detail = store.get_risk(risk_id)
-    templates, _ = store.list_templates(1, 1000)
+    detail = store.risks.get_risk(risk_id)
+    templates, _ = store.templates.list_templates(1, 1000)
     return page("risk.html", active="ui.risks", risk=detail, templates=templates, errors={})
 
 
@@ -67,7 +67,7 @@ def export_risk(risk_id: int) -> Response:
         message = "Choose the template to file the work item with."
     else:
         try:
-            store.request_work_item(risk_id, template_id)
+            store.work_items.request_work_item(risk_id, template_id)
         except InUse as exc:
             message = str(exc)
         except Missing as exc:
@@ -77,12 +77,12 @@ def export_risk(risk_id: int) -> Response:
     if message is None:
         flash("Work item requested: the worker files it within moments.")
         return redirect(url_for("ui.risk", risk_id=risk_id), code=303)
-    templates, _ = store.list_templates(1, 1000)
+    templates, _ = store.templates.list_templates(1, 1000)
     return page(
         "risk.html",
         409 if template_id else 422,
         active="ui.risks",
-        risk=store.get_risk(risk_id),
+        risk=store.risks.get_risk(risk_id),
         templates=templates,
         errors={"template_id": [message]},
         error=message,
