@@ -86,7 +86,7 @@ def ado_choices(connection_id: Any, project: str, type_name: str) -> AdoChoices:
 
 
 def _connections() -> list[ConnectionRecord]:
-    items, _ = get_services().store.list_connections(1, 1000)
+    items, _ = get_services().store.connections.list_connections(1, 1000)
     return items
 
 
@@ -160,7 +160,7 @@ def template_body(form: Any) -> dict[str, Any]:
 @bp.get("/templates")
 def templates() -> Response:
     """The templates, in the order template choice breaks ties."""
-    items, _ = get_services().store.list_templates(1, 1000)
+    items, _ = get_services().store.templates.list_templates(1, 1000)
     names = {c.id: c.name for c in _connections()}
     return page("templates.html", active="ui.templates", templates=items, connection_names=names)
 
@@ -206,7 +206,7 @@ def create_template() -> Response:
     data = {**DEFAULTS, **loaded}
     try:
         check_against_ado(data)
-        created = get_services().store.create_template(data)
+        created = get_services().store.templates.create_template(data)
     except AlreadyExists as exc:
         return _form_page(form, {"name": [str(exc)]}, str(exc), 409)
     except ApiError as exc:
