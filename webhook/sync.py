@@ -670,7 +670,7 @@ class SyncHandlers:
                 project,
                 item_id,
                 partial(self._change_from_item, row, item, "reconcile"),
-                partial(self.store.apply_work_item_change, row.risk_id),
+                partial(self.store.work_items.apply_work_item_change, row.risk_id),
             )
         # Deleted items are in neither WIQL nor the batch read: an id asked for and not
         # returned, or one listed in the recycle bin, is looked up there (who deleted it).
@@ -687,7 +687,7 @@ class SyncHandlers:
                 project,
                 item_id,
                 partial(self.current_truth, row, origin="reconcile"),
-                partial(self.store.apply_work_item_change, row.risk_id),
+                partial(self.store.work_items.apply_work_item_change, row.risk_id),
             )
 
     def handlers(self) -> dict[str, Handler]:

@@ -83,7 +83,7 @@ def _reason(exc: Exception) -> str:
 @doc(summary="Prometheus metrics", tag="health", auth=None, responses={200: None})
 def metrics_view() -> ResponseReturnValue:
     """Prometheus text format, summed across gunicorn workers."""
-    body, content_type = metrics.render_metrics(get_services().store.metrics_snapshot)
+    body, content_type = metrics.render_metrics(get_services().store.operations.metrics_snapshot)
     return Response(body, content_type=content_type)
 
 
