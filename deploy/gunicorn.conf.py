@@ -57,9 +57,6 @@ errorlog = "-"
 access_log_format = GUNICORN_ACCESS_LOG_FORMAT
 logconfig_dict = gunicorn_logconfig_dict(os.environ.get("WEBHOOK_LOG_LEVEL", "INFO"))
 capture_output = False
-# gunicorn 24+ opens a control socket at one path per user; ado-webhook does not use it.
-control_socket_disable = True
-
 proc_name = "ado-webhook-web"
 
 # gunicorn >= 25 opens a control socket under $XDG_RUNTIME_DIR or ~/.gunicorn by default; the

@@ -299,6 +299,7 @@ def _listening_socket() -> socket.socket:
 
 TINY_APP = """
 import logging
+import os
 import sys
 from webhook.metrics import RISKS_RECEIVED, render_metrics
 from webhook.storage.types import MetricsSnapshot
@@ -308,6 +309,9 @@ SNAPSHOT = MetricsSnapshot(
 )
 
 def app(environ, start_response):
+    if environ["PATH_INFO"] == "/pid":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(os.getpid()).encode()]
     if environ["PATH_INFO"] == "/metrics":
         body, content_type = render_metrics(lambda: SNAPSHOT)
         start_response("200 OK", [("Content-Type", content_type)])
@@ -368,6 +372,15 @@ def test_gunicorn_runs_with_config(tmp_path):
                     if time.monotonic() > deadline or proc.poll() is not None:
                         raise
                     time.sleep(0.1)
+            # Both workers serving before the load and the SIGTERM: a worker that gets SIGTERM
+            # while it is still booting (before gunicorn installs its handlers) ignores it and
+            # the arbiter waits out graceful_timeout (a gunicorn race, not this service's).
+            pids: set[str] = set()
+            while len(pids) < 2:
+                with urllib.request.urlopen(f"{base}/pid", timeout=2) as answer:
+                    pids.add(answer.read().decode())
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"only workers {pids} answered")
             for _ in range(8):
                 request = urllib.request.Request(
                     f"{base}/x?token=querysecret123",
