@@ -326,6 +326,17 @@ def test_a_database_file_removed_while_running_acknowledges_nothing(
         assert keys == {"G-1"}  # what a restarted service will see: G-2 was never acknowledged
 
 
+@pytest.mark.parametrize("how", list(GONE))
+def test_reads_stop_answering_from_a_removed_database(
+    ctx: Ctx, settings: Settings, how: str
+) -> None:
+    """Admin lists read on the thread that already has a connection: no stale answers."""
+    assert ctx.client.get("/admin/risks", headers=ctx.admin).status_code == 200
+    GONE[how](settings.db_path)
+    for path in ("/admin/risks", "/admin/jobs", "/admin/sources"):
+        assert_try_later(ctx.client.get(path, headers=ctx.admin), GONE_REASON)
+
+
 def test_a_new_thread_does_not_open_the_file_that_replaced_the_database(
     ctx: Ctx, settings: Settings
 ) -> None:

@@ -208,6 +208,9 @@ class Worker:
     def _beat_step(name: str, step: Callable[[], None]) -> bool:
         try:
             step()
+        except StorageBusy as exc:  # busy, full, file gone: /readyz says which; no traceback
+            log.warning("%s failed: %s", name, exc)
+            return False
         except Exception:
             log.exception("%s failed", name)
             return False
@@ -438,6 +441,8 @@ class Worker:
         while not stop.is_set():
             try:
                 self.run_periodic_once()
+            except StorageBusy as exc:
+                log.warning("housekeeping skipped: %s", exc)
             except Exception:
                 log.exception("housekeeping error")
             stop.wait(1.0)
@@ -447,6 +452,8 @@ class Worker:
         while not stop.wait(self.checkpoint_every):
             try:
                 self.store.operations.checkpoint()
+            except StorageBusy as exc:
+                log.warning("WAL checkpoint skipped: %s", exc)
             except Exception:
                 log.exception("WAL checkpoint failed")
 

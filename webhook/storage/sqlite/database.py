@@ -371,6 +371,7 @@ class Database(GroupCommit, Upkeep):
         if joined is not None:
             yield joined
             return
+        self.check_same_file()  # never answer from a file that was removed or replaced
         conn = self.conn
         conn.execute("BEGIN")
         try:
