@@ -527,6 +527,18 @@ def test_a_bom_or_utf16_body_is_accepted(scanner: Scanner, settings, encode) -> 
     assert stored_risks(settings.db_path) == [("sast", "R-1", "high", "open")]
 
 
+def test_an_unknown_field_named_with_a_lone_surrogate_is_named_readably(
+    scanner: Scanner, settings
+) -> None:
+    body = b'{"risk": {"key": "k", "name": "n", "severity": "high", "ris\\ud83dk": 1}}'
+    resp = scanner.send(None, raw=body)
+    assert resp.status_code == 422
+    # A strict JSON reader (one that refuses lone surrogate escapes) can read the answer.
+    assert b"\\ud83d" not in resp.data.lower()
+    assert list(resp.get_json()["error"]["details"]) == ["risk.ris\ufffdk"]
+    assert stored_risks(settings.db_path) == []
+
+
 def test_very_long_strings_are_422_naming_the_field(scanner: Scanner, settings) -> None:
     resp = scanner.send({"risk": risk("R-1", name="n" * 3_000_000, evidence="é" * 200_000)})
     assert resp.status_code == 422
