@@ -548,3 +548,35 @@ def test_very_long_strings_are_422_naming_the_field(scanner: Scanner, settings) 
     (path,) = unknown.get_json()["error"]["details"]
     assert path.startswith("risk.xxx") and len(path) < 200
     assert stored_risks(settings.db_path) == []
+
+
+def test_the_fast_door_mirrors_every_flask_hook(settings) -> None:
+    """The fast door skips Flask's request machinery, so every hook Flask runs around this
+    route must be mirrored there (and listed in MIRRORED_FLASK_HOOKS)."""
+    from webhook.api.scanner import MIRRORED_FLASK_HOOKS
+    from webhook.composition import create_app
+
+    app = create_app(settings)
+    scopes = (None, "scanner")  # the app, and the blueprint the route belongs to
+    hooks = {
+        f"{kind}:{func.__name__}"
+        for kind, table in (
+            ("before_request", app.before_request_funcs),
+            ("after_request", app.after_request_funcs),
+            ("teardown_request", app.teardown_request_funcs),
+            ("url_value_preprocessor", app.url_value_preprocessors),
+        )
+        for scope in scopes
+        for func in table.get(scope, [])
+    }
+    hooks |= {
+        f"errorhandler:{exc.__name__}"
+        for scope in scopes
+        for handlers in app.error_handler_spec.get(scope, {}).values()
+        for exc in handlers
+    }
+    assert hooks == set(MIRRORED_FLASK_HOOKS), (
+        "mirror these in FastScannerRoute, then list them in MIRRORED_FLASK_HOOKS: "
+        f"{sorted(hooks - set(MIRRORED_FLASK_HOOKS))}; no longer there: "
+        f"{sorted(set(MIRRORED_FLASK_HOOKS) - hooks)}"
+    )

@@ -136,26 +136,6 @@ def required_field_details(fields: list[dict[str, Any]]) -> list[dict[str, Any]]
     return sorted(out, key=lambda d: str(d["reference_name"]).casefold())
 
 
-def type_info_to_json(info: WorkItemTypeInfo) -> dict[str, Any]:
-    """Serializable form for the type cache."""
-    return {
-        "name": info.name,
-        "states": [[s.name, s.category] for s in info.states],
-        "field_names": sorted(info.field_names),
-        "required_fields": sorted(info.required_fields),
-    }
-
-
-def type_info_from_json(data: dict[str, Any]) -> WorkItemTypeInfo:
-    """Inverse of type_info_to_json."""
-    return WorkItemTypeInfo(
-        name=data["name"],
-        states=tuple(WorkItemState(n, c) for n, c in data["states"]),
-        field_names=frozenset(data["field_names"]),
-        required_fields=frozenset(data["required_fields"]),
-    )
-
-
 def _worker_share(organization: str) -> Callable[[], None]:
     """Inside a worker job, take one of the organization's slots; return its release.
 
@@ -280,12 +260,10 @@ class AdoGateway:
                 connection_id, project, type_name, max_age=TYPE_CACHE_SECONDS
             )
             if cached is not None:
-                return type_info_from_json(cached)
+                return cached
         client = self.client(connection_id)
         states = client.get_work_item_type_states(project, type_name)
         fields = client.get_work_item_type_fields(project, type_name)
         info = type_info_from_ado(type_name, states, fields)
-        self.store.operations.save_type_info(
-            connection_id, project, type_name, type_info_to_json(info)
-        )
+        self.store.operations.save_type_info(connection_id, project, type_name, info)
         return info

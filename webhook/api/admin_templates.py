@@ -248,4 +248,4 @@ def backfill_template(template_id: int) -> ResponseReturnValue:
         )
     except Missing as exc:
         raise NotFound(str(exc)) from None
-    return jsonify(result)
+    return jsonify(BackfillResultSchema().dump(result))

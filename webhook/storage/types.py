@@ -387,3 +387,11 @@ class OrganizationPause:
 
     organization_url: str
     until_ts: float
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    """A template backfill (SPEC 3.3): risks matching now, and how many got a create job."""
+
+    matched: int
+    queued: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from webhook.domain.models import WorkItemTypeInfo
 from webhook.storage.types import (
     JobStateCount,
     MetricsSnapshot,
@@ -58,12 +59,12 @@ class OperationsRepository(Protocol):
 
     def cached_type_info(
         self, connection_id: int, project: str, type_name: str, *, max_age: float
-    ) -> dict[str, Any] | None:
+    ) -> WorkItemTypeInfo | None:
         """Work item type facts fetched less than max_age seconds ago."""
         ...
 
     def save_type_info(
-        self, connection_id: int, project: str, type_name: str, info: dict[str, Any]
+        self, connection_id: int, project: str, type_name: str, info: WorkItemTypeInfo
     ) -> None:
         """Cache work item type facts."""
         ...

@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from webhook.domain.models import Template
 from webhook.storage.types import (
+    BackfillResult,
     TemplateRecord,
 )
 
@@ -37,6 +38,6 @@ class TemplateRepository(Protocol):
         """The domain template, or None."""
         ...
 
-    def backfill_template(self, template_id: int, *, dry_run: bool) -> dict[str, int]:
+    def backfill_template(self, template_id: int, *, dry_run: bool) -> BackfillResult:
         """Apply a template to the risks already stored (SPEC 3.3 backfill)."""
         ...

@@ -9,6 +9,7 @@ import sqlite3
 from typing import Any
 
 from webhook import clock
+from webhook.domain.models import WorkItemState, WorkItemTypeInfo
 from webhook.storage.sqlite.common import (
     SqliteRepo,
     loads,
@@ -178,7 +179,7 @@ class SqliteOperations(SqliteRepo):
 
     def cached_type_info(
         self, connection_id: int, project: str, type_name: str, *, max_age: float
-    ) -> dict[str, Any] | None:
+    ) -> WorkItemTypeInfo | None:
         """Work item type facts fetched less than max_age seconds ago."""
         row = self.db.conn.execute(
             "SELECT info, fetched_ts FROM type_cache"
@@ -187,10 +188,10 @@ class SqliteOperations(SqliteRepo):
         ).fetchone()
         if row is None or clock.now() - row["fetched_ts"] > max_age:
             return None
-        return json.loads(row["info"])  # type: ignore[no-any-return]
+        return _type_info_from_json(json.loads(row["info"]))
 
     def save_type_info(
-        self, connection_id: int, project: str, type_name: str, info: dict[str, Any]
+        self, connection_id: int, project: str, type_name: str, info: WorkItemTypeInfo
     ) -> None:
         """Cache work item type facts."""
         with self.db.write() as conn:
@@ -198,7 +199,7 @@ class SqliteOperations(SqliteRepo):
                 "INSERT INTO type_cache(connection_id, project, type, info, fetched_ts)"
                 " VALUES (?,?,?,?,?) ON CONFLICT(connection_id, project, type)"
                 " DO UPDATE SET info=excluded.info, fetched_ts=excluded.fetched_ts",
-                (connection_id, project, type_name, json.dumps(info), clock.now()),
+                (connection_id, project, type_name, _type_info_json(info), clock.now()),
             )
 
     def pause_organization(self, organization_url: str, until_ts: float) -> None:
@@ -335,3 +336,25 @@ class SqliteOperations(SqliteRepo):
             last_error=result.get("error"),
             item_failures=result.get("item_failures", 0),
         )
+
+
+def _type_info_json(info: WorkItemTypeInfo) -> str:
+    """The type cache's stored form of a work item type's facts."""
+    return json.dumps(
+        {
+            "name": info.name,
+            "states": [[s.name, s.category] for s in info.states],
+            "field_names": sorted(info.field_names),
+            "required_fields": sorted(info.required_fields),
+        }
+    )
+
+
+def _type_info_from_json(data: dict[str, Any]) -> WorkItemTypeInfo:
+    """Inverse of _type_info_json."""
+    return WorkItemTypeInfo(
+        name=data["name"],
+        states=tuple(WorkItemState(n, c) for n, c in data["states"]),
+        field_names=frozenset(data["field_names"]),
+        required_fields=frozenset(data["required_fields"]),
+    )

@@ -19,7 +19,7 @@ from webhook.storage.sqlite.common import (
     page_rows,
     template_from_row,
 )
-from webhook.storage.types import TemplateRecord
+from webhook.storage.types import BackfillResult, TemplateRecord
 
 # Risks queued per transaction by a template backfill (the writers' lock is held that long).
 BACKFILL_BATCH = 2_000
@@ -164,7 +164,7 @@ class SqliteTemplates(SqliteRepo):
         )
         return where, params
 
-    def backfill_template(self, template_id: int, *, dry_run: bool) -> dict[str, int]:
+    def backfill_template(self, template_id: int, *, dry_run: bool) -> BackfillResult:
         """Apply a template to the risks already stored (SPEC 3.3 backfill).
 
         Returns `{"matched": N, "queued": M}`: N risks match now (open, no work item and none
@@ -216,4 +216,4 @@ class SqliteTemplates(SqliteRepo):
                 )
             queued += len(ids)
             after = ids[-1]
-        return {"matched": matched, "queued": queued}
+        return BackfillResult(matched=matched, queued=queued)
