@@ -27,7 +27,9 @@ class JobKind(StrEnum):
 class Lane(StrEnum):
     """A risk's ordered queue: a job waits while an earlier job of its lane is unfinished.
 
-    The store prefixes the suffix with the risk (``risk:<id>:ado``)."""
+    The store prefixes the suffix with the risk (``risk:<id>:ado``), or, for events from Azure
+    DevOps, with the work item (``wi:<connection>:<id>:ado-in``)."""
 
     ADO = "ado"
     CALLBACK = "callback"
+    ADO_IN = "ado-in"

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from webhook.domain.jobs import JobKind, Lane
 from webhook.domain.states import decide_ado_state_change
 from webhook.domain.sync_plan import CONTENT_CHANGED, JobSpec, WrittenContent
 
@@ -135,7 +136,7 @@ def plan_work_item_change(
             )
         )
         if has_callback:
-            jobs.append(JobSpec("callback", "callback", {"status": new_status}))
+            jobs.append(JobSpec(JobKind.CALLBACK, Lane.CALLBACK, {"status": new_status}))
     return ChangePlan(new_status, history, jobs)
 
 

@@ -6,6 +6,7 @@ import sqlite3
 from typing import Any
 
 from webhook import clock
+from webhook.domain.jobs import JobKind, Lane
 from webhook.domain.sync_plan import (
     JobSpec,
 )
@@ -201,8 +202,8 @@ class SqliteHooks(SqliteRepo):
                 row["risk_id"],
                 [
                     JobSpec(
-                        "apply_hook_event",
-                        "ado-in",
+                        JobKind.APPLY_HOOK_EVENT,
+                        Lane.ADO_IN,
                         {"event_type": event_type, "rev": rev, **change},
                     )
                 ],
