@@ -186,9 +186,14 @@ def test_deleted_subscription_is_recreated_by_the_check(tmp_path) -> None:
             ),
             timeout=30,
         )
-        hooks = r.admin("GET", "/admin/hooks").json()["items"]
-        healed = next(h for h in hooks if h["event_type"] == "workitem.updated")
-        assert healed["heal_count"] >= 1 and healed["status"] == "enabled"
+
+        def updated_hook() -> dict[str, Any]:
+            hooks = r.admin("GET", "/admin/hooks").json()["items"]
+            return next(h for h in hooks if h["event_type"] == "workitem.updated")
+
+        # The new subscription shows in Azure DevOps a moment before the heal is recorded here.
+        healed = wait_for(lambda: (h := updated_hook())["heal_count"] >= 1 and h, timeout=10)
+        assert healed["status"] == "enabled"
         assert "adowh_subscriptions_healed_total" in r.admin("GET", "/metrics").text
         # Deliveries on the recreated subscription authenticate with its fresh credentials.
         r.source()
