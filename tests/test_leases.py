@@ -536,3 +536,29 @@ def test_an_older_database_gains_fencing_tokens(tmp_path: Path, fake: FakeClock)
     assert "jobs_lane_held" in indexes and "jobs_lane_open" not in indexes
     job = services.store.claim_job("w")
     assert job is not None and job.token == 4 and job.outcome_unknown
+
+
+def test_work_waiting_on_an_outside_party_is_never_given_up(
+    store: SqliteStorage, fake: FakeClock
+) -> None:
+    """A scanner down for hours: its callback keeps retrying (SPEC 4, "until acknowledged"),
+    while a fault of the job itself still fails after MAX_ATTEMPTS."""
+    down = {"value": True}
+
+    def apply(job: Job) -> None:
+        if down["value"]:
+            raise RetryLater("callback answered HTTP 502", bounded=False)
+
+    w = Worker(store=store, handlers={"apply": apply}, worker_id="w", policy=RetryPolicy(1.0, 10.0))
+    job_id = add_job(store, "risk:1", "apply", what="callback")
+    for _ in range(3 * MAX_ATTEMPTS):
+        while w.run_once():
+            pass
+        fake.advance(11)
+    row = job_row(store, job_id)
+    assert row["state"] == "pending" and row["attempts"] >= 3 * MAX_ATTEMPTS - 1
+    down["value"] = False  # the scanner is back
+    fake.advance(11)
+    while w.run_once():
+        pass
+    assert job_row(store, job_id)["state"] == "done"

@@ -113,12 +113,15 @@ class CallbackSender:
             )
         except requests.RequestException as exc:
             metrics.CALLBACKS.labels("error").inc()
-            raise RetryLater(f"callback to scanner failed: {_describe(exc)}") from None
+            # SPEC 4: retried with backoff until acknowledged, however long the scanner is down.
+            raise RetryLater(
+                f"callback to scanner failed: {_describe(exc)}", bounded=False
+            ) from None
         finally:
             release()
         if not 200 <= resp.status_code < 300:
             metrics.CALLBACKS.labels(str(resp.status_code)).inc()
-            raise RetryLater(f"callback answered HTTP {resp.status_code}")
+            raise RetryLater(f"callback answered HTTP {resp.status_code}", bounded=False)
         metrics.CALLBACKS.labels("ok").inc()
 
 

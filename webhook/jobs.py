@@ -30,13 +30,24 @@ class RetryLater(Exception):
     """The job cannot finish now; try again later (counts as an attempt unless told otherwise).
 
     ``delay``: seconds to wait (None: the worker's backoff); ``count_attempt=False`` makes it a
-    pause that never uses up the job's attempts (webhook.worker, "Bounded retries").
+    pause that never uses up the job's attempts (webhook.worker, "Bounded retries");
+    ``bounded=False`` keeps retrying with the capped backoff past the attempt limit: for an
+    outside party being down (a scanner's callback endpoint), whose work SPEC 4 says is retried
+    until acknowledged, unlike a fault of the job itself.
     """
 
-    def __init__(self, message: str, *, delay: float | None = None, count_attempt: bool = True):
+    def __init__(
+        self,
+        message: str,
+        *,
+        delay: float | None = None,
+        count_attempt: bool = True,
+        bounded: bool = True,
+    ):
         super().__init__(message)
         self.delay = delay
         self.count_attempt = count_attempt
+        self.bounded = bounded
 
 
 class PermanentFailure(Exception):

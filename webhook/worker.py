@@ -358,7 +358,8 @@ class Worker:
             self._fail(job, f"Azure DevOps error: {exc.message}")
         elif isinstance(exc, RetryLater):
             if exc.count_attempt:
-                self._later(job, str(exc), delay=exc.delay)
+                limit = MAX_ATTEMPTS if exc.bounded else None
+                self._later(job, str(exc), delay=exc.delay, limit=limit)
             else:
                 wait = exc.delay if exc.delay is not None else self.policy.delay(1, self.rng)
                 self._pause(job, str(exc), clock.now() + wait)
