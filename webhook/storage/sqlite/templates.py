@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from webhook import clock
@@ -15,7 +16,6 @@ from webhook.domain.sync_plan import (
 from webhook.storage.errors import AlreadyExists, Missing
 from webhook.storage.sqlite.common import (
     SqliteRepo,
-    loads,
     page_rows,
     template_from_row,
 )
@@ -30,22 +30,9 @@ class SqliteTemplates(SqliteRepo):
 
     @staticmethod
     def _template_record(row: sqlite3.Row) -> TemplateRecord:
-        sources = loads(row["sources"], None)
+        template = template_from_row(row)  # one reading of the columns, the domain's rules
         return TemplateRecord(
-            id=row["id"],
-            name=row["name"],
-            connection_id=row["connection_id"],
-            project=row["project"],
-            work_item_type=row["work_item_type"],
-            auto_create=bool(row["auto_create"]),
-            severity_threshold=row["severity_threshold"],
-            sources=None if sources is None else tuple(sources),
-            title_format=row["title_format"],
-            tags=tuple(loads(row["tags"], [])),
-            area_path=row["area_path"],
-            iteration_path=row["iteration_path"],
-            fields=loads(row["fields"], {}),
-            close_on_resolve=bool(row["close_on_resolve"]),
+            **{f.name: getattr(template, f.name) for f in dataclass_fields(Template)},
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
