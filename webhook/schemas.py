@@ -151,9 +151,6 @@ def _path_name(value: str) -> None:
 NOT_BLANK_DOC = {"pattern": r"\S"}
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     """Turn marshmallow's nested messages into {"risks.3.url": [...]}.
 
@@ -167,8 +164,8 @@ def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
         if isinstance(node, dict):
             for key, value in node.items():
                 # An unknown field's name is the sender's text: bounded, and with lone
-                # surrogates shown as U+FFFD so the answer stays valid UTF-8 for any reader.
-                name = _LONE_SURROGATE.sub("\ufffd", str(key))
+                # surrogates (and NUL) shown as U+FFFD so any JSON reader can read the answer.
+                name = repair_text(str(key))
                 if len(name) > MAX_DETAIL_KEY:
                     name = name[:MAX_DETAIL_KEY] + "…"
                 walk(value, f"{path}.{name}" if path else name)
