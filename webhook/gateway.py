@@ -51,8 +51,12 @@ class OrganizationPaused(Exception):
 
     def seconds_left(self, now: float | None = None) -> int:
         """Return the whole seconds until the pause ends (rounded up, at least 1)."""
-        left = self.until_ts - (clock.now() if now is None else now)
-        return max(1, int(-(-left // 1)))
+        return whole_seconds(self.until_ts - (clock.now() if now is None else now))
+
+
+def whole_seconds(seconds: float) -> int:
+    """A wait as a Retry-After value: whole seconds, rounded up, at least 1."""
+    return max(1, int(-(-seconds // 1)))
 
 
 class _PauseCache:

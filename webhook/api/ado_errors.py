@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from webhook.ado import AdoAuthError, AdoError, AdoNotFound, AdoRateLimited, AdoRuleError
 from webhook.errors import ApiError, BadGateway, NotFound, Unavailable, ValidationFailed
-from webhook.gateway import OrganizationPaused
+from webhook.gateway import OrganizationPaused, whole_seconds
 
 # Retry-After for a 429 that did not say how long to wait (the worker waits as long).
 DEFAULT_RATE_LIMIT_SECONDS = 30
@@ -18,14 +18,15 @@ def paused_error(exc: OrganizationPaused | AdoRateLimited) -> ApiError:
     organization, until its pause ends, naming it; for a 429 just met, its Retry-After (the
     client has paused the organization on it already). SPEC 4 "Pacing"."""
     if isinstance(exc, OrganizationPaused):
+        left = exc.seconds_left()
         return Unavailable(
             f"{exc}; try again later",
             code="ado_paused",
-            details={"organization": exc.organization, "retry_after_seconds": exc.seconds_left()},
-            headers={"Retry-After": str(exc.seconds_left())},
+            details={"organization": exc.organization, "retry_after_seconds": left},
+            headers={"Retry-After": str(left)},
         )
     wait = exc.retry_after if exc.retry_after is not None else DEFAULT_RATE_LIMIT_SECONDS
-    seconds = max(1, int(-(-wait // 1)))
+    seconds = whole_seconds(wait)
     return Unavailable(
         f"Azure DevOps asked to wait (rate limited): {exc.message}; try again later",
         code="ado_paused",
