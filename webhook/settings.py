@@ -46,6 +46,19 @@ class Settings:
     retry_cap_seconds: float = DEFAULT_RETRY_CAP
     # gunicorn web workers when `serve --workers` is not given (None: 2*CPU+1).
     web_concurrency: int | None = None
+    # WEBHOOK_DATABASE_URL when it names PostgreSQL (a password inside: kept out of repr);
+    # None for SQLite, whose file is db_path (a sqlite:/// URL sets db_path).
+    database_url: str | None = field(default=None, repr=False)
+
+    @property
+    def storage_location(self) -> str:
+        """Where the storage lives: the PostgreSQL URL, else the SQLite file's path."""
+        return self.database_url or str(self.db_path)
+
+    @property
+    def storage_label(self) -> str:
+        """`storage_location` without any password, for messages and logs."""
+        return redact_url(self.database_url) if self.database_url else str(self.db_path)
 
     @property
     def hook_max_body_bytes(self) -> int:
@@ -99,8 +112,10 @@ class Settings:
         if concurrency is not None and concurrency <= 0:
             raise SettingsError(f"WEB_CONCURRENCY must be positive, got {concurrency}")
         authority = _entra_authority(env.get("WEBHOOK_ENTRA_AUTHORITY", "").strip(), hosts)
+        db_path, database_url = _database(env)
         return cls(
-            db_path=Path(env.get("WEBHOOK_DB", "").strip() or DEFAULT_DB),
+            db_path=db_path,
+            database_url=database_url,
             admin_token=admin_token,
             secret_keys=keys,
             public_url=public_url,
@@ -117,6 +132,55 @@ class Settings:
             retry_cap_seconds=max(retry_cap, retry_base),
             web_concurrency=concurrency,
         )
+
+
+def _database(env: Mapping[str, str]) -> tuple[Path, str | None]:
+    """(SQLite path, PostgreSQL URL or None) from WEBHOOK_DATABASE_URL and WEBHOOK_DB (SPEC 2:
+    the URL wins). Raises SettingsError naming the variable; a password is never echoed, and
+    is registered with the log redaction."""
+    db_path = Path(env.get("WEBHOOK_DB", "").strip() or DEFAULT_DB)
+    raw = env.get("WEBHOOK_DATABASE_URL", "").strip()
+    if not raw:
+        return db_path, None
+    scheme, sep, rest = raw.partition("://")
+    scheme = scheme.lower()
+    if scheme == "sqlite" and sep:
+        # sqlite:///relative/path or sqlite:////absolute/path, as SQLAlchemy writes them.
+        path = rest[1:] if rest.startswith("/") else rest
+        if not path or rest[:1] != "/":
+            raise SettingsError(
+                "WEBHOOK_DATABASE_URL is invalid: write SQLite as sqlite:///path/to/file.db"
+            )
+        return Path(path), None
+    if scheme in ("postgresql", "postgres") and sep:
+        parts = urlsplit(raw)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise SettingsError("WEBHOOK_DATABASE_URL is invalid: its port is not a number") from None
+        if parts.password:
+            register_secret(parts.password)
+        if not parts.path.strip("/") and "dbname=" not in parts.query:
+            raise SettingsError(
+                "WEBHOOK_DATABASE_URL is invalid: name the database, "
+                "postgresql://user:password@host:port/dbname"
+            )
+        return db_path, raw
+    raise SettingsError(
+        "WEBHOOK_DATABASE_URL must start with sqlite:/// or postgresql:// "
+        f"(got {redact_url(raw)!r})"
+    )
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by `***` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc
+    user_info, _, host = netloc.rpartition("@")
+    user = user_info.split(":", 1)[0]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 def _entra_authority(raw: str, allowed_hosts: frozenset[str]) -> str | None:
