@@ -1,4 +1,4 @@
-"""ado-webhook serve | worker | init-db | demo.
+"""ado-webhook serve | worker | init-db | demo | copy-db.
 
 A process entry point of the composition root: the modules that import prometheus_client
 (webhook.metrics, webhook.composition, webhook.gunicorn_app) are imported only inside the
@@ -24,8 +24,9 @@ from cryptography.fernet import Fernet
 from webhook.demo import run_demo
 from webhook.logs import configure_logging
 from webhook.outbound import set_worker_threads
-from webhook.settings import Settings, SettingsError
+from webhook.settings import DEFAULT_DB, Settings, SettingsError
 from webhook.storage import migrate_storage, prepare_folder
+from webhook.storage.copy import CopyError, DatabaseLocation, TableCopy, copy_between
 from webhook.storage.errors import StorageUnusable
 
 DEV_SECRETS_FILE = "dev-secrets.env"
@@ -202,6 +203,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep_running=args.keep_running)
 
 
+def _configured_database() -> DatabaseLocation:
+    """The database copy-db reads: WEBHOOK_DATABASE_URL when set, else the file WEBHOOK_DB
+    names. Only these two variables are read (no admin token or secret key is needed: secrets
+    are copied as the ciphertext they are)."""
+    raw = os.environ.get("WEBHOOK_DATABASE_URL", "").strip()
+    if raw:
+        try:
+            return DatabaseLocation.parse(raw)
+        except CopyError as exc:
+            raise SettingsError(f"WEBHOOK_DATABASE_URL is invalid: {exc}") from None
+    return DatabaseLocation.sqlite(os.environ.get("WEBHOOK_DB", "").strip() or DEFAULT_DB)
+
+
+def cmd_copy_db(args: argparse.Namespace) -> int:
+    """Copy the configured database into the empty database at --to, then verify counts."""
+    source = _configured_database()
+    target = DatabaseLocation.parse(args.to)
+    print(f"copying {source.label} -> {target.label}", flush=True)
+
+    def _table_done(table: TableCopy) -> None:
+        print(f"  {table.name:<22} {table.rows:>10} rows", flush=True)
+
+    report = copy_between(source, target, progress=_table_done)
+    print(
+        f"copied {report.total_rows} rows in {len(report.tables)} tables from "
+        f"{report.source} to {report.target} in {report.seconds:.1f} s; row counts verified",
+        flush=True,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
@@ -246,6 +278,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the service and stand-in running after the demo",
     )
     demo.set_defaults(func=cmd_demo)
+
+    copy_db = sub.add_parser(
+        "copy-db",
+        help="copy the configured database into an empty one (e.g. SQLite to PostgreSQL)",
+        description=(
+            "Copy everything in the configured database (WEBHOOK_DATABASE_URL, else WEBHOOK_DB) "
+            "into the empty database at --to: every table, ids kept, secrets still encrypted "
+            "with the same WEBHOOK_SECRET_KEY (nothing is decrypted). The target is migrated "
+            "first, refused when it already holds data, and written in one transaction whose "
+            "row counts are checked against the source before it commits. Stop the services "
+            "that use the source first: what they write after the copy starts is not copied."
+        ),
+    )
+    copy_db.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="the target: postgresql://user:password@host:port/dbname or sqlite:///path.db",
+    )
+    copy_db.set_defaults(func=cmd_copy_db)
     return parser
 
 
@@ -254,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (SettingsError, StorageUnusable) as exc:
+    except (SettingsError, StorageUnusable, CopyError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
