@@ -420,3 +420,154 @@ def test_gunicorn_runs_with_config(tmp_path):
         for d in (tmp_path / "tmp").glob("ado-webhook-metrics-*")
     }
     assert not leftover, (leftover, proc.returncode, output.splitlines()[-5:])
+
+
+# ---- compose.yaml (SPEC 6: PostgreSQL, two web nodes, two workers, a proxy) -------------------
+# Docker cannot run here: the file is parsed (PyYAML, which understands the `<<` merge keys the
+# file uses) and its structure checked; the Caddyfile is checked with `caddy validate` when
+# Caddy is installed (`apt-get install caddy`).
+
+WEB_NODES = ("web-1", "web-2")
+WORKERS = ("worker-1", "worker-2")
+APP_SERVICES = ("init-db", *WEB_NODES, *WORKERS)
+
+
+def compose() -> dict:
+    yaml = pytest.importorskip("yaml", reason="PyYAML missing")
+    data = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def caddy_upstreams() -> list[str]:
+    """The upstreams named on the Caddyfile's reverse_proxy line."""
+    for line in (DEPLOY / "Caddyfile").read_text().splitlines():
+        words = line.split()
+        if words and words[0] == "reverse_proxy":
+            return [w for w in words[1:] if w != "{"]
+    raise AssertionError("no reverse_proxy in deploy/Caddyfile")
+
+
+def test_compose_services_and_commands():
+    services = compose()["services"]
+    assert set(services) == {"postgres", "proxy", *APP_SERVICES}
+    assert services["postgres"]["image"].startswith("postgres:16")
+    assert services["init-db"]["command"] == ["ado-webhook", "init-db"]
+    assert services["init-db"]["restart"] == "no"
+    for name in WEB_NODES:
+        assert services[name]["command"] == [
+            "ado-webhook",
+            "serve",
+            "--no-worker",
+            "--bind",
+            "0.0.0.0:8080",
+        ]
+        assert "ports" not in services[name]  # reached through the proxy only
+    for name in WORKERS:
+        assert services[name]["command"] == ["ado-webhook", "worker"]
+    for name in APP_SERVICES:
+        service = services[name]
+        assert service["image"] == "ado-webhook:local"
+        context = (DEPLOY / service["build"]["context"]).resolve()
+        assert context == ROOT
+        assert (context / service["build"]["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
+        assert service["env_file"] == "ado-webhook.env"
+        assert (DEPLOY / "env.example").exists()  # what the operator copies to it
+
+
+def test_compose_every_node_gets_the_same_database_url():
+    data = compose()
+    services = data["services"]
+    urls = {name: services[name]["environment"]["WEBHOOK_DATABASE_URL"] for name in APP_SERVICES}
+    assert len(set(urls.values())) == 1, urls
+    url = urls["web-1"]
+    postgres = services["postgres"]["environment"]
+    user, password_ref = url.removeprefix("postgresql://").split("@", 1)[0].split(":", 1)
+    assert user == postgres["POSTGRES_USER"]
+    assert password_ref == postgres["POSTGRES_PASSWORD"]  # the same variable, never a literal
+    assert password_ref.startswith("${POSTGRES_PASSWORD:?")  # compose refuses to start without
+    assert url.endswith(f"@postgres:5432/{postgres['POSTGRES_DB']}")
+    # The URL parses as copy-db and the settings read it, with its password hidden in messages.
+    from cryptography.fernet import Fernet
+
+    from webhook.settings import Settings
+
+    real = url.replace(password_ref, "s3cret-pw")
+    settings = Settings.from_env(
+        {
+            "WEBHOOK_ADMIN_TOKEN": "x" * 20,
+            "WEBHOOK_SECRET_KEY": Fernet.generate_key().decode(),
+            "WEBHOOK_DATABASE_URL": real,
+        }
+    )
+    assert settings.database_url == real and "s3cret-pw" not in settings.storage_label
+    text = (DEPLOY / "compose.yaml").read_text()
+    for name in ("WEBHOOK_ADMIN_TOKEN", "WEBHOOK_SECRET_KEY"):  # secrets come from env_file
+        assert not re.search(rf"^\s*{name}\s*:", text, re.M), name
+    assert "whsec_" not in text and "gAAAAA" not in text
+
+
+def test_compose_start_order_and_health_checks():
+    services = compose()["services"]
+    assert services["postgres"]["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert services["init-db"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    for name in (*WEB_NODES, *WORKERS):
+        assert services[name]["depends_on"] == {
+            "postgres": {"condition": "service_healthy"},
+            "init-db": {"condition": "service_completed_successfully"},
+        }, name
+    for name in WEB_NODES:
+        check = " ".join(services[name]["healthcheck"]["test"])
+        assert "http://127.0.0.1:8080/healthz" in check
+    for name in (*WORKERS, "init-db"):  # no HTTP there: the image's /healthz check is off
+        assert services[name]["healthcheck"] == {"disable": True}
+    proxy = services["proxy"]
+    assert proxy["depends_on"] == {name: {"condition": "service_healthy"} for name in WEB_NODES}
+    assert "http://127.0.0.1:8080/readyz" in proxy["healthcheck"]["test"]
+    # PostgreSQL is published on the host's loopback only
+    assert all(p.startswith("127.0.0.1:") for p in services["postgres"]["ports"])
+
+
+def test_proxy_balances_both_web_nodes():
+    proxy = compose()["services"]["proxy"]
+    assert proxy["image"].startswith("caddy:2")
+    assert "./Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    assert proxy["ports"] == ["${ADO_WEBHOOK_PORT:-8080}:8080"]
+    assert sorted(caddy_upstreams()) == [f"{name}:8080" for name in WEB_NODES]
+    text = (DEPLOY / "Caddyfile").read_text()
+    assert re.search(r"^\s*:8080\s*\{", text, re.M)  # the port compose publishes
+    assert re.search(r"^\s*health_uri /healthz$", text, re.M)
+    assert instruction_args("EXPOSE") == ["8080"]  # the nodes' port is the image's
+
+
+@pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy missing (apt-get install caddy)")
+def test_caddyfile_is_valid(tmp_path):
+    result = subprocess.run(
+        [
+            "caddy",
+            "validate",
+            "--config",
+            str(DEPLOY / "Caddyfile"),
+            "--adapter",
+            "caddyfile",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Valid configuration" in result.stdout + result.stderr
+    formatted = subprocess.run(
+        ["caddy", "fmt", str(DEPLOY / "Caddyfile")], capture_output=True, text=True, timeout=60
+    )
+    assert formatted.stdout == (DEPLOY / "Caddyfile").read_text()
+
+
+def test_env_example_names_the_database_url():
+    _, mentioned = env_example()
+    assert "WEBHOOK_DATABASE_URL" in mentioned
+    lines = (DEPLOY / "env.example").read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith("# WEBHOOK_DATABASE_URL="))
+    assert lines[index - 1].startswith("#")
