@@ -223,7 +223,8 @@ def cmd_copy_db(args: argparse.Namespace) -> int:
     print(f"copying {source.label} -> {target.label}", flush=True)
 
     def _table_done(table: TableCopy) -> None:
-        print(f"  {table.name:<22} {table.rows:>10} rows", flush=True)
+        rows = "row" if table.rows == 1 else "rows"
+        print(f"  {table.name:<22} {table.rows:>10} {rows}", flush=True)
 
     report = copy_between(source, target, progress=_table_done)
     print(

@@ -11,7 +11,8 @@ How it copies:
 - the target is migrated first (its engine's schema), then refused (`TargetNotEmpty`, naming
   the first table that holds data) unless every table is empty; `meta` rows that the engine
   writes for itself (`HOUSEKEEPING_META`: when it was last opened, probes, this host's clock
-  offset) do not count, the installation's own (`installation_id`, `tracking_key_enc`, …) do;
+  offset) do not count, the installation's own (`installation_id`, `tracking_key_enc`, …) do,
+  and neither do the engines' records of their schema version (`ENGINE_TABLES`);
 - the source is read in one snapshot (`source.read()`), so the copy is consistent even if
   something writes meanwhile; stop the services anyway, or what they write after the
   snapshot is not copied;
@@ -42,6 +43,9 @@ from webhook.storage.sql.db import Connection
 # when deciding whether a target is empty. `opened_at` is written by every migrate, the probes
 # by /readyz, `clock_offset` describes this host's monotonic clock (a new host records its own).
 HOUSEKEEPING_META = frozenset({"opened_at", "ready_probe", "room_probe", "clock_offset"})
+# Tables an engine keeps about its own schema (PostgreSQL records its version in a table,
+# SQLite in PRAGMA user_version): each target's migrate writes its own; never copied.
+ENGINE_TABLES = frozenset({"schema_version"})
 
 # One batch holds at most this many rows and, roughly, this many bytes of text and blobs (a
 # risk may carry ~1 MB of evidence, proof and assets; most rows are a few hundred bytes).
@@ -270,7 +274,13 @@ class _Table:
 
 
 def _catalogue(engine: Engine, conn: Connection) -> dict[str, _Table]:
-    """Every table of the schema on `conn`, by name, in the order the schema lists them."""
+    """Every table of the schema on `conn` (ENGINE_TABLES left out), by name, in the order the
+    schema lists them."""
+    found = _tables(engine, conn)
+    return {name: table for name, table in found.items() if name not in ENGINE_TABLES}
+
+
+def _tables(engine: Engine, conn: Connection) -> dict[str, _Table]:
     if engine == "sqlite":
         names = [
             str(r[0])
