@@ -12,44 +12,45 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from webhook.crypto import SecretBox
-from webhook.storage.sqlite.common import SqliteRepo
-from webhook.storage.sqlite.connections import SqliteConnections
+from webhook.storage.sql.common import SqlRepo
+from webhook.storage.sql.connections import SqlConnections
+from webhook.storage.sql.hooks import SqlHooks
+from webhook.storage.sql.jobs import SqlJobs
+from webhook.storage.sql.operations import SqlOperations
+from webhook.storage.sql.risks import SqlRisks
+from webhook.storage.sql.sources import SqlSources
+from webhook.storage.sql.templates import SqlTemplates
+from webhook.storage.sql.ui_sessions import SqlUiSessions
+from webhook.storage.sql.work_items import SqlWorkItems
 from webhook.storage.sqlite.database import Database
-from webhook.storage.sqlite.hooks import SqliteHooks
-from webhook.storage.sqlite.jobs import SqliteJobs
-from webhook.storage.sqlite.operations import SqliteOperations
-from webhook.storage.sqlite.risks import SqliteRisks
-from webhook.storage.sqlite.sources import SqliteSources
-from webhook.storage.sqlite.templates import SqliteTemplates
-from webhook.storage.sqlite.ui_sessions import SqliteUiSessions
-from webhook.storage.sqlite.work_items import SqliteWorkItems
 
 
 class SqliteStorage(
-    SqliteSources,
-    SqliteRisks,
-    SqliteJobs,
-    SqliteWorkItems,
-    SqliteConnections,
-    SqliteTemplates,
-    SqliteHooks,
-    SqliteOperations,
-    SqliteRepo,
+    SqlSources,
+    SqlRisks,
+    SqlJobs,
+    SqlWorkItems,
+    SqlConnections,
+    SqlTemplates,
+    SqlHooks,
+    SqlOperations,
+    SqlRepo,
 ):
     """All repositories over one SQLite database (see the module docstring)."""
 
     def __init__(self, db: Database, box: SecretBox, *, content_sync_seconds: float = 60.0) -> None:
         super().__init__(db, box, content_sync_seconds=content_sync_seconds)
-        self._ui_sessions = SqliteUiSessions(db)
+        self.sqlite = db
+        self._ui_sessions = SqlUiSessions(db)
 
     @property
     def location(self) -> str:
         """The database file's path, as given."""
-        return str(self.db.path)
+        return str(self.sqlite.path)
 
     def migrate(self) -> int:
         """Apply schema.sql and pending migrations (Database.migrate); the schema version."""
-        return self.db.migrate()
+        return self.sqlite.migrate()
 
     @contextmanager
     def unit_of_work(self) -> Iterator[SqliteStorage]:
@@ -59,46 +60,46 @@ class SqliteStorage(
             yield self
 
     @property
-    def sources(self) -> SqliteSources:
+    def sources(self) -> SqlSources:
         """Scanner sources."""
         return self
 
     @property
-    def risks(self) -> SqliteRisks:
+    def risks(self) -> SqlRisks:
         """Risks and ingestion."""
         return self
 
     @property
-    def jobs(self) -> SqliteJobs:
+    def jobs(self) -> SqlJobs:
         """The job queue."""
         return self
 
     @property
-    def work_items(self) -> SqliteWorkItems:
+    def work_items(self) -> SqlWorkItems:
         """Work item links."""
         return self
 
     @property
-    def connections(self) -> SqliteConnections:
+    def connections(self) -> SqlConnections:
         """Azure DevOps connections."""
         return self
 
     @property
-    def templates(self) -> SqliteTemplates:
+    def templates(self) -> SqlTemplates:
         """Work item templates."""
         return self
 
     @property
-    def hooks(self) -> SqliteHooks:
+    def hooks(self) -> SqlHooks:
         """Service-hook subscriptions and their events."""
         return self
 
     @property
-    def operations(self) -> SqliteOperations:
+    def operations(self) -> SqlOperations:
         """Heartbeats, periodic leases, pauses, type cache, metrics, pruning."""
         return self
 
     @property
-    def ui_sessions(self) -> SqliteUiSessions:
+    def ui_sessions(self) -> SqlUiSessions:
         """Admin UI sessions and sign-in throttling."""
         return self._ui_sessions
