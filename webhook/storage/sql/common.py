@@ -25,7 +25,7 @@ from webhook.storage.types import (
 def page_rows(
     conn: Connection, sql: str, params: list[Any], page: int, per_page: int, order: str
 ) -> tuple[list[Row], int]:
-    total = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
+    total = conn.execute(f"SELECT count(*) FROM ({sql}) AS counted", params).fetchone()[0]
     rows = conn.execute(
         f"{sql} ORDER BY {order} LIMIT ? OFFSET ?", [*params, per_page, (page - 1) * per_page]
     ).fetchall()
