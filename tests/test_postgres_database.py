@@ -451,20 +451,22 @@ def test_listener_wakes_after_commit_and_not_before(db: PgDatabase, migrated: st
     try:
         assert listener.wait(0.1) is True  # just connected: the caller must look once
         assert listener.wait(0.2) is False
-        committed: list[float] = []
+        commit: list[float] = []  # when the COMMIT was sent, and when it returned
 
         def writer() -> None:
             with db.write() as conn:
                 conn.execute("SELECT pg_notify('webhook_test_jobs', '')")
-                time.sleep(0.6)
-            committed.append(time.monotonic())
+                time.sleep(0.6)  # sent but not committed: nothing may arrive yet
+                commit.append(time.monotonic())
+            commit.append(time.monotonic())
 
         thread = threading.Thread(target=writer)
         thread.start()
         woke = listener.wait(5.0)
         at = time.monotonic()
         thread.join()
-        assert woke and committed and committed[0] <= at < committed[0] + 1.0
+        assert woke and len(commit) == 2
+        assert commit[0] <= at < commit[1] + 1.0
         # a rolled-back notification is never delivered
         with pytest.raises(ZeroDivisionError), db.write() as conn:
             conn.execute("SELECT pg_notify('webhook_test_jobs', '')")

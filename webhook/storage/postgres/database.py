@@ -30,6 +30,7 @@ import psycopg_pool
 from psycopg.adapt import AdaptersMap, Buffer, Dumper, Loader
 from psycopg.pq import TransactionStatus
 
+from webhook import clock
 from webhook.storage.postgres import (
     APPLICATION_NAME,
     KEEPALIVES,
@@ -44,7 +45,7 @@ from webhook.storage.postgres import (
     track,
     unavailable,
 )
-from webhook.storage.postgres.migrate import SCHEMA_VERSION, migrate
+from webhook.storage.postgres.migrate import SCHEMA_VERSION, migrate, table_names
 from webhook.storage.postgres.notify import Listener, notify
 from webhook.storage.postgres.sqltext import to_psycopg
 from webhook.storage.sql.db import Connection, Params
@@ -75,6 +76,9 @@ STATEMENT_TIMEOUT_SECONDS = 60.0
 IDLE_IN_TRANSACTION_SECONDS = 60.0
 CLOCK_REFRESH_SECONDS = 1.0  # how often now() measures the server clock again, at most
 JOBS_CHANNEL = "ado_webhook_jobs"  # LISTEN/NOTIFY channel that wakes idle workers
+# How long an idle worker waits for a notification before it looks anyway: jobs also become
+# runnable by merely coming due (a retry's backoff, a delayed job), which nobody announces.
+JOB_WAIT_SECONDS = 1.0
 
 _SERVER_EPOCH = "extract(epoch FROM clock_timestamp())::float8"
 _IN_TRANSACTION = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
@@ -335,6 +339,12 @@ class PgDialect:
             f" ORDER BY position LIMIT {int(n)}) AS head)"
         )
 
+    def skip_locked(self, alias: str) -> str:
+        """` FOR UPDATE OF alias SKIP LOCKED`, with its leading space: a claim takes rows no
+        other transaction holds and locks them until it commits, so concurrent workers never
+        claim the same job."""
+        return f" FOR UPDATE OF {alias} SKIP LOCKED"
+
 
 class PgDatabase:
     """One PostgreSQL database as the shared repositories use it (see the module docstring).
@@ -359,7 +369,8 @@ class PgDatabase:
         statement_timeout: float = STATEMENT_TIMEOUT_SECONDS,
     ) -> None:
         self._url = url
-        self.location = redact_url(url)
+        self.label = redact_url(url)  # the URL with its password as ***, for messages
+        self.location = self.label
         self.busy_timeout = busy_timeout
         self.min_size = min_size
         self.max_size = max(min_size, max_size)
@@ -399,7 +410,7 @@ class PgDatabase:
                 )
             except psycopg.Error as exc:
                 raise PgUnusable(
-                    self.location, f"is not a valid PostgreSQL URL ({one_line(str(exc))})"
+                    self.label, f"is not a valid PostgreSQL URL ({one_line(str(exc))})"
                 ) from None
             pool = psycopg_pool.ConnectionPool(
                 self._url,
@@ -464,7 +475,7 @@ class PgDatabase:
         """Why no pooled connection came: the server unreachable, or all in use."""
         connected, problem = _PoolConnection.outcomes.get(self._url, (True, ""))
         if not connected:
-            return PgUnavailable(f"cannot reach the database server {self.location}: {problem}")
+            return PgUnavailable(f"cannot reach the database server {self.label}: {problem}")
         return PgBusy(
             f"no database connection became free within {waited:g} s "
             f"(all {self.max_size} of this process's connections in use)"
@@ -621,20 +632,26 @@ class PgDatabase:
     def now(self) -> float:
         """The database server's clock, in seconds since the epoch, so that every node agrees.
 
-        This host's time.time() plus the server's offset, measured (one query) on first use,
-        with each new pooled connection and at most once per CLOCK_REFRESH_SECONDS when
-        called. The error is at most half the measuring query's round trip
-        (`clock_uncertainty`) plus this host's clock drift or steps since (at most a second
-        ago). When it cannot be measured again, the last offset is used; when it never was,
-        raises PgUnavailable or PgBusy.
+        This host's clock (webhook.clock.now(): time.time() unless a test replaced it) plus
+        the server's offset from this host's wall clock, measured (one query) with each new
+        pooled connection and again at most once per CLOCK_REFRESH_SECONDS when called. The
+        error is at most half the measuring query's round trip (`clock_uncertainty`) plus
+        this host's clock drift or steps since (at most a second ago). When it cannot be
+        measured again, the last offset is used; when it never was, raises PgUnavailable or
+        PgBusy.
         """
+        return clock.now() + self.clock_offset()
+
+    def clock_offset(self) -> float:
+        """now() minus this host's clock (seconds): the server's clock offset, measured as
+        `now()` says."""
         stale = (
             self._offset_pid != os.getpid()
             or time.monotonic() - self._offset_at >= CLOCK_REFRESH_SECONDS
         )
         if stale:
             self._measure_clock()
-        return time.time() + self._offset
+        return self._offset
 
     def _measure_clock(self) -> None:
         never = self._offset_pid != os.getpid()
@@ -711,16 +728,18 @@ class PgDatabase:
         """Wake idle workers when `conn`'s transaction commits (at once in autocommit)."""
         notify(conn, JOBS_CHANNEL)
 
-    def wait_for_jobs(self, timeout: float) -> bool:
-        """Block up to `timeout` seconds for `notify_jobs` from any node; True when one came
-        (or when the listening connection was just opened, so one may have been missed)."""
+    def wait_for_jobs(self, poll: float) -> bool:
+        """Block an idle worker thread until a commit on any node called `notify_jobs` (True)
+        or JOB_WAIT_SECONDS passed (False), so that jobs that merely came due are found too.
+        True also right after the listening connection was (re)opened, since a notification
+        may have been missed. `poll` (SQLite's polling interval) is not used: nothing polls."""
         listener = self._listener
         if listener is None:
             with self._lock:
                 if self._listener is None:
                     self._listener = Listener(self._url, JOBS_CHANNEL)
                 listener = self._listener
-        return listener.wait(timeout)
+        return listener.wait(JOB_WAIT_SECONDS)
 
     # ---- life cycle -------------------------------------------------------------------------
 
@@ -730,6 +749,12 @@ class PgDatabase:
         Raises PgUnusable, one line naming the database (password redacted) and the problem.
         """
         return migrate(self._url, connect_timeout=max(2.0, self.busy_timeout))
+
+    def truncate_all(self) -> None:
+        """Empty every table of the schema but schema_version and restart its identities (for
+        tests that share one database between cases)."""
+        tables = [name for name in table_names() if name != "schema_version"]
+        self.conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
     def close(self) -> None:
         """Close this process's pool and listening connection (a parent's are left alone)."""
