@@ -2,8 +2,8 @@
 
 Connections come from a psycopg_pool.ConnectionPool per process, opened on first use and opened
 anew when the process id changes (gunicorn forks its workers after the app is built: a child
-never uses its parent's pool, and the fork guard of this package keeps it from closing the
-parent's sessions). Every wait is bounded: a free pooled connection within `busy_timeout`
+never uses its parent's pool, nor closes the parent's sessions: see the fork guard in this
+package's __init__). Every wait is bounded: a free pooled connection within `busy_timeout`
 seconds (else PgBusy, an HTTP 503 with Retry-After), a row or table lock within the same
 (lock_timeout), a statement within `statement_timeout`.
 
@@ -370,7 +370,6 @@ class PgDatabase:
     ) -> None:
         self._url = url
         self.label = redact_url(url)  # the URL with its password as ***, for messages
-        self.location = self.label
         self.busy_timeout = busy_timeout
         self.min_size = min_size
         self.max_size = max(min_size, max_size)

@@ -61,7 +61,7 @@ class Listener:
         self._generation = 0  # +1 each time the reading thread saw a reason to wake everyone
 
     @property
-    def location(self) -> str:
+    def label(self) -> str:
         """The database's URL with its password redacted."""
         return redact_url(self._url)
 
@@ -101,7 +101,7 @@ class Listener:
             try:
                 self._connect()
             except psycopg.Error as exc:
-                log.warning("cannot listen for job notifications on %s: %s", self.location, exc)
+                log.warning("cannot listen for job notifications on %s: %s", self.label, exc)
                 time.sleep(max(0.0, deadline - time.monotonic()))
             return True
         try:
@@ -115,7 +115,7 @@ class Listener:
         except psycopg.OperationalError as exc:
             log.warning(
                 "lost the job notification connection to %s (%s); reconnecting",
-                self.location,
+                self.label,
                 exc,
             )
             self._discard()
