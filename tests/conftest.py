@@ -23,6 +23,7 @@ ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 # The environment variables of SPEC section 2.
 SPEC_VARIABLES = [
     "WEBHOOK_DB",
+    "WEBHOOK_DATABASE_URL",
     "WEBHOOK_ADMIN_TOKEN",
     "WEBHOOK_SECRET_KEY",
     "WEBHOOK_PUBLIC_URL",
@@ -186,3 +187,20 @@ def risk(key: str = "R-1", **fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {"key": key, "name": f"SQL injection {key}", "severity": "high"}
     base.update(fields)
     return base
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Run the test once per storage engine (SPEC 6): on PostgreSQL every process the test
+    starts through tests.servers.service_env uses a fresh database, dropped afterwards.
+    Use it module-wide with `pytestmark = pytest.mark.usefixtures("engine")`."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    from tests import servers
+    from tests.pg import fresh_database, require_postgres
+
+    require_postgres()
+    with fresh_database("adowh_e2e") as url:
+        monkeypatch.setattr(servers, "DATABASE_URL", url)
+        yield "postgresql"

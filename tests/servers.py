@@ -11,12 +11,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 from cryptography.fernet import Fernet
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef"
+# Set by the `engine` fixture (tests/conftest.py) while a test runs on PostgreSQL: every
+# process started through service_env then uses that database instead of an SQLite file.
+DATABASE_URL: str | None = None
 
 
 def free_port() -> int:
@@ -36,8 +40,25 @@ def service_env(workdir: Path, **extra: str) -> dict[str, str]:
         WEBHOOK_RETRY_CAP_SECONDS="2",
         PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
     )
+    if DATABASE_URL:
+        env["WEBHOOK_DATABASE_URL"] = DATABASE_URL
     env.update(extra)
     return env
+
+
+def query_database(workdir: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of `sql` read straight from the database of the service started in `workdir` (its
+    SQLite file after an integrity check, or the PostgreSQL database of the `engine` fixture)."""
+    if DATABASE_URL:
+        import psycopg
+
+        with psycopg.connect(DATABASE_URL) as conn:
+            return [tuple(row) for row in conn.execute(sql).fetchall()]
+    import sqlite3
+
+    with sqlite3.connect(workdir / "var" / "webhook.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return [tuple(row) for row in conn.execute(sql).fetchall()]
 
 
 def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:

@@ -138,7 +138,7 @@ def test_backfill_counts_first_then_queues_what_template_choice_gives_it(
 def test_backfill_queues_in_batches_without_doubles(
     app: Flask, client: FlaskClient, admin: dict[str, str], scanner: Scanner, monkeypatch
 ) -> None:
-    monkeypatch.setattr("webhook.storage.sqlite.templates.BACKFILL_BATCH", 7)
+    monkeypatch.setattr("webhook.storage.sql.templates.BACKFILL_BATCH", 7)
     for start in range(0, 50, 25):
         ids_by_key(scanner, *[risk(f"k{i}", severity="low") for i in range(start, start + 25)])
     template = add_template(store_of(app), "all", severity_threshold="info")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import threading
 import time
 
@@ -13,9 +12,10 @@ import pytest
 import requests
 
 from tests.conftest import risk, signed_headers
-from tests.servers import ADMIN_TOKEN, running_service
+from tests.servers import ADMIN_TOKEN, query_database, running_service
 
-pytestmark = pytest.mark.fault
+# Once per storage engine (SPEC 6): SQLite, and PostgreSQL when a server is reachable.
+pytestmark = [pytest.mark.fault, pytest.mark.usefixtures("engine")]
 
 
 def test_sigkill_during_burst_loses_no_acknowledged_risk(tmp_path) -> None:
@@ -61,9 +61,6 @@ def test_sigkill_during_burst_loses_no_acknowledged_risk(tmp_path) -> None:
         for t in threads:
             t.join(timeout=15)
     assert len(acknowledged) > 20, "the burst should have been acknowledged in part"
-    db = tmp_path / "var" / "webhook.db"
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        stored = {k for (k,) in conn.execute("SELECT key FROM risks")}
+    stored = {k for (k,) in query_database(tmp_path, "SELECT key FROM risks")}
     missing = set(acknowledged) - stored
     assert not missing, f"{len(missing)} acknowledged risks lost"

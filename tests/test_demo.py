@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+from tests import servers
+
+# Once per storage engine (SPEC 6): the demo honours WEBHOOK_DATABASE_URL.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("engine")]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -20,6 +23,8 @@ def test_demo_runs_the_whole_loop_without_leaking_secrets(tmp_path: Path) -> Non
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env["PYTHONPATH"] = str(REPO)
+    if servers.DATABASE_URL:
+        env["WEBHOOK_DATABASE_URL"] = servers.DATABASE_URL
     done = subprocess.run(
         [sys.executable, "-m", "webhook.cli", "demo"],
         cwd=tmp_path,

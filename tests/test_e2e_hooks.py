@@ -16,7 +16,8 @@ from tests.e2e import Rig, rig, wait_for
 from tests.servers import ADMIN_TOKEN
 from webhook.domain.signatures import parse_headers, verify
 
-pytestmark = pytest.mark.e2e
+# Once per storage engine (SPEC 6): SQLite, and PostgreSQL when a server is reachable.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("engine")]
 
 
 def setup_loop(r: Rig, project: str, work_item_type: str, **template: Any) -> int:

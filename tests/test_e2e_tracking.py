@@ -9,7 +9,8 @@ import pytest
 from tests.conftest import risk
 from tests.e2e import rig, wait_for
 
-pytestmark = pytest.mark.e2e
+# Once per storage engine (SPEC 6): SQLite, and PostgreSQL when a server is reachable.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("engine")]
 MAC_TAG = re.compile(r"adowh-([0-9a-f]{8})-(\d+)-[0-9a-f]{16}")
 
 

@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import pat_connection, risk
 from tests.e2e import rig, wait_for
 
-pytestmark = pytest.mark.e2e
+# Once per storage engine (SPEC 6): SQLite, and PostgreSQL when a server is reachable.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("engine")]
 
 TRACK = "adowh-"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -17,10 +16,11 @@ import requests
 
 from tests.conftest import pat_connection, risk, signed_headers
 from tests.e2e import wait_for
-from tests.servers import ADMIN_TOKEN, free_port, running_service, service_env
+from tests.servers import ADMIN_TOKEN, free_port, query_database, running_service, service_env
 from webhook.sandbox import Sandbox
 
-pytestmark = pytest.mark.fault
+# Once per storage engine (SPEC 6): SQLite, and PostgreSQL when a server is reachable.
+pytestmark = [pytest.mark.fault, pytest.mark.usefixtures("engine")]
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
@@ -142,11 +142,8 @@ def test_sigkill_web_and_worker_during_burst_with_slow_azure_devops(tmp_path) ->
         for t in w["fields"].get("System.Tags", "").split(";")
         if t.strip().startswith("adowh-")
     )
-    db = tmp_path / "var" / "webhook.db"
-    with sqlite3.connect(db) as c:
-        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        stored = {k for (k,) in c.execute("SELECT key FROM risks")}
-        linked = c.execute("SELECT count(*) FROM work_items").fetchone()[0]
+    stored = {k for (k,) in query_database(tmp_path, "SELECT key FROM risks")}
+    linked = query_database(tmp_path, "SELECT count(*) FROM work_items")[0][0]
     figures = {
         "sent": len(sent),
         "accepted": len(accepted),

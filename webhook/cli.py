@@ -92,8 +92,8 @@ def _prepare_metrics_dir(settings: Settings) -> None:
 def cmd_init_db(_: argparse.Namespace) -> int:
     """Create or migrate the database."""
     settings = _load_settings()
-    version = migrate_storage(settings.db_path)
-    print(f"database {settings.db_path} at schema version {version}")
+    version = migrate_storage(settings.storage_location)
+    print(f"database {settings.storage_label} at schema version {version}")
     return 0
 
 
@@ -176,7 +176,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _ensure_dev_secrets(Path(os.environ.get("WEBHOOK_DB", "var/webhook.db")).parent)
     settings = _load_settings()
     _prepare_metrics_dir(settings)
-    migrate_storage(settings.db_path)
+    migrate_storage(settings.storage_location)
     from webhook.gunicorn_app import GunicornApp  # after the variable: see module doc
 
     supervisor = None if args.no_worker else _WorkerSupervisor(args.worker_threads)

@@ -196,6 +196,11 @@ def _service_env(workdir: Path, port: int, sandbox_url: str) -> tuple[dict[str, 
         WEBHOOK_RETRY_BASE_SECONDS="0.5",
         WEBHOOK_RETRY_CAP_SECONDS="5",
     )
+    # On PostgreSQL (SPEC 6) when the operator's environment names it: the demo then shows the
+    # loop on the database several nodes would share (give it an empty one).
+    database_url = os.environ.get("WEBHOOK_DATABASE_URL", "").strip()
+    if database_url:
+        env["WEBHOOK_DATABASE_URL"] = database_url
     return env, token
 
 

@@ -59,7 +59,7 @@ class Services:
             secrets(key)
         box = SecretBox(settings.secret_keys)
         store = open_storage(
-            settings.db_path, box, content_sync_seconds=settings.content_sync_seconds
+            settings.storage_location, box, content_sync_seconds=settings.content_sync_seconds
         )
         gateway = AdoGateway(settings, store)
         callbacks = CallbackSender(store)

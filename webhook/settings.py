@@ -157,7 +157,9 @@ def _database(env: Mapping[str, str]) -> tuple[Path, str | None]:
         try:
             parts.port  # noqa: B018 - raises ValueError for a port that is not a number
         except ValueError:
-            raise SettingsError("WEBHOOK_DATABASE_URL is invalid: its port is not a number") from None
+            raise SettingsError(
+                "WEBHOOK_DATABASE_URL is invalid: its port is not a number"
+            ) from None
         if parts.password:
             register_secret(parts.password)
         if not parts.path.strip("/") and "dbname=" not in parts.query:

@@ -27,7 +27,7 @@ being unavailable (5xx, connection errors) is not bounded either: SPEC 4 says wo
 Azure DevOps is down and resumes by itself, so such a job keeps retrying with the capped backoff
 (one call per job every RetryPolicy.cap seconds at most) instead of needing a person after a long
 outage. With the default backoff (base 2 s, cap 600 s, full jitter) 20 attempts take about an
-hour. A failed job holds its own lane (SqliteJobs._LANE_FREE), never another risk's.
+hour. A failed job holds its own lane (SqlJobs._LANE_FREE), never another risk's.
 """
 
 from __future__ import annotations
@@ -424,8 +424,9 @@ class Worker:
     def _job_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                if not self.run_once():
-                    stop.wait(self.idle_poll)
+                if not self.run_once() and not stop.is_set():
+                    # SQLite: a 50 ms poll; PostgreSQL: until a commit records jobs (NOTIFY).
+                    self.store.jobs.wait_for_jobs(self.idle_poll)
             except StorageBusy:  # busy, full, file gone: readyz says which
                 stop.wait(0.2)
             except Exception:

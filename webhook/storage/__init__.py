@@ -1,7 +1,8 @@
 """Storage: repository interfaces (`interfaces`), value types (`types`), one error tree
 (`errors`), and implementations in subpackages (`sqlite`). Outside an implementation nothing
-speaks SQL or imports an engine; the functions here are where the engine is chosen (today
-always SQLite, at the path WEBHOOK_DB names).
+speaks SQL or imports an engine; the functions here are where the engine is chosen: a
+`postgresql://` (or `postgres://`) URL opens PostgreSQL (SPEC 6), anything else is the path of
+an SQLite file (SPEC 5). Engines are imported lazily, so neither driver loads unless used.
 """
 
 from __future__ import annotations
@@ -14,22 +15,48 @@ if TYPE_CHECKING:
     from webhook.storage.interfaces import Storage
 
 
-def open_storage(path: Path, box: SecretBox, *, content_sync_seconds: float = 60.0) -> Storage:
-    """The storage at `path` (opened lazily, per process and thread, after fork)."""
+def is_postgres(location: str | Path) -> bool:
+    """Whether `location` names a PostgreSQL database (a postgresql:// or postgres:// URL)."""
+    return isinstance(location, str) and location.lower().startswith(
+        ("postgresql://", "postgres://")
+    )
+
+
+def open_storage(
+    location: str | Path, box: SecretBox, *, content_sync_seconds: float = 60.0
+) -> Storage:
+    """The storage at `location`: a PostgreSQL URL or an SQLite file's path. Connections are
+    opened lazily, per process (and for SQLite per thread), so after gunicorn forks."""
+    if is_postgres(location):
+        from webhook.storage.postgres.database import PgDatabase
+        from webhook.storage.postgres.storage import PostgresStorage
+
+        return PostgresStorage(
+            PgDatabase(str(location)), box, content_sync_seconds=content_sync_seconds
+        )
     from webhook.storage.sqlite.database import Database
     from webhook.storage.sqlite.storage import SqliteStorage
 
-    return SqliteStorage(Database(path), box, content_sync_seconds=content_sync_seconds)
+    return SqliteStorage(Database(Path(location)), box, content_sync_seconds=content_sync_seconds)
 
 
-def migrate_storage(path: Path) -> int:
-    """Create or migrate the storage at `path`; return its schema version.
+def migrate_storage(location: str | Path) -> int:
+    """Create or migrate the storage at `location`; return its schema version.
 
-    Raises StorageUnusable (one line naming the file and the problem) when it cannot be used.
+    Raises StorageUnusable (one line naming the database, never its password, and the
+    problem) when it cannot be used.
     """
+    if is_postgres(location):
+        from webhook.storage.postgres.database import PgDatabase
+
+        pg = PgDatabase(str(location))
+        try:
+            return pg.migrate()
+        finally:
+            pg.close()
     from webhook.storage.sqlite.database import Database
 
-    return Database(path).migrate()
+    return Database(Path(location)).migrate()
 
 
 def prepare_folder(folder: Path) -> None:

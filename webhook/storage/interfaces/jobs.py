@@ -104,3 +104,10 @@ class JobRepository(Protocol):
     ) -> bool:
         """Put a job back to pending until wall time `at_ts` (False: the claim was lost)."""
         ...
+
+    def wait_for_jobs(self, poll: float) -> bool:
+        """Block an idle worker thread until new jobs may be runnable. Engines without
+        notifications sleep `poll` seconds and answer False; engines with them (PostgreSQL
+        LISTEN/NOTIFY) return True as soon as a commit recorded jobs, else False after about a
+        second (jobs that merely came due are found by the caller's next claim)."""
+        ...

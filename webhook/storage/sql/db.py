@@ -51,7 +51,10 @@ class Connection(Protocol):
 class Dialect(Protocol):
     """SQL fragments that differ between engines."""
 
-    name: str  # "sqlite" or "postgresql"
+    @property
+    def name(self) -> str:
+        """ "sqlite" or "postgresql"."""
+        ...
 
     def greatest(self, a: str, b: str) -> str:
         """The larger of two SQL expressions (SQLite: scalar max(a, b); PostgreSQL: GREATEST)."""
@@ -66,6 +69,12 @@ class Dialect(Protocol):
         (an empty array when it has none)."""
         ...
 
+    def skip_locked(self, alias: str) -> str:
+        """The clause ending a job claim's SELECT: rows other transactions hold locked are
+        skipped, not waited for (PostgreSQL: FOR UPDATE OF alias SKIP LOCKED; SQLite: nothing,
+        its writers are serialized)."""
+        ...
+
 
 class SqlDatabase(Protocol):
     """One engine's database as the repositories use it.
@@ -75,8 +84,15 @@ class SqlDatabase(Protocol):
     own errors pass through (`integrity_errors` for constraint violations).
     """
 
-    dialect: Dialect
-    integrity_errors: tuple[type[Exception], ...]
+    @property
+    def dialect(self) -> Dialect:
+        """This engine's spelling of the fragments that differ."""
+        ...
+
+    @property
+    def integrity_errors(self) -> tuple[type[Exception], ...]:
+        """The driver's constraint-violation exceptions (unique, foreign key)."""
+        ...
 
     @property
     def conn(self) -> Connection:
@@ -105,6 +121,23 @@ class SqlDatabase(Protocol):
     def now(self) -> float:
         """The store's clock, seconds since the epoch: the host's wall clock for SQLite (one
         host), the database server's for PostgreSQL (every node agrees)."""
+        ...
+
+    def clock_offset(self) -> float:
+        """`now()` minus this host's wall clock (webhook.clock.now()), seconds: 0.0 for SQLite.
+        Converts times callers compute from their own clock (a retry's due time, a pause's end)
+        into the store's clock and back."""
+        ...
+
+    def wait_for_jobs(self, poll: float) -> bool:
+        """Block an idle worker thread until new jobs may be runnable: SQLite sleeps `poll`
+        seconds (False); PostgreSQL waits for a NOTIFY from a commit that recorded jobs (True),
+        at most about a second, so jobs that merely came due are found too (False)."""
+        ...
+
+    def notify_jobs(self, conn: Connection) -> None:
+        """Inside a write transaction that recorded runnable jobs: wake idle workers when it
+        commits (PostgreSQL NOTIFY; nothing for SQLite, whose workers poll)."""
         ...
 
     def check_room(self, conn: Connection, nbytes: int) -> None:

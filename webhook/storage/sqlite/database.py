@@ -26,6 +26,9 @@ from pathlib import Path
 
 import sqlite_utils
 
+from webhook import clock
+from webhook.storage.sql.db import Connection
+from webhook.storage.sqlite.dialect import SqliteDialect
 from webhook.storage.sqlite.faults import (
     WAIT_SECONDS,
     DatabaseBusy,
@@ -85,6 +88,9 @@ class Database(GroupCommit, Upkeep):
     file it is; later connections (other threads, forked processes) only open that same file.
     """
 
+    dialect = SqliteDialect()
+    integrity_errors: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+
     def __init__(self, path: Path, *, busy_timeout: float = WAIT_SECONDS) -> None:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
@@ -95,6 +101,22 @@ class Database(GroupCommit, Upkeep):
         self._gone = False
         self._state_lock = threading.Lock()
         self._lock_waiter: _LockWaiter | None = None
+
+    def now(self) -> float:
+        """The store's clock: this host's wall clock (webhook.clock), the only host SQLite has."""
+        return clock.now()
+
+    def clock_offset(self) -> float:
+        """0.0: the store's clock is this host's."""
+        return 0.0
+
+    def wait_for_jobs(self, poll: float) -> bool:
+        """Sleep `poll` seconds (SQLite has no notifications; a poll is one cheap read)."""
+        time.sleep(poll)
+        return False
+
+    def notify_jobs(self, conn: Connection) -> None:
+        """Nothing: SQLite's workers poll."""
 
     # ---- the file -----------------------------------------------------------------------
 

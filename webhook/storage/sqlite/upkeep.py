@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from webhook.storage.sql.db import Connection
 from webhook.storage.sqlite.faults import DatabaseFull, unavailable
 
 
@@ -26,7 +27,7 @@ class Upkeep:
 
         def _acquire(self, deadline: float) -> tuple[Callable[[], None], bool]: ...
 
-    def check_room(self, conn: sqlite3.Connection, nbytes: int) -> None:
+    def check_room(self, conn: Connection, nbytes: int) -> None:
         """Raise DatabaseFull unless the database can take `nbytes` more now.
 
         Two measures: the free space of the file system holding it (statvfs, as the service's
@@ -43,6 +44,7 @@ class Upkeep:
             blocks = fs.f_bfree if os.geteuid() == 0 else fs.f_bavail
             if blocks * fs.f_frsize < nbytes:
                 raise DatabaseFull()
+        assert isinstance(conn, sqlite3.Connection)  # this engine's own
         conn.execute("SAVEPOINT room")
         try:
             conn.execute(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from webhook import clock
@@ -21,10 +20,11 @@ from webhook.domain.work_item_changes import (
     restores,
 )
 from webhook.storage.errors import InUse, Missing
-from webhook.storage.sqlite.common import (
-    SqliteRepo,
+from webhook.storage.sql.common import (
+    SqlRepo,
     link_from_row,
 )
+from webhook.storage.sql.db import Connection
 from webhook.storage.types import (
     Job,
     JobRecord,
@@ -33,7 +33,7 @@ from webhook.storage.types import (
 )
 
 
-class SqliteWorkItems(SqliteRepo):
+class SqlWorkItems(SqlRepo):
     """Work item links: exactly one per risk, revisions, deletions and restores."""
 
     def work_item_for(self, risk_id: int) -> WorkItemLink | None:
@@ -53,7 +53,7 @@ class SqliteWorkItems(SqliteRepo):
 
     def request_work_item(self, risk_id: int, template_id: int) -> JobRecord:
         """Manual export: record a create job unless the risk already has (or awaits) an item."""
-        now = clock.now()
+        now = self.db.now()
         with self.db.write() as conn:
             if conn.execute("SELECT 1 FROM risks WHERE id=?", (risk_id,)).fetchone() is None:
                 raise Missing(f"risk {risk_id} does not exist")
@@ -112,7 +112,7 @@ class SqliteWorkItems(SqliteRepo):
         nothing changed.
         """
         written = written or WrittenContent(None, None, None)
-        now_ts = clock.now()
+        now_ts = self.db.now()
         now = clock.iso(now_ts)
         fields = item.get("fields", {})
         html = (item.get("_links", {}).get("html") or {}).get("href")
@@ -186,7 +186,7 @@ class SqliteWorkItems(SqliteRepo):
         title / body hash that write set (None: that part was not written)."""
         with self.db.write() as conn:
             conn.execute(
-                "UPDATE work_items SET rev=max(rev, ?),"
+                f"UPDATE work_items SET rev={self.db.dialect.greatest('rev', '?')},"
                 " state=CASE WHEN ? >= rev THEN ? ELSE state END,"
                 " state_category=CASE WHEN ? >= rev THEN ? ELSE state_category END,"
                 " changed_at=coalesce(?, changed_at), title=coalesce(?, title),"
@@ -200,7 +200,7 @@ class SqliteWorkItems(SqliteRepo):
                     changed_at,
                     title,
                     body_hash,
-                    clock.iso(),
+                    clock.iso(self.db.now()),
                     risk_id,
                 ),
             )
@@ -231,7 +231,7 @@ class SqliteWorkItems(SqliteRepo):
     def apply_work_item_change(self, risk_id: int, change: WorkItemChange) -> bool:
         """Apply a state change seen in Azure DevOps; False when stale (rev already applied)."""
         with self.db.write() as conn:
-            return self._apply_change(conn, risk_id, change, clock.now())
+            return self._apply_change(conn, risk_id, change, self.db.now())
 
     def apply_hook_changes(self, changes: list[tuple[Job, WorkItemChange | None]]) -> None:
         """Apply several claimed hook-event jobs and mark them done, all in one transaction.
@@ -239,7 +239,7 @@ class SqliteWorkItems(SqliteRepo):
         A job whose lease was lost meanwhile is left to its new owner; None as the change
         just finishes the job (nothing to apply).
         """
-        now_ts = clock.now()
+        now_ts = self.db.now()
         with self.db.write() as conn:
             for job, change in changes:
                 finished = self._finish_job(conn, job, "done", None, now_ts)
@@ -247,7 +247,7 @@ class SqliteWorkItems(SqliteRepo):
                     self._apply_change(conn, job.risk_id, change, now_ts)
 
     def _apply_change(
-        self, conn: sqlite3.Connection, risk_id: int, change: WorkItemChange, now_ts: float
+        self, conn: Connection, risk_id: int, change: WorkItemChange, now_ts: float
     ) -> bool:
         """Apply `change` inside `conn`'s transaction (see webhook.domain.work_item_changes)."""
         now = clock.iso(now_ts)
@@ -277,7 +277,7 @@ class SqliteWorkItems(SqliteRepo):
         )
         deleted = change.deleted
         conn.execute(
-            "UPDATE work_items SET rev=max(rev, coalesce(?, rev)),"
+            f"UPDATE work_items SET rev={self.db.dialect.greatest('rev', 'coalesce(?, rev)')},"
             " state=coalesce(?, state), state_category=coalesce(?, state_category),"
             " deleted=coalesce(?, deleted), changed_at=coalesce(?, changed_at),"
             " type=coalesce(?, type), project=coalesce(?, project), updated_at=?"
@@ -344,10 +344,12 @@ class SqliteWorkItems(SqliteRepo):
             ).fetchone()
             if row is None or not row["deleted"]:
                 return False
-            self._add_history(conn, job.risk_id, [(SKIPPED_EVENT, detail)], clock.iso())
+            self._add_history(
+                conn, job.risk_id, [(SKIPPED_EVENT, detail)], clock.iso(self.db.now())
+            )
         return True
 
-    def _skipped_while_deleted(self, conn: sqlite3.Connection, risk_id: int) -> list[JobSpec]:
+    def _skipped_while_deleted(self, conn: Connection, risk_id: int) -> list[JobSpec]:
         """The jobs skipped since the item's last deletion, to perform now it is back."""
         last_delete = conn.execute(
             "SELECT max(id) FROM risk_history WHERE risk_id=? AND event='work_item_deleted'",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from webhook import clock
@@ -11,21 +10,22 @@ from webhook.domain.sync_plan import (
     JobSpec,
 )
 from webhook.storage.errors import Missing
-from webhook.storage.sqlite.common import (
-    SqliteRepo,
+from webhook.storage.sql.common import (
+    SqlRepo,
     page_rows,
 )
+from webhook.storage.sql.db import Connection, Row
 from webhook.storage.types import (
     HookAuth,
     HookRecord,
 )
 
 
-class SqliteHooks(SqliteRepo):
+class SqlHooks(SqlRepo):
     """Hook rows, their credentials, and recording deliveries (deduplicated by event id)."""
 
     @staticmethod
-    def _hook(row: sqlite3.Row) -> HookRecord:
+    def _hook(row: Row) -> HookRecord:
         return HookRecord(
             id=row["id"],
             connection_id=row["connection_id"],
@@ -90,7 +90,7 @@ class SqliteHooks(SqliteRepo):
         healed: bool,
     ) -> HookRecord:
         """Create or replace the hook row for (connection, project, event type)."""
-        now = clock.iso()
+        now = clock.iso(self.db.now())
         with self.db.write() as conn:
             conn.execute(
                 "INSERT INTO hooks(connection_id, project, project_id, event_type, subscription_id,"
@@ -132,7 +132,7 @@ class SqliteHooks(SqliteRepo):
         with self.db.write() as conn:
             conn.execute(
                 "UPDATE hooks SET status=?, last_error=?, last_checked_at=? WHERE id=?",
-                (status, error, clock.iso(), hook_id),
+                (status, error, clock.iso(self.db.now()), hook_id),
             )
 
     def delete_hook(self, hook_id: int) -> None:
@@ -176,9 +176,9 @@ class SqliteHooks(SqliteRepo):
 
         Shares its transaction with concurrent deliveries in this process (group commit).
         """
-        now = clock.now()
+        now = self.db.now()
 
-        def record(conn: sqlite3.Connection) -> str:
+        def record(conn: Connection) -> str:
             try:
                 # Only the event id's uniqueness is "already seen"; the hook reference
                 # (a foreign key) still fails the statement when the hook row is gone.
@@ -187,7 +187,7 @@ class SqliteHooks(SqliteRepo):
                     " received_ts) VALUES (?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING",
                     (event_id, hook_id, event_type, work_item_id, rev, now),
                 )
-            except sqlite3.IntegrityError:
+            except self.db.integrity_errors:
                 raise Missing(f"hook {hook_id} does not exist") from None
             if cur.rowcount == 0:
                 return "duplicate"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from webhook import clock
@@ -17,13 +16,14 @@ from webhook.domain.sync_plan import (
 )
 from webhook.storage.constants import ASSETS_IN_LIST
 from webhook.storage.errors import Missing
-from webhook.storage.sqlite.common import (
-    SqliteRepo,
+from webhook.storage.sql.common import (
+    SqlRepo,
     assets_of,
     page_rows,
     risk_from_row,
     template_from_row,
 )
+from webhook.storage.sql.db import Connection, Row
 from webhook.storage.types import (
     HistoryEntry,
     IngestOutcome,
@@ -35,7 +35,7 @@ from webhook.storage.types import (
 )
 
 
-class SqliteRisks(SqliteRepo):
+class SqlRisks(SqlRepo):
     """Risks and their history; a delivery and the work it implies in one transaction."""
 
     def record_risks(self, source: SourceAuth, webhook_id: str, risks: list[Risk]) -> IngestOutcome:
@@ -49,9 +49,9 @@ class SqliteRisks(SqliteRepo):
         )
 
     def _record_risks(
-        self, conn: sqlite3.Connection, source: SourceAuth, webhook_id: str, risks: list[Risk]
+        self, conn: Connection, source: SourceAuth, webhook_id: str, risks: list[Risk]
     ) -> IngestOutcome:
-        now_ts = clock.now()
+        now_ts = self.db.now()
         now = clock.iso(now_ts)
         seen = conn.execute(
             "SELECT status, response FROM deliveries WHERE source_id=? AND webhook_id=?",
@@ -77,10 +77,8 @@ class SqliteRisks(SqliteRepo):
         )
         return IngestOutcome(202, response, False, tuple(actions))
 
-    def _existing_risks(
-        self, conn: sqlite3.Connection, source: str, keys: list[str]
-    ) -> dict[str, sqlite3.Row]:
-        found: dict[str, sqlite3.Row] = {}
+    def _existing_risks(self, conn: Connection, source: str, keys: list[str]) -> dict[str, Row]:
+        found: dict[str, Row] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
@@ -100,9 +98,9 @@ class SqliteRisks(SqliteRepo):
 
     def _apply_risk(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         risk: Risk,
-        prev_row: sqlite3.Row | None,
+        prev_row: Row | None,
         templates: list[Template],
         source: SourceAuth,
         now: str,
@@ -163,10 +161,10 @@ class SqliteRisks(SqliteRepo):
                 "INSERT INTO risks(name, severity, status, scanner_status, url, definition,"
                 " evidence, proof, remediation, assets, project, tags, content_hash, item_hash,"
                 " source, key, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
                 (*values, risk.source, risk.key, now, now),
             )
-            risk_id = int(cur.lastrowid or 0)
+            risk_id = int(cur.fetchone()[0])
         else:
             risk_id = previous.id
             conn.execute(
@@ -198,22 +196,25 @@ class SqliteRisks(SqliteRepo):
         self._add_jobs(conn, risk_id, change.jobs, now_ts)
         return risk_id, change.action
 
-    # The list shows a bounded head of the assets and their count, computed by SQLite: the large
-    # columns (assets up to 10,000, four texts up to 256 KiB each) never reach Python for a list.
-    _RISK_SELECT = (
-        "SELECT r.id, r.source, r.key, r.name, r.severity, r.status, r.url, r.project, r.tags,"
-        " r.resolution_state, r.resolution_reason, r.resolution_by, r.resolution_at,"
-        " r.created_at, r.updated_at,"
-        " json_array_length(r.assets) AS assets_total,"
-        " (SELECT json_group_array(json(a.value)) FROM"
-        f"   (SELECT value FROM json_each(r.assets) LIMIT {ASSETS_IN_LIST}) a) AS assets_head,"
-        " w.ado_id AS wi_id, w.url AS wi_url, w.project AS wi_project,"
-        " w.type AS wi_type, w.state AS wi_state, w.deleted AS wi_deleted"
-        " FROM risks r LEFT JOIN work_items w ON w.risk_id = r.id"
-    )
+    @property
+    def _risk_select(self) -> str:
+        """The list's SELECT: a bounded head of the assets and their count, computed by the
+        database (the dialect's JSON functions), so the large columns (assets up to 10,000, four
+        texts up to 256 KiB each) never reach Python for a list."""
+        dialect = self.db.dialect
+        return (
+            "SELECT r.id, r.source, r.key, r.name, r.severity, r.status, r.url, r.project,"
+            " r.tags, r.resolution_state, r.resolution_reason, r.resolution_by,"
+            " r.resolution_at, r.created_at, r.updated_at,"
+            f" {dialect.json_array_length('r.assets')} AS assets_total,"
+            f" {dialect.json_array_head('r.assets', ASSETS_IN_LIST)} AS assets_head,"
+            " w.ado_id AS wi_id, w.url AS wi_url, w.project AS wi_project,"
+            " w.type AS wi_type, w.state AS wi_state, w.deleted AS wi_deleted"
+            " FROM risks r LEFT JOIN work_items w ON w.risk_id = r.id"
+        )
 
     @staticmethod
-    def _risk_fields(row: sqlite3.Row) -> dict[str, Any]:
+    def _risk_fields(row: Row) -> dict[str, Any]:
         """A risk as lists show it (SPEC 3.3), as RiskSummary's fields: `assets` holds the
         first ASSETS_IN_LIST assets and `assets_total` counts them all."""
         resolution = None
@@ -261,7 +262,7 @@ class SqliteRisks(SqliteRepo):
             if filters.get(name):
                 clauses.append(f"r.{name} = ?")
                 params.append(filters[name])
-        sql = self._RISK_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        sql = self._risk_select + (" WHERE " + " AND ".join(clauses) if clauses else "")
         with self.db.read() as conn:
             rows, total = page_rows(conn, sql, params, page, per_page, "id DESC")
         return [RiskSummary(**self._risk_fields(r)) for r in rows], total
@@ -269,7 +270,7 @@ class SqliteRisks(SqliteRepo):
     def get_risk(self, risk_id: int) -> RiskDetail:
         """One risk with all its assets, its full text and sync history (Missing)."""
         with self.db.read() as conn:
-            row = conn.execute(self._RISK_SELECT + " WHERE r.id=?", (risk_id,)).fetchone()
+            row = conn.execute(self._risk_select + " WHERE r.id=?", (risk_id,)).fetchone()
             if row is None:
                 raise Missing(f"risk {risk_id} does not exist")
             full = conn.execute(
@@ -303,10 +304,10 @@ class SqliteRisks(SqliteRepo):
 
     def get_risk_summary(self, risk_id: int) -> RiskSummary | None:
         """A risk as the list endpoint shows it, or None."""
-        row = self.db.conn.execute(self._RISK_SELECT + " WHERE r.id=?", (risk_id,)).fetchone()
+        row = self.db.conn.execute(self._risk_select + " WHERE r.id=?", (risk_id,)).fetchone()
         return RiskSummary(**self._risk_fields(row)) if row else None
 
     def add_history(self, risk_id: int, event: str, detail: dict[str, Any]) -> None:
         """Append one entry to a risk's sync history."""
         with self.db.write() as conn:
-            self._add_history(conn, risk_id, [(event, detail)], clock.iso())
+            self._add_history(conn, risk_id, [(event, detail)], clock.iso(self.db.now()))

@@ -6,12 +6,11 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from webhook import clock
 from webhook.domain.sync_plan import JobSpec
 from webhook.storage.errors import InUse, Missing
-from webhook.storage.sqlite.common import (
+from webhook.storage.sql.common import (
     JOB_LEASE_SECONDS,
-    SqliteRepo,
+    SqlRepo,
     page_rows,
 )
 from webhook.storage.types import (
@@ -21,7 +20,7 @@ from webhook.storage.types import (
 )
 
 
-class SqliteJobs(SqliteRepo):
+class SqlJobs(SqlRepo):
     """The job queue the worker drains."""
 
     def list_jobs(self, state: str | None, page: int, per_page: int) -> tuple[list[JobRecord], int]:
@@ -36,7 +35,7 @@ class SqliteJobs(SqliteRepo):
 
     def retry_job(self, job_id: int) -> JobRecord:
         """Requeue a failed job now, with a fresh budget of attempts (Missing, InUse)."""
-        now = clock.now()
+        now = self.db.now()
         with self.db.write() as conn:
             row = conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
             if row is None:
@@ -49,6 +48,7 @@ class SqliteJobs(SqliteRepo):
                 (now, now, job_id),
             )
             row = conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            self.db.notify_jobs(conn)
         return self._job_record(row)
 
     # Lanes keep a risk's work in order: a job waits while an earlier job of its lane is
@@ -66,14 +66,13 @@ class SqliteJobs(SqliteRepo):
         due = "(j.state='pending' AND j.next_attempt_ts <= :now)"
         if not stale:
             return due, {}
-        taken = (
-            "(j.state='running' AND EXISTS (SELECT 1 FROM json_each(:stale) s"
-            " WHERE json_extract(s.value, '$[0]') = j.id"
-            " AND json_extract(s.value, '$[1]') = j.claim_token"
-            " AND json_extract(s.value, '$[2]') = j.lease_renewals))"
-        )
-        stale_json = json.dumps([[x.id, x.token, x.renewals] for x in stale])
-        return f"({due} OR {taken})", {"stale": stale_json}
+        taken, args = [], {}
+        for n, lease in enumerate(stale):
+            taken.append(
+                f"(j.id = :s{n}i AND j.claim_token = :s{n}t AND j.lease_renewals = :s{n}r)"
+            )
+            args.update({f"s{n}i": lease.id, f"s{n}t": lease.token, f"s{n}r": lease.renewals})
+        return f"({due} OR (j.state='running' AND ({' OR '.join(taken)})))", args
 
     @staticmethod
     def _kind_filter(kinds: tuple[str, ...], *, skip: bool) -> tuple[str, dict[str, str]]:
@@ -92,8 +91,8 @@ class SqliteJobs(SqliteRepo):
         at: float | None = None,
     ) -> list[int]:
         """Record `jobs` and return their ids (see JobRepository.enqueue)."""
-        now = clock.now()
-        start = now if at is None else at
+        now = self.db.now()
+        start = now if at is None else self._store_time(at)
         prefix = lane or f"risk:{risk_id}"
         ids = []
         with self.db.write() as conn:
@@ -112,6 +111,8 @@ class SqliteJobs(SqliteRepo):
                     ),
                 ).fetchone()
                 ids.append(int(row[0]))
+            if ids:
+                self.db.notify_jobs(conn)
         return ids
 
     def claim_jobs(
@@ -131,29 +132,29 @@ class SqliteJobs(SqliteRepo):
         its holder died or stopped working on it). Each claim increments the job's fencing
         token; a job taken from a running holder comes back with `taken_over` set.
         """
-        now = clock.now()
+        now = self.db.now()
         runnable, stale_args = self._runnable(stale)
         only, only_args = self._kind_filter(kinds, skip=False)
         skip, skip_args = self._kind_filter(skip_kinds, skip=True)
         with self.db.write() as conn:
+            # PostgreSQL: rows another worker is claiming right now are skipped, not waited for
+            # (FOR UPDATE SKIP LOCKED); a lane's later job stays blocked by the earlier one,
+            # which is pending or running in every snapshot until it is done.
             picked = conn.execute(
                 f"SELECT j.id, j.state FROM jobs j WHERE {runnable}{only}{skip}"
-                f" AND {self._LANE_FREE} ORDER BY j.next_attempt_ts, j.id LIMIT :limit",
+                f" AND {self._LANE_FREE} ORDER BY j.next_attempt_ts, j.id LIMIT :limit"
+                f"{self.db.dialect.skip_locked('j')}",
                 {"now": now, "limit": max(1, limit), **stale_args, **only_args, **skip_args},
             ).fetchall()
             if not picked:
                 return []
             was_running = {row["id"] for row in picked if row["state"] == "running"}
+            ids = {f"i{n}": row["id"] for n, row in enumerate(picked)}
             rows = conn.execute(
                 "UPDATE jobs SET state='running', lease_owner=:owner, lease_expires_ts=:lease,"
                 " attempts=attempts+1, claim_token=claim_token+1, lease_renewals=0,"
-                " updated_ts=:now WHERE id IN (SELECT value FROM json_each(:ids)) RETURNING *",
-                {
-                    "owner": owner,
-                    "lease": now + lease_seconds,
-                    "now": now,
-                    "ids": json.dumps([row["id"] for row in picked]),
-                },
+                f" updated_ts=:now WHERE id IN ({', '.join(':' + k for k in ids)}) RETURNING *",
+                {"owner": owner, "lease": now + lease_seconds, "now": now, **ids},
             ).fetchall()
         jobs = [
             Job(
@@ -198,7 +199,7 @@ class SqliteJobs(SqliteRepo):
         skip, skip_args = self._kind_filter(skip_kinds, skip=True)
         row = self.db.conn.execute(
             f"SELECT 1 FROM jobs j WHERE {runnable}{only}{skip} LIMIT 1",
-            {"now": clock.now(), **stale_args, **only_args, **skip_args},
+            {"now": self.db.now(), **stale_args, **only_args, **skip_args},
         ).fetchone()
         return row is not None
 
@@ -217,7 +218,7 @@ class SqliteJobs(SqliteRepo):
         A renewal moves the job's renewal count on, which observers watch. Returns the ids of
         the jobs in `held` that are no longer this claim's (taken over or finished).
         """
-        now = clock.now()
+        now = self.db.now()
         lost: set[int] = set()
         with self.db.write() as conn:
             for job in held:
@@ -237,7 +238,7 @@ class SqliteJobs(SqliteRepo):
             cur = conn.execute(
                 "UPDATE jobs SET payload=?, updated_ts=? WHERE id=? AND claim_token=?"
                 " AND state='running'",
-                (json.dumps(payload), clock.now(), job.id, job.token),
+                (json.dumps(payload), self.db.now(), job.id, job.token),
             )
             return cur.rowcount == 1
 
@@ -246,12 +247,16 @@ class SqliteJobs(SqliteRepo):
         if not self._holds(self.db.conn, job):
             return False  # e.g. finished inside the handler's own transaction; no lock needed
         with self.db.write() as conn:
-            return self._finish_job(conn, job, "done", None, clock.now())
+            return self._finish_job(conn, job, "done", None, self.db.now())
 
     def fail_job(self, job: Job, error: str) -> bool:
         """Mark a job failed; it waits for a manual retry (False: the claim was lost)."""
         with self.db.write() as conn:
-            return self._finish_job(conn, job, "failed", error[:2000], clock.now())
+            return self._finish_job(conn, job, "failed", error[:2000], self.db.now())
+
+    def wait_for_jobs(self, poll: float) -> bool:
+        """Block an idle worker until new jobs may be runnable (SqlDatabase.wait_for_jobs)."""
+        return self.db.wait_for_jobs(poll)
 
     def retry_job_later(
         self, job: Job, error: str | None, at_ts: float, *, count_attempt: bool = True
@@ -261,7 +266,12 @@ class SqliteJobs(SqliteRepo):
         With count_attempt=False the claim does not count as an attempt (a pause).
         """
         with self.db.write() as conn:
-            ok = self._finish_job(conn, job, "pending", error[:2000] if error else None, at_ts)
+            due = self._store_time(at_ts)
+            ok = self._finish_job(conn, job, "pending", error[:2000] if error else None, due)
             if ok and not count_attempt:
-                conn.execute("UPDATE jobs SET attempts=max(attempts-1, 0) WHERE id=?", (job.id,))
+                conn.execute(
+                    "UPDATE jobs SET attempts=CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
+                    " WHERE id=?",
+                    (job.id,),
+                )
             return ok

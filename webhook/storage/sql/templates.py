@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
@@ -14,22 +13,23 @@ from webhook.domain.sync_plan import (
     backfill_rules,
 )
 from webhook.storage.errors import AlreadyExists, Missing
-from webhook.storage.sqlite.common import (
-    SqliteRepo,
+from webhook.storage.sql.common import (
+    SqlRepo,
     page_rows,
     template_from_row,
 )
+from webhook.storage.sql.db import Connection, Row
 from webhook.storage.types import BackfillResult, TemplateRecord
 
 # Risks queued per transaction by a template backfill (the writers' lock is held that long).
 BACKFILL_BATCH = 2_000
 
 
-class SqliteTemplates(SqliteRepo):
+class SqlTemplates(SqlRepo):
     """Templates, and applying one to the risks already stored."""
 
     @staticmethod
-    def _template_record(row: sqlite3.Row) -> TemplateRecord:
+    def _template_record(row: Row) -> TemplateRecord:
         template = template_from_row(row)  # one reading of the columns, the domain's rules
         return TemplateRecord(
             **{f.name: getattr(template, f.name) for f in dataclass_fields(Template)},
@@ -52,21 +52,19 @@ class SqliteTemplates(SqliteRepo):
 
     def create_template(self, data: dict[str, Any]) -> TemplateRecord:
         """Save a validated template."""
-        now = clock.iso()
+        now = clock.iso(self.db.now())
         values = self._template_values(data)
         values.update(created_at=now, updated_at=now)
         cols = ", ".join(values)
         marks = ", ".join("?" * len(values))
         try:
             with self.db.write() as conn:
-                cur = conn.execute(
-                    f"INSERT INTO templates({cols}) VALUES ({marks})", list(values.values())
-                )
                 row = conn.execute(
-                    "SELECT * FROM templates WHERE id=?", (cur.lastrowid,)
+                    f"INSERT INTO templates({cols}) VALUES ({marks}) RETURNING *",
+                    list(values.values()),
                 ).fetchone()
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" in str(exc):
+        except self.db.integrity_errors as exc:
+            if "UNIQUE" in str(exc).upper():  # SQLite: UNIQUE; PostgreSQL: unique
                 raise AlreadyExists(
                     f"a template named {data.get('name')!r} already exists"
                 ) from None
@@ -76,7 +74,7 @@ class SqliteTemplates(SqliteRepo):
     def update_template(self, template_id: int, data: dict[str, Any]) -> TemplateRecord:
         """Change a template's fields."""
         values = self._template_values(data)
-        values["updated_at"] = clock.iso()
+        values["updated_at"] = clock.iso(self.db.now())
         sets = ", ".join(f"{k}=?" for k in values)
         try:
             with self.db.write() as conn:
@@ -86,7 +84,7 @@ class SqliteTemplates(SqliteRepo):
                 if cur.rowcount == 0:
                     raise Missing(f"template {template_id} does not exist")
                 row = conn.execute("SELECT * FROM templates WHERE id=?", (template_id,)).fetchone()
-        except sqlite3.IntegrityError:
+        except self.db.integrity_errors:
             raise AlreadyExists(f"a template named {data.get('name')!r} already exists") from None
         return self._template_record(row)
 
@@ -116,9 +114,7 @@ class SqliteTemplates(SqliteRepo):
         return template_from_row(row) if row else None
 
     @staticmethod
-    def _backfill_filter(
-        conn: sqlite3.Connection, template_id: int
-    ) -> tuple[str, list[Any]] | None:
+    def _backfill_filter(conn: Connection, template_id: int) -> tuple[str, list[Any]] | None:
         """SQL condition on `risks r` for SPEC 3.3 backfill (None: no risk can match).
 
         Open, no work item, no create pending, and template choice picks this template now.
@@ -171,7 +167,7 @@ class SqliteTemplates(SqliteRepo):
                 matched = int(conn.execute(sql, params).fetchone()[0])
         queued, after = 0, 0
         while matched and not dry_run:
-            now_ts = clock.now()
+            now_ts = self.db.now()
             with self.db.write() as conn:
                 found = self._backfill_filter(conn, template_id)
                 if found is None:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import secrets as pysecrets
-import sqlite3
 from typing import Any
 
 from webhook import clock
 from webhook.domain.models import WorkItemState, WorkItemTypeInfo
-from webhook.storage.sqlite.common import (
-    SqliteRepo,
+from webhook.storage.sql.common import (
+    SqlRepo,
     loads,
 )
+from webhook.storage.sql.db import Row
 from webhook.storage.types import (
     JobStateCount,
     MetricsSnapshot,
@@ -32,7 +32,7 @@ CLOCK_STEP_TOLERANCE = 2.0
 READY_PROBE_BYTES = 16 * 1024
 
 
-def _periodic_due(row: sqlite3.Row | None, now: float, interval: float) -> bool:
+def _periodic_due(row: Row | None, now: float, interval: float) -> bool:
     """A periodic task is due when nobody holds its lease and its interval has passed."""
     if row is None:
         return True
@@ -41,7 +41,7 @@ def _periodic_due(row: sqlite3.Row | None, now: float, interval: float) -> bool:
     return not (row["last_started_ts"] and now - row["last_started_ts"] < interval)
 
 
-class SqliteOperations(SqliteRepo):
+class SqlOperations(SqlRepo):
     """Operational facts of the service itself (not of risks)."""
 
     def checkpoint(self) -> tuple[int, int]:
@@ -55,7 +55,8 @@ class SqliteOperations(SqliteRepo):
             return str(row[0])
         with self.db.write() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('installation_id', ?)",
+                "INSERT INTO meta(key, value) VALUES ('installation_id', ?)"
+                " ON CONFLICT(key) DO NOTHING",
                 (pysecrets.token_hex(4),),
             )
             return str(
@@ -67,7 +68,7 @@ class SqliteOperations(SqliteRepo):
 
         Kept in meta as `tracking_key_enc`, encrypted with the SecretBox (never in clear). It is
         generated at random, not derived from WEBHOOK_SECRET_KEY: those keys rotate, a tracking
-        tag must not. Race-safe across processes: INSERT OR IGNORE, then read what won.
+        tag must not. Race-safe across processes: insert unless present, then read what won.
         Raises ValueError when no configured WEBHOOK_SECRET_KEY decrypts it.
         """
         if self._tracking_key is None:
@@ -76,7 +77,8 @@ class SqliteOperations(SqliteRepo):
             if row is None:
                 with self.db.write() as conn:
                     conn.execute(
-                        "INSERT OR IGNORE INTO meta(key, value) VALUES ('tracking_key_enc', ?)",
+                        "INSERT INTO meta(key, value) VALUES ('tracking_key_enc', ?)"
+                        " ON CONFLICT(key) DO NOTHING",
                         (self.box.encrypt(pysecrets.token_hex(32)),),
                     )
                     row = conn.execute(sql).fetchone()
@@ -94,7 +96,7 @@ class SqliteOperations(SqliteRepo):
             conn.execute(
                 "INSERT INTO meta(key, value) VALUES ('ready_probe', ?)"
                 " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                (clock.iso(),),
+                (clock.iso(self.db.now()),),
             )
             self.db.check_room(conn, READY_PROBE_BYTES)
 
@@ -126,7 +128,7 @@ class SqliteOperations(SqliteRepo):
                     conn.execute(
                         "UPDATE jobs SET next_attempt_ts=next_attempt_ts-:step"
                         " WHERE state='pending' AND next_attempt_ts > :now",
-                        {"step": step, "now": clock.now()},
+                        {"step": step, "now": self.db.now()},
                     )
             conn.execute(
                 "INSERT INTO meta(key, value) VALUES ('clock_offset', ?)"
@@ -137,7 +139,7 @@ class SqliteOperations(SqliteRepo):
 
     def job_counts(self) -> dict[str, JobStateCount]:
         """Count and oldest age of jobs by state, done ones left out (for /metrics)."""
-        now = clock.now()
+        now = self.db.now()
         out: dict[str, JobStateCount] = {}
         for row in self.db.conn.execute(
             "SELECT state, count(*) AS n, min(created_ts) AS oldest FROM jobs"
@@ -153,18 +155,18 @@ class SqliteOperations(SqliteRepo):
             conn.execute(
                 "INSERT INTO workers(id, pid, host, heartbeat_ts) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT(id) DO UPDATE SET heartbeat_ts=excluded.heartbeat_ts",
-                (worker_id, pid, host, clock.now()),
+                (worker_id, pid, host, self.db.now()),
             )
-            conn.execute("DELETE FROM workers WHERE heartbeat_ts < ?", (clock.now() - 86400,))
+            conn.execute("DELETE FROM workers WHERE heartbeat_ts < ?", (self.db.now() - 86400,))
 
     def worker_heartbeat_age(self) -> float | None:
         """Seconds since the freshest worker heartbeat, or None if no worker ever ran."""
         row = self.db.conn.execute("SELECT max(heartbeat_ts) FROM workers").fetchone()
-        return None if row[0] is None else clock.now() - row[0]
+        return None if row[0] is None else self.db.now() - row[0]
 
     def prune(self, *, deliveries_older_than: float, jobs_done_older_than: float) -> None:
         """Forget answered deliveries and finished jobs past their usefulness."""
-        now = clock.now()
+        now = self.db.now()
         with self.db.write() as conn:
             conn.execute(
                 "DELETE FROM deliveries WHERE received_ts < ?", (now - deliveries_older_than,)
@@ -186,7 +188,7 @@ class SqliteOperations(SqliteRepo):
             " WHERE connection_id=? AND project=? AND type=?",
             (connection_id, project, type_name),
         ).fetchone()
-        if row is None or clock.now() - row["fetched_ts"] > max_age:
+        if row is None or self.db.now() - row["fetched_ts"] > max_age:
             return None
         return _type_info_from_json(json.loads(row["info"]))
 
@@ -199,7 +201,7 @@ class SqliteOperations(SqliteRepo):
                 "INSERT INTO type_cache(connection_id, project, type, info, fetched_ts)"
                 " VALUES (?,?,?,?,?) ON CONFLICT(connection_id, project, type)"
                 " DO UPDATE SET info=excluded.info, fetched_ts=excluded.fetched_ts",
-                (connection_id, project, type_name, _type_info_json(info), clock.now()),
+                (connection_id, project, type_name, _type_info_json(info), self.db.now()),
             )
 
     def pause_organization(self, organization_url: str, until_ts: float) -> None:
@@ -208,8 +210,11 @@ class SqliteOperations(SqliteRepo):
             conn.execute(
                 "INSERT INTO org_pauses(organization_url, paused_until_ts) VALUES (?, ?)"
                 " ON CONFLICT(organization_url) DO UPDATE SET"
-                " paused_until_ts=max(paused_until_ts, excluded.paused_until_ts)",
-                (organization_url, until_ts),
+                " paused_until_ts="
+                + self.db.dialect.greatest(
+                    "org_pauses.paused_until_ts", "excluded.paused_until_ts"
+                ),
+                (organization_url, self._store_time(until_ts)),
             )
 
     def organization_paused_until(self, organization_url: str) -> float | None:
@@ -217,13 +222,13 @@ class SqliteOperations(SqliteRepo):
         row = self.db.conn.execute(
             "SELECT paused_until_ts FROM org_pauses WHERE organization_url=?", (organization_url,)
         ).fetchone()
-        if row is None or row[0] <= clock.now():
+        if row is None or row[0] <= self.db.now():
             return None
-        return float(row[0])
+        return self._host_time(float(row[0]))
 
     def start_periodic(self, name: str, interval: float, owner: str, lease: float) -> bool:
         """Take the lease on a periodic task if it is due and nobody runs it."""
-        now = clock.now()
+        now = self.db.now()
         # A plain read first: the worker asks every second, the lock is needed only when due.
         peek = self.db.conn.execute("SELECT * FROM periodic_runs WHERE name=?", (name,)).fetchone()
         if not _periodic_due(peek, now, interval):
@@ -269,7 +274,7 @@ class SqliteOperations(SqliteRepo):
             conn.execute(
                 "UPDATE periodic_runs SET last_finished_ts=?, last_ok=?, last_result=?,"
                 " lease_owner=NULL, lease_expires_ts=NULL WHERE name=? AND lease_owner=?",
-                (clock.now(), int(ok), json.dumps(stored), name, owner),
+                (self.db.now(), int(ok), json.dumps(stored), name, owner),
             )
 
     def request_periodic(self, name: str) -> None:

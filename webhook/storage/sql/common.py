@@ -4,7 +4,6 @@ that record history and jobs inside a transaction) and row → value conversions
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,7 +14,7 @@ from webhook.domain.sync_plan import (
     JobSpec,
 )
 from webhook.storage.constants import JOB_LEASE_SECONDS as JOB_LEASE_SECONDS
-from webhook.storage.sqlite.database import Database
+from webhook.storage.sql.db import Connection, Row, SqlDatabase
 from webhook.storage.types import (
     Job,
     JobRecord,
@@ -24,9 +23,9 @@ from webhook.storage.types import (
 
 
 def page_rows(
-    conn: sqlite3.Connection, sql: str, params: list[Any], page: int, per_page: int, order: str
-) -> tuple[list[sqlite3.Row], int]:
-    total = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
+    conn: Connection, sql: str, params: list[Any], page: int, per_page: int, order: str
+) -> tuple[list[Row], int]:
+    total = conn.execute(f"SELECT count(*) FROM ({sql}) AS counted", params).fetchone()[0]
     rows = conn.execute(
         f"{sql} ORDER BY {order} LIMIT ? OFFSET ?", [*params, per_page, (page - 1) * per_page]
     ).fetchall()
@@ -42,7 +41,7 @@ def loads(value: str | None, default: Any) -> Any:
     return default if value is None else json.loads(value)
 
 
-def template_from_row(row: sqlite3.Row | dict[str, Any]) -> Template:
+def template_from_row(row: Row | dict[str, Any]) -> Template:
     """Build the domain Template from its row."""
     sources = loads(row["sources"], None)
     return Template(
@@ -63,7 +62,7 @@ def template_from_row(row: sqlite3.Row | dict[str, Any]) -> Template:
     )
 
 
-def risk_from_row(row: sqlite3.Row) -> Risk:
+def risk_from_row(row: Row) -> Risk:
     """Build the domain Risk from its row."""
     return Risk(
         id=row["id"],
@@ -83,15 +82,17 @@ def risk_from_row(row: sqlite3.Row) -> Risk:
     )
 
 
-def link_from_row(row: sqlite3.Row) -> WorkItemLink:
+def link_from_row(row: Row) -> WorkItemLink:
     """Build a WorkItemLink from its work_items row."""
     return WorkItemLink(**{**dict(row), "deleted": bool(row["deleted"])})
 
 
-class SqliteRepo:
+class SqlRepo:
     """Base of the SQLite repositories: one database, one secret box, shared helpers."""
 
-    def __init__(self, db: Database, box: SecretBox, *, content_sync_seconds: float = 60.0) -> None:
+    def __init__(
+        self, db: SqlDatabase, box: SecretBox, *, content_sync_seconds: float = 60.0
+    ) -> None:
         self.db = db
         self.box = box
         # WEBHOOK_CONTENT_SYNC_SECONDS: content changes of one item gathered into one update.
@@ -100,9 +101,17 @@ class SqliteRepo:
         self._source_rows: dict[str, tuple[float, tuple[Any, ...]]] = {}
         self._tracking_key: bytes | None = None
 
+    def _store_time(self, host_ts: float) -> float:
+        """A time a caller computed from this host's clock, on the store's clock."""
+        return host_ts + self.db.clock_offset()
+
+    def _host_time(self, store_ts: float) -> float:
+        """A time on the store's clock, on this host's clock (webhook.clock)."""
+        return store_ts - self.db.clock_offset()
+
     def _add_history(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         risk_id: int,
         events: Iterable[tuple[str, dict[str, Any]]],
         now: str,
@@ -115,7 +124,7 @@ class SqliteRepo:
 
     def _add_jobs(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         risk_id: int | None,
         jobs: Iterable[JobSpec],
         now_ts: float,
@@ -140,9 +149,10 @@ class SqliteRepo:
                 " updated_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            self.db.notify_jobs(conn)
 
     @staticmethod
-    def _holds(conn: sqlite3.Connection, job: Job) -> bool:
+    def _holds(conn: Connection, job: Job) -> bool:
         """Whether `job`'s claim is still the job's current one (same fencing token)."""
         row = conn.execute(
             "SELECT 1 FROM jobs WHERE id=? AND claim_token=? AND state='running'",
@@ -151,17 +161,17 @@ class SqliteRepo:
         return row is not None
 
     def _finish_job(
-        self, conn: sqlite3.Connection, job: Job, state: str, error: str | None, next_ts: float
+        self, conn: Connection, job: Job, state: str, error: str | None, next_ts: float
     ) -> bool:
         cur = conn.execute(
             "UPDATE jobs SET state=?, last_error=?, next_attempt_ts=?, lease_owner=NULL,"
             " lease_expires_ts=NULL, updated_ts=? WHERE id=? AND claim_token=? AND state='running'",
-            (state, error, next_ts, clock.now(), job.id, job.token),
+            (state, error, next_ts, self.db.now(), job.id, job.token),
         )
         return cur.rowcount == 1
 
     @staticmethod
-    def _job_record(row: sqlite3.Row) -> JobRecord:
+    def _job_record(row: Row) -> JobRecord:
         return JobRecord(
             id=row["id"],
             kind=row["kind"],

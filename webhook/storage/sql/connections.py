@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from webhook import clock
 from webhook.storage.errors import AlreadyExists, InUse, Missing
-from webhook.storage.sqlite.common import (
-    SqliteRepo,
+from webhook.storage.sql.common import (
+    SqlRepo,
     page_rows,
 )
+from webhook.storage.sql.db import Row
 from webhook.storage.types import ConnectionAuthInfo, ConnectionRecord
 
 
@@ -24,11 +24,11 @@ def _register_auth(auth: dict[str, Any]) -> None:
             register_secret(str(auth[name]))
 
 
-class SqliteConnections(SqliteRepo):
+class SqlConnections(SqlRepo):
     """Connections; credentials are encrypted at rest and never listed."""
 
     @staticmethod
-    def _connection_record(row: sqlite3.Row) -> ConnectionRecord:
+    def _connection_record(row: Row) -> ConnectionRecord:
         auth = ConnectionAuthInfo(type=row["auth_type"])
         if row["auth_type"] == "service_principal":
             auth = ConnectionAuthInfo(
@@ -48,12 +48,13 @@ class SqliteConnections(SqliteRepo):
     ) -> ConnectionRecord:
         """Save a validated connection; credentials are encrypted."""
         _register_auth(auth)
-        now = clock.iso()
+        now = clock.iso(self.db.now())
         try:
             with self.db.write() as conn:
-                cur = conn.execute(
+                row = conn.execute(
                     "INSERT INTO connections(name, organization_url, auth_type, auth_enc,"
-                    " tenant_id, client_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                    " tenant_id, client_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)"
+                    " RETURNING *",
                     (
                         name,
                         organization_url,
@@ -64,11 +65,8 @@ class SqliteConnections(SqliteRepo):
                         now,
                         now,
                     ),
-                )
-                row = conn.execute(
-                    "SELECT * FROM connections WHERE id=?", (cur.lastrowid,)
                 ).fetchone()
-        except sqlite3.IntegrityError:
+        except self.db.integrity_errors:
             raise AlreadyExists(f"a connection named {name!r} already exists") from None
         return self._connection_record(row)
 
@@ -90,7 +88,7 @@ class SqliteConnections(SqliteRepo):
             try:
                 if name is not None:
                     conn.execute("UPDATE connections SET name=? WHERE id=?", (name, connection_id))
-            except sqlite3.IntegrityError:
+            except self.db.integrity_errors:
                 raise AlreadyExists(f"a connection named {name!r} already exists") from None
             if organization_url is not None:
                 conn.execute(
@@ -110,7 +108,8 @@ class SqliteConnections(SqliteRepo):
                     ),
                 )
             conn.execute(
-                "UPDATE connections SET updated_at=? WHERE id=?", (clock.iso(), connection_id)
+                "UPDATE connections SET updated_at=? WHERE id=?",
+                (clock.iso(self.db.now()), connection_id),
             )
             row = conn.execute("SELECT * FROM connections WHERE id=?", (connection_id,)).fetchone()
         return self._connection_record(row)

@@ -16,21 +16,21 @@ from webhook.domain.ui_sessions import (
     lock_seconds,
     session_hash,
 )
-from webhook.storage.sqlite.database import Database
+from webhook.storage.sql.db import SqlDatabase
 from webhook.storage.types import OrganizationPause
 
 
-class SqliteUiSessions:
+class SqlUiSessions:
     """Sessions, sign-in throttling and Overview figures over the service's database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SqlDatabase) -> None:
         self.db = db
 
     # ---- sessions -----------------------------------------------------------------------
 
     def create_session(self, session_id: str) -> None:
         """Record a new signed-in session (and forget sessions that have ended)."""
-        now = clock.now()
+        now = self.db.now()
         with self.db.write() as conn:
             conn.execute(
                 "DELETE FROM ui_sessions WHERE expires_ts <= ? OR last_seen_ts <= ?",
@@ -44,7 +44,7 @@ class SqliteUiSessions:
 
     def session_alive(self, session_id: str) -> bool:
         """True when the session exists and has neither expired nor idled out; touches it."""
-        now = clock.now()
+        now = self.db.now()
         key = session_hash(session_id)
         row = self.db.conn.execute(
             "SELECT last_seen_ts, expires_ts FROM ui_sessions WHERE id_hash=?", (key,)
@@ -71,14 +71,14 @@ class SqliteUiSessions:
         row = self.db.conn.execute(
             "SELECT locked_until_ts FROM ui_sign_in_failures WHERE client=?", (client,)
         ).fetchone()
-        now = clock.now()
+        now = self.db.now()
         if row is None or row["locked_until_ts"] <= now:
             return SignInCheck(True)
         return SignInCheck(False, max(1, int(row["locked_until_ts"] - now + 0.999)))
 
     def record_sign_in_failure(self, client: str) -> SignInCheck:
         """Count a failed sign-in; return whether the next try must wait."""
-        now = clock.now()
+        now = self.db.now()
         with self.db.write() as conn:
             row = conn.execute(
                 "SELECT failures, last_failure_ts FROM ui_sign_in_failures WHERE client=?",
@@ -117,7 +117,7 @@ class SqliteUiSessions:
 
     def work_items_per_day(self, days: int) -> list[tuple[str, int]]:
         """[(YYYY-MM-DD, work items filed that UTC day)] for the last `days` days, oldest first."""
-        now = clock.now()
+        now = self.db.now()
         dates = [clock.iso(now - 86400 * back)[:10] for back in range(days - 1, -1, -1)]
         rows = self.db.conn.execute(
             "SELECT substr(created_at, 1, 10) AS day, count(*) AS n FROM work_items"
@@ -132,12 +132,15 @@ class SqliteUiSessions:
         rows = self.db.conn.execute(
             "SELECT organization_url, paused_until_ts FROM org_pauses"
             " WHERE paused_until_ts > ? ORDER BY organization_url",
-            (clock.now(),),
+            (self.db.now(),),
         ).fetchall()
         return [
-            OrganizationPause(organization_url=r["organization_url"], until_ts=r["paused_until_ts"])
+            OrganizationPause(
+                organization_url=r["organization_url"],
+                until_ts=r["paused_until_ts"] - self.db.clock_offset(),
+            )
             for r in rows
         ]
 
 
-UiStore = SqliteUiSessions
+UiStore = SqlUiSessions

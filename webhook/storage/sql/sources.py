@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 from webhook import clock
 from webhook.crypto import new_source_secret
 from webhook.storage.errors import AlreadyExists, Missing
-from webhook.storage.sqlite.common import (
-    SqliteRepo,
+from webhook.storage.sql.common import (
+    SqlRepo,
     page_rows,
 )
+from webhook.storage.sql.db import Row
 from webhook.storage.types import (
     SourceAuth,
     SourceRecord,
@@ -24,17 +24,17 @@ ROTATION_GRACE_SECONDS = 24 * 3600
 SOURCE_CACHE_SECONDS = 5.0
 
 
-class SqliteSources(SqliteRepo):
+class SqlSources(SqlRepo):
     """Scanner sources: create, rotate, and the cached lookup every delivery makes."""
 
-    @staticmethod
-    def _source_record(row: sqlite3.Row) -> SourceRecord:
+    def _source_record(self, row: Row) -> SourceRecord:
         prev = row["previous_expires_ts"]
+        valid = prev is not None and prev > self.db.now()
         return SourceRecord(
             id=row["id"],
             name=row["name"],
             callback_url=row["callback_url"],
-            previous_secret_valid_until=clock.iso(prev) if prev and prev > clock.now() else None,
+            previous_secret_valid_until=clock.iso(prev) if valid else None,
             created_at=row["created_at"],
             updated_at=row["updated_at"],
         )
@@ -42,16 +42,15 @@ class SqliteSources(SqliteRepo):
     def create_source(self, name: str, callback_url: str | None) -> tuple[SourceRecord, str]:
         """Create a source with a fresh secret; return it and the secret (shown once)."""
         secret = new_source_secret()
-        now = clock.iso()
+        now = clock.iso(self.db.now())
         try:
             with self.db.write() as conn:
-                cur = conn.execute(
+                row = conn.execute(
                     "INSERT INTO sources(name, callback_url, secret_enc, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?) RETURNING *",
                     (name, callback_url, self.box.encrypt(secret), now, now),
-                )
-                row = conn.execute("SELECT * FROM sources WHERE id=?", (cur.lastrowid,)).fetchone()
-        except sqlite3.IntegrityError:
+                ).fetchone()
+        except self.db.integrity_errors:
             raise AlreadyExists(f"a source named {name!r} already exists") from None
         return self._source_record(row), secret
 
@@ -71,7 +70,7 @@ class SqliteSources(SqliteRepo):
     def rotate_source_secret(self, source_id: int) -> tuple[SourceRecord, str]:
         """Issue a new secret; the current one stays valid for 24 hours."""
         secret = new_source_secret()
-        now = clock.now()
+        now = self.db.now()
         with self.db.write() as conn:
             row = conn.execute("SELECT * FROM sources WHERE id=?", (source_id,)).fetchone()
             if row is None:
@@ -110,7 +109,7 @@ class SqliteSources(SqliteRepo):
             self._source_rows[name] = (time.monotonic(), row)
         source_id, source_name, callback_url, secret_enc, previous_enc, previous_expires = row
         valid = [self._decrypt_cached(secret_enc)]
-        if previous_enc and (previous_expires or 0) > clock.now():
+        if previous_enc and (previous_expires or 0) > self.db.now():
             valid.append(self._decrypt_cached(previous_enc))
         return SourceAuth(source_id, source_name, callback_url, tuple(valid))
 
