@@ -14,10 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from cryptography.fernet import Fernet
 
 from tests.conftest import hook_record, template_record
+from tests.pg import fresh_database_fixture
 from webhook.cli import main
 from webhook.crypto import SecretBox, hash_password
 from webhook.domain.models import Asset, Risk
@@ -35,6 +37,7 @@ from webhook.storage.copy import (
     copy_database,
 )
 from webhook.storage.interfaces import Storage
+from webhook.storage.postgres.database import PgDatabase
 from webhook.storage.sqlite.database import Database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,9 +179,7 @@ def assert_same_installation(storage: Storage, found: Installation, risks: int =
     assert storage.risks.count_risks() == risks
     detail = storage.risks.get_risk(1)
     assert detail.work_item is not None and detail.work_item.id == 4242
-    assert [h.event for h in detail.history][-1:] == ["note"] or any(
-        h.event == "note" for h in detail.history
-    )
+    assert any(h.event == "note" for h in detail.history)
     assert storage.operations.installation_id() == found.installation_id
     assert storage.operations.tracking_key() == found.tracking_key
     assert storage.hooks.hook_credentials("hookuser") is not None
@@ -494,3 +495,132 @@ def test_console_script_help_and_run(source, tmp_path):
     assert ran.returncode == 0, ran.stderr
     assert "row counts verified" in ran.stdout
     assert dump(target) == dump(source[0])
+
+
+# ---- PostgreSQL (tests/pg.py: WEBHOOK_TEST_POSTGRES_URL; skipped with one line without it) -----
+
+pg_url = fresh_database_fixture("webhook_copydb")
+
+
+@pytest.fixture
+def pg_empty(pg_url: str) -> Iterator[str]:
+    """The module's PostgreSQL database, migrated and emptied for this test."""
+    db = PgDatabase(pg_url)
+    db.migrate()
+    db.truncate_all()
+    db.close()
+    yield pg_url
+
+
+def pg_counts(url: str) -> dict[str, int]:
+    """Rows per table of the PostgreSQL database (housekeeping meta rows left out)."""
+    with psycopg.connect(url) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            )
+        ]
+        out = {}
+        for table in tables:
+            if table == "meta":
+                query = "SELECT count(*) FROM meta WHERE key <> ALL(%s)"
+                row = conn.execute(query, ([*HOUSEKEEPING_META],)).fetchone()
+            else:
+                row = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+            assert row is not None
+            out[table] = int(row[0])
+    return out
+
+
+def test_sqlite_to_postgres_and_back_keeps_every_row_id_and_secret(source, pg_empty, tmp_path, box):
+    path, found = source
+    pg = PgDatabase(pg_empty)
+    try:
+        report = copy_database(Database(path), pg)
+        assert report.method == "copy"  # PostgreSQL COPY, not INSERTs
+        before = dump(path)
+        counts = pg_counts(pg_empty)
+        assert {t.name: t.rows for t in report.tables} == {
+            name: len(rows) for name, rows in before.items()
+        }
+        assert all(counts[name] == len(rows) for name, rows in before.items())
+        with psycopg.connect(pg_empty) as conn:
+            for table in before:  # no secret in clear in any column of any row
+                for secret in (PAT, CLIENT_SECRET, *sum(found.source_secrets.values(), ())):
+                    hits = conn.execute(
+                        f'SELECT count(*) FROM "{table}" AS t WHERE strpos(t::text, %s) > 0',
+                        (secret,),
+                    ).fetchone()
+                    assert hits == (0,), table
+            auth = conn.execute("SELECT auth_enc FROM connections WHERE id = 1").fetchone()
+            assert PAT in box.decrypt(auth[0])  # the same ciphertext, the same key
+            # identities move past the copied ids
+            new_id = conn.execute(
+                "INSERT INTO templates (name, connection_id, project, work_item_type,"
+                " severity_threshold, created_at, updated_at)"
+                " VALUES ('new', 1, 'P', 'Bug', 'high', 'now', 'now') RETURNING id"
+            ).fetchone()
+            assert new_id == (3,)
+            conn.rollback()
+        back = tmp_path / "back.db"
+        returned = copy_database(pg, Database(back))
+        assert returned.method == "insert"
+    finally:
+        pg.close()
+    assert dump(back) == before  # every value survives the round trip, ids included
+    assert_same_installation(open_storage(back, box), found)
+
+
+def test_inserts_into_postgres_copy_the_same_rows(source, pg_empty, tmp_path, monkeypatch):
+    path, _ = source
+    monkeypatch.setattr(copy_module, "BATCH_ROWS", 7)
+    pg = PgDatabase(pg_empty)
+    try:
+        assert copy_database(Database(path), pg, use_copy=False).method == "insert"
+        copy_database(pg, Database(tmp_path / "back.db"))
+    finally:
+        pg.close()
+    assert dump(tmp_path / "back.db") == dump(path)
+
+
+def test_a_failure_midway_leaves_postgres_empty(source, pg_empty, monkeypatch):
+    path, _ = source
+    real = copy_module._pages
+
+    def failing(conn, table, columns):
+        if table.name == "jobs":
+            raise RuntimeError("network cut")
+        yield from real(conn, table, columns)
+
+    monkeypatch.setattr(copy_module, "_pages", failing)
+    pg = PgDatabase(pg_empty)
+    try:
+        with pytest.raises(CopyError, match="copying table jobs"):
+            copy_database(Database(path), pg)
+    finally:
+        pg.close()
+    left = pg_counts(pg_empty)
+    assert left.pop("schema_version") == 1  # the engine's own record, written by migrate
+    assert set(left.values()) == {0}
+
+
+def test_cli_to_postgres_then_refused_and_back_from_postgres(
+    only_the_database, pg_empty, tmp_path, monkeypatch, capsys
+):
+    to = pg_empty
+    assert main(["copy-db", "--to", to]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].endswith("row counts verified")
+    counts = pg_counts(pg_empty)
+    assert main(["copy-db", "--to", to]) == 2
+    err = capsys.readouterr().err
+    assert "is not empty: table meta holds rows" in err and len(err.splitlines()) == 1
+    assert pg_counts(pg_empty) == counts
+    # and back: PostgreSQL as the configured database, SQLite as the target
+    monkeypatch.setenv("WEBHOOK_DATABASE_URL", pg_empty)
+    assert main(["copy-db", "--to", to]) == 2
+    assert "is the configured database itself" in capsys.readouterr().err
+    back = tmp_path / "back.db"
+    assert main(["copy-db", "--to", f"sqlite:///{back}"]) == 0
+    assert dump(back) == dump(only_the_database)

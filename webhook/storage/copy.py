@@ -208,11 +208,10 @@ def open_database(location: DatabaseLocation) -> EngineDatabase:
 
         assert location.path is not None
         return Database(location.path)
-    from importlib import import_module
+    from webhook.storage.postgres.database import PgDatabase
 
-    postgres = import_module("webhook.storage.postgres.database")
-    db: EngineDatabase = postgres.PgDatabase(location.url)
-    return db
+    assert location.url is not None
+    return PgDatabase(location.url)
 
 
 def engine_of(db: object) -> Engine:
