@@ -409,8 +409,13 @@ class _Sink(Protocol):
         """Write `rows` (values of `columns`) into `table` of the target."""
 
 
-def _row_bytes(row: Sequence[Any]) -> int:
-    return sum(len(v) if isinstance(v, str | bytes) else 8 for v in row)
+def _page_bytes(page: list[tuple[Any, ...]]) -> int:
+    """About how many bytes of text and blobs `page` holds (measured on a sample of ~32 rows:
+    a page's rows are alike, and measuring every value costs as much as copying it)."""
+    step = max(1, len(page) // 32)
+    sample = page[::step]
+    measured = sum(len(v) if isinstance(v, str | bytes) else 8 for row in sample for v in row)
+    return measured * len(page) // len(sample)
 
 
 def _pages(
@@ -421,11 +426,15 @@ def _pages(
     key = table.key
     if not key:
         raise CopyError(f"table {table.name} has no primary key to read it in order by")
-    select = ", ".join([*(_q(k) if k != "rowid" else k for k in key), *map(_q, columns)])
-    keys_sql = ", ".join(_q(k) if k != "rowid" else k for k in key)
+    # Key columns not copied (SQLite's rowid) are read after the copied ones and cut off.
+    extra = [k for k in key if k not in columns]
+    positions = [columns.index(k) if k in columns else len(columns) + extra.index(k) for k in key]
+    width = len(columns)
+    names = [*map(_q, columns), *(k if k == "rowid" else _q(k) for k in extra)]
+    keys_sql = ", ".join(k if k == "rowid" else _q(k) for k in key)
     where, base_params = _only_installation_rows(table.name)
     limit = min(FIRST_PAGE_ROWS, BATCH_ROWS)
-    last: tuple[Any, ...] | None = None
+    last: list[Any] | None = None
     while True:
         clauses, params = [], list(base_params)
         if where:
@@ -434,18 +443,18 @@ def _pages(
             marks = ", ".join("?" for _ in key)
             clauses.append(f"({keys_sql}) > ({marks})" if len(key) > 1 else f"{keys_sql} > ?")
             params.extend(last)
-        sql = f"SELECT {select} FROM {_q(table.name)}"
+        sql = f"SELECT {', '.join(names)} FROM {_q(table.name)}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += f" ORDER BY {keys_sql} LIMIT {limit}"
         rows = conn.execute(sql, params).fetchall()
         if not rows:
             return
-        width = len(key)
-        page = [tuple(row[i] for i in range(width + len(columns))) for row in rows]
-        last = page[-1][:width]
-        size = sum(_row_bytes(r) for r in page)
-        yield [r[width:] for r in page]
+        final = tuple(rows[-1])
+        last = [final[i] for i in positions]
+        page = [tuple(row)[:width] for row in rows] if extra else [tuple(row) for row in rows]
+        size = _page_bytes(page)
+        yield page
         if len(rows) < limit:
             return
         # Large rows: fewer per page next time, so a page stays near BATCH_BYTES.
