@@ -457,6 +457,38 @@ def test_cli_says_the_source_is_missing(monkeypatch, tmp_path, capsys):
     assert not missing.exists()
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("WEBHOOK_DB", "GARBAGE", "cannot be read: file is not a database"),
+        ("WEBHOOK_DB", "FOLDER", "is not a file"),
+        (
+            "WEBHOOK_DATABASE_URL",
+            "postgresql://admin:hunter2secret@127.0.0.1:1/x",
+            "source database postgresql://admin:***@127.0.0.1:1/x cannot be read: ",
+        ),
+    ],
+)
+def test_cli_says_the_source_cannot_be_read(monkeypatch, tmp_path, capsys, variable, value, says):
+    for name in list(os.environ):
+        if name.startswith("WEBHOOK_"):
+            monkeypatch.delenv(name)
+    if value == "GARBAGE":
+        value = str(tmp_path / "notes.txt")
+        Path(value).write_text("not a database, only words " * 20)
+    elif value == "FOLDER":
+        value = str(tmp_path)
+    monkeypatch.setenv(variable, value)
+    target = tmp_path / "target.db"
+    assert main(["copy-db", "--to", f"sqlite:///{target}"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ado-webhook: error: source database ")
+    assert says in err[0], err[0]
+    assert "hunter2secret" not in captured.err + captured.out
+    assert not target.exists()  # nothing was made of the target
+
+
 def test_cli_reads_the_source_from_webhook_database_url(monkeypatch, source, tmp_path, capsys):
     for name in list(os.environ):
         if name.startswith("WEBHOOK_"):

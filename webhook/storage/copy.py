@@ -28,6 +28,7 @@ How it copies:
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -637,10 +638,11 @@ def copy_between(
 ) -> CopyReport:
     """Open `source` and `target` and `copy_database` between them.
 
-    Raises SourceMissing (no such SQLite file, a server or database that cannot be read, no
-    ado-webhook schema in it), SameDatabase, TargetUnreachable (cannot connect, authenticate,
-    create or migrate), and what `copy_database` raises. Messages name the databases without
-    their passwords.
+    Raises SourceMissing (no such SQLite file, a file or server or database that cannot be
+    read, no ado-webhook schema in it), SameDatabase, TargetUnreachable (cannot connect,
+    authenticate, create or migrate), what `copy_database` raises, and CopyError when either
+    database fails on the way (busy past its wait, full, connection lost). Every one is a
+    CopyError whose message names the databases without their passwords.
     """
     if source.same_as(target):
         raise SameDatabase(
@@ -648,10 +650,13 @@ def copy_between(
             "name another, empty database"
         )
     if source.path is not None and not source.path.is_file():
+        what = "is not a file" if source.path.exists() else "does not exist"
         raise SourceMissing(
-            f"source database {source.label} does not exist "
+            f"source database {source.label} {what} "
             "(set WEBHOOK_DB or WEBHOOK_DATABASE_URL to the database to copy)"
         )
+    if source.url is not None:
+        _reach_postgres(source.url, f"source database {source.label}")
     opened: list[EngineDatabase] = []
     try:
         try:
@@ -660,7 +665,7 @@ def copy_between(
             with source_db.read() as conn:
                 conn.execute("SELECT 1").fetchone()
         except Exception as exc:
-            if not _is_operational(exc) and not isinstance(exc, ImportError | StorageUnusable):
+            if not _is_operational(exc) and not isinstance(exc, _UNREADABLE):
                 raise
             problem = _scrub(_one_line(exc), source, target)
             raise SourceMissing(
@@ -682,11 +687,34 @@ def copy_between(
         except CopyError as exc:
             exc.args = (_scrub(str(exc), source, target),)
             raise
+        except StorageError as exc:  # busy, full or lost on the way: nothing was committed
+            problem = _scrub(_one_line(exc), source, target)
+            raise CopyError(
+                f"the copy into {target.label} stopped: {problem}; nothing was committed"
+            ) from exc
     finally:
         for db in opened:
             close = getattr(db, "close", None)
             if close is not None:
                 close()
+
+
+def _reach_postgres(url: str, what: str) -> None:
+    """Connect to `url` once, directly (a pool would retry in the background, logging each
+    failure, until its wait runs out); SourceMissing naming `what` and why when it fails."""
+    import psycopg
+
+    from webhook.storage.postgres import connect_problem
+
+    try:
+        psycopg.connect(url, connect_timeout=5, application_name="ado-webhook copy-db").close()
+    except psycopg.Error as exc:
+        raise SourceMissing(f"{what} cannot be read: {connect_problem(exc, url)}") from exc
+
+
+# Errors that say a source cannot be opened as a database (besides operational ones): a file
+# that is not SQLite, a storage that refuses to open, a driver missing.
+_UNREADABLE = (sqlite3.DatabaseError, StorageUnusable, ImportError)
 
 
 def _is_operational(exc: BaseException) -> bool:
