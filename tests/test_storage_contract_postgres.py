@@ -33,3 +33,12 @@ def storage(database_url: str) -> Iterator[Storage]:
     opened.postgres.truncate_all()
     yield opened
     opened.postgres.close()
+
+
+@pytest.fixture
+def peer(database_url: str) -> Iterator[Storage]:
+    """A second storage object over the same database: another node, its own pool."""
+    opened = open_storage(database_url, SecretBox((Fernet.generate_key().decode(),)))
+    assert isinstance(opened, PostgresStorage)
+    yield opened
+    opened.postgres.close()
