@@ -414,3 +414,61 @@ def test_a_failed_verb_inside_a_unit_of_work_undoes_only_itself(storage: Storage
     assert storage.risks.count_risks() == 1
     kinds = [j.kind for j in storage.jobs.claim_jobs("w1", limit=10)]
     assert kinds == ["create_work_item"]
+
+
+# ---- several nodes ------------------------------------------------------------------------
+
+
+def test_concurrent_claims_from_two_nodes_never_share_a_job_and_keep_lane_order(
+    storage: Storage, peer: Storage
+) -> None:
+    """Eight threads, half on each of two storage objects over one database (two nodes),
+    claim and finish 120 jobs in 24 lanes: every job is done exactly once, a lane never has
+    two jobs in flight, and each lane's jobs finish in the order they were recorded."""
+    import threading
+
+    lanes = {
+        f"lane{n}": storage.jobs.enqueue(
+            [JobSpec("callback", "out", {"n": i}) for i in range(5)], lane=f"lane{n}", at=0.0
+        )
+        for n in range(24)
+    }
+    done: list[int] = []
+    in_flight: set[str] = set()
+    overlaps: list[str] = []
+    order: dict[str, list[int]] = {lane: [] for lane in lanes}
+    mutex = threading.Lock()
+
+    def drain(node: Storage, owner: str) -> None:
+        idle = 0
+        while idle < 20:
+            jobs = node.jobs.claim_jobs(owner, limit=3)
+            if not jobs:
+                idle += 1
+                threading.Event().wait(0.01)
+                continue
+            idle = 0
+            for job in jobs:
+                lane = job.lane.rsplit(":", 1)[0]
+                with mutex:
+                    if lane in in_flight:
+                        overlaps.append(lane)
+                    in_flight.add(lane)
+                    order[lane].append(job.id)
+                threading.Event().wait(0.001)
+                with mutex:
+                    in_flight.discard(lane)
+                    done.append(job.id)
+                assert node.jobs.complete_job(job)
+
+    threads = [
+        threading.Thread(target=drain, args=(storage if n % 2 else peer, f"node{n % 2}-{n}"))
+        for n in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not overlaps, f"lanes with two jobs in flight: {sorted(set(overlaps))}"
+    assert sorted(done) == sorted(i for ids in lanes.values() for i in ids)
+    assert {lane: ids for lane, ids in order.items()} == lanes

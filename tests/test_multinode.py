@@ -81,13 +81,17 @@ def burst(
     session.close()
 
 
-def test_two_web_nodes_and_two_workers_survive_sigkill_mid_burst(tmp_path: Path) -> None:
+def test_two_web_nodes_and_two_workers_survive_sigkill_mid_burst(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests import servers
     from tests.pg import fresh_database, require_postgres
 
     require_postgres()
     acked: list[str] = []
     with ExitStack() as stack:
         url = stack.enter_context(fresh_database("adowh_nodes"))
+        monkeypatch.setattr(servers, "DATABASE_URL", url)  # query_database reads it too
         sb = stack.enter_context(Sandbox(latency=0.03))
         ports = [free_port(), free_port()]
         shared = service_env(

@@ -33,3 +33,25 @@ def storage(database_url: str) -> Iterator[Storage]:
     opened.postgres.truncate_all()
     yield opened
     opened.postgres.close()
+
+
+@pytest.fixture
+def peer(database_url: str) -> Iterator[Storage]:
+    """A second storage object over the same database: another node, its own pool."""
+    opened = open_storage(database_url, SecretBox((Fernet.generate_key().decode(),)))
+    assert isinstance(opened, PostgresStorage)
+    yield opened
+    opened.postgres.close()
+
+
+def test_a_hosts_wall_clock_step_moves_no_stored_time(storage: Storage) -> None:
+    """On PostgreSQL stored times are the server's: a worker whose host clock went back 600 s
+    repairs nothing (SQLite moves pending due times back instead: tests/test_leases.py)."""
+    from webhook.domain.sync_plan import JobSpec
+
+    storage.jobs.enqueue([JobSpec("callback", "out", {}, 30.0)], lane="source:sast")
+    before = storage.jobs.list_jobs("pending", 1, 10)[0][0].next_attempt_at
+    assert storage.operations.note_clock_offset("boot-1", 1000.0) == 0.0
+    assert storage.operations.note_clock_offset("boot-1", 400.0) == 0.0  # went back 600 s
+    assert storage.jobs.list_jobs("pending", 1, 10)[0][0].next_attempt_at == before
+    assert storage.jobs.claim_jobs("w1", limit=10) == []  # still due in 30 s, not now

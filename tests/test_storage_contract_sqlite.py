@@ -22,3 +22,11 @@ def storage(tmp_path: Path) -> Iterator[Storage]:
     opened = open_storage(path, SecretBox((Fernet.generate_key().decode(),)))
     yield opened
     opened.db.close()
+
+
+@pytest.fixture
+def peer(storage: Storage) -> Iterator[Storage]:
+    """A second storage object over the same database file (another process's, say)."""
+    opened = open_storage(storage.location, SecretBox((Fernet.generate_key().decode(),)))
+    yield opened
+    opened.db.close()  # type: ignore[attr-defined]

@@ -641,6 +641,9 @@ class PgDatabase:
         """
         return clock.now() + self.clock_offset()
 
+    # now() is the server's clock: a host's wall-clock step moves no stored time.
+    server_clock = True
+
     def clock_offset(self) -> float:
         """now() minus this host's clock (seconds): the server's clock offset, measured as
         `now()` says."""

@@ -123,6 +123,12 @@ class SqlDatabase(Protocol):
         host), the database server's for PostgreSQL (every node agrees)."""
         ...
 
+    @property
+    def server_clock(self) -> bool:
+        """True when `now()` is a database server's clock (PostgreSQL): a step of this host's
+        wall clock then moves no stored time, and needs no repair (see note_clock_offset)."""
+        ...
+
     def clock_offset(self) -> float:
         """`now()` minus this host's wall clock (webhook.clock.now()), seconds: 0.0 for SQLite.
         Converts times callers compute from their own clock (a retry's due time, a pause's end)

@@ -109,8 +109,11 @@ class SqlOperations(SqlRepo):
         pending job still due in the future is moved back by the same step (a job due in 5 s
         before a -600 s step is then due in 5 s again, not 605 s). Idempotent across processes:
         whoever records the new offset first repairs, the others find nothing to do. Returns
-        the step repaired in seconds (0.0 when none).
+        the step repaired in seconds (0.0 when none). On a store with its own clock
+        (`SqlDatabase.server_clock`, PostgreSQL) there is nothing to repair: 0.0, no write.
         """
+        if self.db.server_clock:
+            return 0.0
         row = self.db.conn.execute("SELECT value FROM meta WHERE key='clock_offset'").fetchone()
         if row is not None:
             seen = json.loads(row[0])

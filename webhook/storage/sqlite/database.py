@@ -106,6 +106,8 @@ class Database(GroupCommit, Upkeep):
         """The store's clock: this host's wall clock (webhook.clock), the only host SQLite has."""
         return clock.now()
 
+    server_clock = False  # the store's clock is this host's wall clock
+
     def clock_offset(self) -> float:
         """0.0: the store's clock is this host's."""
         return 0.0
