@@ -153,8 +153,13 @@ def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 
 @pytest.fixture
-def box() -> SecretBox:
-    return SecretBox((Fernet.generate_key().decode(),))
+def secret_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def box(secret_key: str) -> SecretBox:
+    return SecretBox((secret_key,))
 
 
 @pytest.fixture
@@ -656,3 +661,58 @@ def test_cli_to_postgres_then_refused_and_back_from_postgres(
     back = tmp_path / "back.db"
     assert main(["copy-db", "--to", f"sqlite:///{back}"]) == 0
     assert dump(back) == dump(only_the_database)
+
+
+ADMIN_PAGES = (
+    "/admin/risks?per_page=1000",
+    "/admin/risks?status=open&severity=critical",
+    "/admin/risks/1",
+    "/admin/risks/2",
+    "/admin/connections",
+    "/admin/connections/2",
+    "/admin/templates",
+    "/admin/templates/2",
+    "/admin/sources",
+    "/admin/jobs?per_page=1000",
+)
+
+
+def admin_answers(secret_key: str, **database: str) -> dict[str, Any]:
+    """The admin API's answers over a database (WEBHOOK_DB=… or WEBHOOK_DATABASE_URL=…)."""
+    from tests.conftest import ADMIN_TOKEN
+    from webhook import create_app
+    from webhook.settings import Settings
+
+    settings = Settings.from_env(
+        {"WEBHOOK_ADMIN_TOKEN": ADMIN_TOKEN, "WEBHOOK_SECRET_KEY": secret_key, **database}
+    )
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        answers = {}
+        for page in ADMIN_PAGES:
+            response = client.get(page, headers=headers)
+            assert response.status_code == 200, (page, response.get_json())
+            answers[page] = response.get_json()
+        return answers
+    finally:
+        app.extensions["adowh"].store.db.close()
+
+
+def test_the_admin_api_answers_the_same_on_the_postgres_copy(source, pg_empty, secret_key):
+    path, found = source
+    pg = PgDatabase(pg_empty)
+    try:
+        copy_database(Database(path), pg)
+    finally:
+        pg.close()
+    on_sqlite = admin_answers(secret_key, WEBHOOK_DB=str(path))
+    on_postgres = admin_answers(secret_key, WEBHOOK_DATABASE_URL=pg_empty)
+    assert on_postgres == on_sqlite
+    assert on_postgres["/admin/risks?per_page=1000"]["total"] == 60
+    storage = open_storage(pg_empty, SecretBox((secret_key,)))
+    try:
+        assert_same_installation(storage, found)  # secrets decrypt, new ids follow the copied
+    finally:
+        storage.db.close()  # type: ignore[attr-defined]
