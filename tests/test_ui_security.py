@@ -351,3 +351,25 @@ def test_a_session_started_on_one_worker_works_on_another(two_apps: tuple[Flask,
     other = second.test_client()
     other.set_cookie(COOKIE, session_cookie(client), path="/ui")
     assert other.get("/ui/jobs").status_code == 200
+
+
+def test_behind_a_trusted_proxy_sign_ins_are_throttled_per_forwarded_client(
+    client: FlaskClient, fake_clock: FakeClock
+) -> None:
+    """The compose stack's proxy is every request's peer: one client's mistakes must not lock
+    out the others, and a client cannot dodge its lock by forging X-Forwarded-For entries."""
+
+    def attempt(token: str, forwarded: str) -> int:
+        resp = client.post(
+            "/ui/login",
+            data={"token": token, "csrf_token": csrf_token(client), "next": ""},
+            headers={"X-Forwarded-For": forwarded},
+        )
+        return resp.status_code
+
+    for _ in range(FREE_FAILURES):
+        assert attempt("wrong-token-wrong-token", "203.0.113.7") == 401
+    assert attempt(ADMIN_TOKEN, "203.0.113.7") == 429  # this client is locked out
+    # A forged left-most entry changes nothing: the proxy appended the real address last.
+    assert attempt(ADMIN_TOKEN, "198.51.100.1, 203.0.113.7") == 429
+    assert attempt(ADMIN_TOKEN, "198.51.100.9") == 303  # another admin signs in

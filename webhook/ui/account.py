@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import secrets
 
 from flask import flash, redirect, request, session, url_for
@@ -19,6 +21,45 @@ def _safe_next(target: str | None) -> str:
     return url_for("ui.overview")
 
 
+def _trusted_proxy(address: str, trusted: list[str]) -> bool:
+    """Whether `address` is one of `trusted` (addresses or networks, `*` for any)."""
+    if "*" in trusted:
+        return True
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for entry in trusted:
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def client_address() -> str:
+    """The address sign-in attempts are counted against.
+
+    Behind a reverse proxy (deploy/compose.yaml's Caddy) every request comes from the proxy, so
+    counting `remote_addr` would lock every admin out after anyone's five mistakes. When the
+    peer is a trusted proxy — gunicorn's FORWARDED_ALLOW_IPS, comma-separated addresses or
+    networks, `*` for any; default 127.0.0.1 and ::1 — the client is the right-most
+    X-Forwarded-For entry that is not itself a trusted proxy (entries further left are the
+    client's own claims and could be forged). Otherwise the peer's address.
+    """
+    peer = request.remote_addr or "unknown"
+    raw = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+    trusted = [entry.strip() for entry in raw.split(",") if entry.strip()]
+    if not _trusted_proxy(peer, trusted):
+        return peer
+    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in reversed([hop for hop in hops if hop]):
+        if not _trusted_proxy(hop, [t for t in trusted if t != "*"]):
+            return hop[:64]
+    return peer
+
+
 def _signed_in() -> bool:
     sid = session.get("sid")
     return isinstance(sid, str) and ui_store().session_alive(sid)
@@ -32,7 +73,7 @@ def login() -> Response:
         if _signed_in():
             return redirect(_safe_next(next_url), code=303)
         return page("login.html", next_url=next_url)
-    client = request.remote_addr or "unknown"
+    client = client_address()
     store = ui_store()
     check = store.sign_in_allowed(client)
     if not check.allowed:
