@@ -25,7 +25,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def burst(
-    base: str,
+    base: str | list[str],
     secret: str,
     prefix: str,
     stop: threading.Event,
@@ -33,6 +33,9 @@ def burst(
     sent: list[str],
     lock: threading.Lock,
 ) -> None:
+    """Post 3-risk batches until `stop` (to each of several web nodes in turn); record what
+    was sent and what was acknowledged (202)."""
+    bases = [base] if isinstance(base, str) else base
     session = requests.Session()
     for i in range(400):
         if stop.is_set():
@@ -43,7 +46,7 @@ def burst(
             sent.extend(keys)
         try:
             resp = session.post(
-                base + "/webhooks/risks/sast",
+                bases[i % len(bases)] + "/webhooks/risks/sast",
                 data=body,
                 headers=signed_headers(secret, body),
                 timeout=5,

@@ -562,3 +562,39 @@ def test_work_waiting_on_an_outside_party_is_never_given_up(
     while w.run_once():
         pass
     assert job_row(store, job_id)["state"] == "done"
+
+
+def test_a_job_finished_during_a_renewal_is_not_reported_as_lost(
+    store: SqliteStorage, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The renewal reads the held jobs, then renews them; a job its thread finishes in between
+    is no longer renewable but was not taken over: no "lease lost" warning (PostgreSQL's wider
+    window made operators see dozens). A job another worker did take over still warns."""
+    w = recording_worker(store, "a", [])
+    add_job(store, "risk:7")
+    finished = store.claim_job("a")
+    assert finished is not None
+    real_renew = store.renew_leases
+
+    def renew_while_the_thread_finishes(owner: str, held: Any, **kw: Any) -> set[int]:
+        assert store.complete_job(finished)
+        w._held.pop(finished.id, None)  # what _holding does when the handler returns
+        return real_renew(owner, held, **kw)
+
+    monkeypatch.setattr(store, "renew_leases", renew_while_the_thread_finishes)
+    w._held[finished.id] = finished
+    with caplog.at_level("WARNING", logger="webhook.worker"):
+        w._renew()
+    assert "lease lost" not in caplog.text
+
+    monkeypatch.setattr(store, "renew_leases", real_renew)
+    add_job(store, "risk:8")
+    taken = store.claim_job("a")
+    assert taken is not None
+    w._held[taken.id] = taken
+    seen = store.running_leases()
+    clock.sleep(JOB_LEASE_SECONDS + 1)  # the fake clock: b saw the lease unchanged that long
+    assert store.claim_job("b", stale=tuple(seen)) is not None  # b takes it over
+    with caplog.at_level("WARNING", logger="webhook.worker"):
+        w._renew()
+    assert f"job {taken.id} (callback): lease lost to another claim" in caplog.text

@@ -6,7 +6,6 @@ is left running past its lease."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,11 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import requests
 
-from tests.conftest import risk, signed_headers
 from tests.e2e import Rig, wait_for
 from tests.servers import free_port, query_database, running_service, service_env, stop
+from tests.test_faults import burst
 from webhook.sandbox import Sandbox
 
 pytestmark = pytest.mark.fault
@@ -55,30 +53,6 @@ def node_env(base: dict[str, str], workdir: Path) -> dict[str, str]:
     """The shared environment with this node's own folder (metrics, logs)."""
     workdir.mkdir(parents=True, exist_ok=True)
     return {**base, "WEBHOOK_DB": str(workdir / "var" / "unused.db")}
-
-
-def burst(
-    bases: list[str], secret: str, prefix: str, halt: threading.Event, acked: list[str]
-) -> None:
-    """Post 3-risk batches round-robin to the web nodes until `halt`; record the 202'd keys."""
-    session = requests.Session()
-    for i in range(300):
-        if halt.is_set():
-            break
-        keys = [f"{prefix}-{i}-{j}" for j in range(3)]
-        body = json.dumps({"risks": [risk(k) for k in keys]}).encode()
-        try:
-            resp = session.post(
-                bases[i % len(bases)] + "/webhooks/risks/sast",
-                data=body,
-                headers=signed_headers(secret, body),
-                timeout=5,
-            )
-        except requests.RequestException:
-            continue
-        if resp.status_code == 202:
-            acked.extend(keys)
-    session.close()
 
 
 def test_two_web_nodes_and_two_workers_survive_sigkill_mid_burst(
@@ -117,9 +91,12 @@ def test_two_web_nodes_and_two_workers_survive_sigkill_mid_burst(
         hooks = r.admin("POST", "/admin/hooks", json={"connection_id": conn, "project": "AppSec"})
         assert hooks.status_code == 201, hooks.text
 
-        halt = threading.Event()
+        halt, mutex = threading.Event(), threading.Lock()
+        sent: list[str] = []
         senders = [
-            threading.Thread(target=burst, args=(bases, r.secret, f"s{n}", halt, acked))
+            threading.Thread(
+                target=burst, args=(bases, r.secret, f"s{n}", halt, acked, sent, mutex)
+            )
             for n in range(3)
         ]
         for t in senders:

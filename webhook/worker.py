@@ -221,8 +221,13 @@ class Worker:
         if not held:
             return
         lost = self.store.jobs.renew_leases(self.worker_id, held, lease_seconds=self.lease_seconds)
+        if not lost:
+            return
+        # A job its thread finished while the renewal ran is no longer renewable, not lost:
+        # only one that a thread still works on was taken over.
+        still = {(job.id, job.token) for job in self.held()}
         for job in held:
-            if job.id in lost:
+            if job.id in lost and (job.id, job.token) in still:
                 log.warning("job %s (%s): lease lost to another claim", job.id, job.kind)
 
     def _check_clock(self) -> None:
