@@ -125,7 +125,12 @@ def _connect(port: int) -> http.client.HTTPConnection:
 
 
 def _send_thread(
-    port: int, reqs: list[Request], t0: float, hard_stop: float, out: list[Result], stats: Counter
+    port: int,
+    reqs: list[Request],
+    t0: float,
+    hard_stop: float,
+    out: list[Result],
+    stats: Counter[str],
 ) -> None:
     conn: http.client.HTTPConnection | None = None
     try:
@@ -180,12 +185,12 @@ def _sender_process(
     queue: Any,
 ) -> None:
     results: list[Result] = []
-    stats: Counter = Counter()
+    stats: Counter[str] = Counter()
     lock = threading.Lock()
 
     def run(port: int, reqs: list[Request]) -> None:
         mine: list[Result] = []
-        local: Counter = Counter()
+        local: Counter[str] = Counter()
         _send_thread(port, reqs, t0, hard_stop, mine, local)
         with lock:
             results.extend(mine)
@@ -204,7 +209,7 @@ def _sender_process(
 
 def open_loop(
     ports: list[int], reqs: list[Request], seconds: float, procs: int, threads: int
-) -> tuple[list[Result], Counter]:
+) -> tuple[list[Result], Counter[str]]:
     """Send every request at its scheduled offset from a common start; return the results.
     Lane k (of procs x threads keep-alive connections) talks to ports[k % len(ports)]."""
     lanes = procs * threads
@@ -224,7 +229,7 @@ def open_loop(
     for w in workers:
         w.start()
     results: list[Result] = []
-    stats: Counter = Counter()
+    stats: Counter[str] = Counter()
     try:
         for _ in workers:
             got, st = queue.get(timeout=max(5.0, hard_stop - time.monotonic() + 30))
@@ -334,10 +339,10 @@ class Service:
             self.admin("GET", "/admin/jobs", 200, params={"state": state, "per_page": 1})["total"]
         )
 
-    def log_problems(self) -> Counter:
+    def log_problems(self) -> Counter[str]:
         """Count WARNING/ERROR log lines by message over every process's log (JSON-lines logs;
         anything else verbatim)."""
-        found: Counter = Counter()
+        found: Counter[str] = Counter()
         for path in self.cluster.logs():
             try:
                 text = path.read_text(errors="replace")
@@ -546,7 +551,7 @@ class CpuMeter:
 
 
 def report_load(
-    name: str, results: list[Result], stats: Counter, expected: int
+    name: str, results: list[Result], stats: Counter[str], expected: int
 ) -> dict[str, float]:
     ok = [r for r in results if 200 <= r[3] < 300]
     non2xx = Counter(r[3] for r in results if r[3] and not 200 <= r[3] < 300)

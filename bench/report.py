@@ -6,7 +6,7 @@ import json
 import math
 import os
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +78,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def to_json(benchmark: str, results: Results, settings: dict[str, Any]) -> str:
+def to_json(benchmark: str, results: Mapping[str, Any], settings: dict[str, Any]) -> str:
     """One line of JSON: {"benchmark", "cpus", "settings", "results"} (NaN as null)."""
     return json.dumps(
         {
