@@ -287,9 +287,15 @@ def load(
     start = time.monotonic()
     for p in procs:
         p.start()
-    results = [out.get(timeout=duration + 120) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
+    try:
+        results = [out.get(timeout=duration + 120) for _ in procs]
+    except BaseException:  # Ctrl-C, SIGTERM, a timeout: stop the clients now
+        for p in procs:
+            p.kill()
+        raise
+    finally:
+        for p in procs:
+            p.join(timeout=30)
     elapsed = time.monotonic() - start
     return elapsed, sum(r[0] for r in results), sum(r[1] for r in results)
 

@@ -235,6 +235,10 @@ def open_loop(
             got, st = queue.get(timeout=max(5.0, hard_stop - time.monotonic() + 30))
             results.extend(got)
             stats.update(st)
+    except BaseException:  # Ctrl-C, SIGTERM, a timeout: stop the senders now
+        for w in workers:
+            w.kill()
+        raise
     finally:
         for w in workers:
             w.join(timeout=10)
