@@ -1,19 +1,20 @@
-"""Creating and migrating the database: schema.sql for a new file, then the pending lists of
-`webhook.migrations`, each in its own transaction with the schema version it reaches."""
+"""Creating and migrating the database: schema.sql for a new file, then the `sqlite` statements
+of the pending entries of `webhook.migrations`, each in its own transaction with the schema
+version it reaches."""
 
 from __future__ import annotations
 
 import sqlite3
 from typing import TYPE_CHECKING
 
-from webhook.migrations import MIGRATIONS
+from webhook.migrations import MIGRATIONS, SCHEMA_VERSION
 from webhook.storage.sqlite.faults import DatabaseUnavailable, DatabaseUnusable, _problem
 from webhook.storage.sqlite.files import schema_sql
 
 if TYPE_CHECKING:
     from webhook.storage.sqlite.database import Database
 
-SCHEMA_VERSION = len(MIGRATIONS) + 1
+__all__ = ["SCHEMA_VERSION", "migrate"]
 
 
 def migrate(db: Database) -> int:
@@ -44,12 +45,12 @@ def _migrate(db: Database) -> int:
         conn.executescript(schema_sql())
         with db.write():
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-    for number, statements in enumerate(MIGRATIONS, start=2):
-        if 0 < version < number:
+    for migration in MIGRATIONS:
+        if 0 < version < migration.version:
             with db.write():
-                for statement in statements:
+                for statement in migration.sqlite:
                     conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={number}")
+                conn.execute(f"PRAGMA user_version={migration.version}")
     # A real write: a database opened read-only (its file's permissions, an immutable file, a
     # read-only mount) otherwise passes everything above when it needs no change.
     with db.write():
