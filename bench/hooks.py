@@ -29,6 +29,7 @@ import http.client
 import json
 import multiprocessing as mp
 import os
+import re
 import resource
 import secrets
 import sys
@@ -344,8 +345,8 @@ class Service:
         )
 
     def log_problems(self) -> Counter[str]:
-        """Count WARNING/ERROR log lines by message over every process's log (JSON-lines logs;
-        anything else verbatim)."""
+        """Count WARNING/ERROR log lines by message (numbers as N) over every process's log
+        (JSON-lines logs; anything else verbatim)."""
         found: Counter[str] = Counter()
         for path in self.cluster.logs():
             try:
@@ -364,7 +365,7 @@ class Service:
                     "ERROR",
                     "CRITICAL",
                 ):
-                    msg = str(rec.get("msg", ""))[:100]
+                    msg = re.sub(r"\d+", "N", str(rec.get("msg", "")))[:100]
                     found[f"{rec.get('level')} {rec.get('logger')}: {msg}"] += 1
         return found
 
@@ -662,6 +663,7 @@ METRICS = [
     Metric("propagation_p50_ms", "state change -> risk p50 ms", 1),
     Metric("propagation_p99_ms", "state change -> risk p99 ms", 1),
     Metric("propagation_timeouts", "state change -> risk timeouts", 0),
+    Metric("log_warnings", "hooks service log warnings/errors", 0),
 ]
 
 
@@ -816,6 +818,7 @@ def measure(
         "propagation_p99_ms": v["p99"],
         "propagation_samples": len(visible),
         "propagation_timeouts": timeouts,
+        "log_warnings": sum(problems.values()),
     }
 
 
