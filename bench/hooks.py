@@ -10,9 +10,14 @@
 2. End-to-end propagation: a state change made in the Azure DevOps stand-in until the risk shows
    the new status in GET /admin/risks/<id> (polled every 5 ms).
 
+Each runs once per engine (`--engines`, default sqlite,postgresql; PostgreSQL on a fresh
+database), and PostgreSQL also behind two web nodes (two `serve --no-worker` plus one `worker`;
+the senders' connections alternate between the two ports; the stand-in delivers to the
+first). Prints one column per engine side by side, then the figures as JSON on the last line.
+
 Targets: receiver p99 < 10 ms; propagation < 200 ms.
-Usage: python -m bench.hooks [--rate 200] [--seconds 20] [--procs 4] [--threads 2]
-       [--changes 50] [--workers 2]
+Usage: python -m bench.hooks [--engines sqlite,postgresql] [--one-node] [--rate 200]
+       [--seconds 20] [--procs 4] [--threads 2] [--changes 50] [--workers 2]
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ import http.client
 import json
 import multiprocessing as mp
 import os
+import re
 import resource
 import secrets
-import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -40,12 +46,32 @@ from urllib.parse import urlsplit
 import requests
 from cryptography.fernet import Fernet
 
-from bench.common import REPO, free_port, kill, python
+from bench.common import REPO, Cluster, free_port
+from bench.engines import (
+    Variant,
+    add_engine_argument,
+    database,
+    raise_on_sigterm,
+    service_env,
+    variants,
+)
+from bench.report import Figures, Metric, Results, column, print_summary
 from webhook.domain.signatures import sign
 from webhook.sandbox import Sandbox
 
-SAMPLE = REPO.parent / "shared" / "azure-devops-samples" / "workitem.updated.json"
-"""The recorded `workitem.updated` delivery, in the `shared/` folder beside the checkout."""
+SAMPLE = next(
+    (
+        p
+        for p in (
+            folder / "shared" / "azure-devops-samples" / "workitem.updated.json"
+            for folder in (REPO.parent, REPO.parent.parent)
+        )
+        if p.is_file()
+    ),
+    REPO.parent / "shared" / "azure-devops-samples" / "workitem.updated.json",
+)
+"""The recorded `workitem.updated` delivery, in the `shared/` folder beside the checkout (or
+beside the folder of worktrees the checkout is in)."""
 PROJECT = "AppSec"
 RESOLVED_STATE, OPEN_STATE = "Closed", "Active"
 
@@ -100,7 +126,12 @@ def _connect(port: int) -> http.client.HTTPConnection:
 
 
 def _send_thread(
-    port: int, reqs: list[Request], t0: float, hard_stop: float, out: list[Result], stats: Counter
+    port: int,
+    reqs: list[Request],
+    t0: float,
+    hard_stop: float,
+    out: list[Result],
+    stats: Counter[str],
 ) -> None:
     conn: http.client.HTTPConnection | None = None
     try:
@@ -147,21 +178,29 @@ def _send_thread(
 
 
 def _sender_process(
-    port: int, per_thread: list[list[Request]], t0: float, hard_stop: float, queue: Any
+    ports: list[int],
+    first: int,
+    per_thread: list[list[Request]],
+    t0: float,
+    hard_stop: float,
+    queue: Any,
 ) -> None:
     results: list[Result] = []
-    stats: Counter = Counter()
+    stats: Counter[str] = Counter()
     lock = threading.Lock()
 
-    def run(reqs: list[Request]) -> None:
+    def run(port: int, reqs: list[Request]) -> None:
         mine: list[Result] = []
-        local: Counter = Counter()
+        local: Counter[str] = Counter()
         _send_thread(port, reqs, t0, hard_stop, mine, local)
         with lock:
             results.extend(mine)
             stats.update(local)
 
-    threads = [threading.Thread(target=run, args=(r,), daemon=True) for r in per_thread]
+    threads = [
+        threading.Thread(target=run, args=(ports[(first + i) % len(ports)], r), daemon=True)
+        for i, r in enumerate(per_thread)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -170,9 +209,10 @@ def _sender_process(
 
 
 def open_loop(
-    port: int, reqs: list[Request], seconds: float, procs: int, threads: int
-) -> tuple[list[Result], Counter]:
-    """Send every request at its scheduled offset from a common start; return the results."""
+    ports: list[int], reqs: list[Request], seconds: float, procs: int, threads: int
+) -> tuple[list[Result], Counter[str]]:
+    """Send every request at its scheduled offset from a common start; return the results.
+    Lane k (of procs x threads keep-alive connections) talks to ports[k % len(ports)]."""
     lanes = procs * threads
     split = [reqs[i::lanes] for i in range(lanes)]  # round-robin keeps each lane evenly spaced
     ctx = mp.get_context("fork")
@@ -182,7 +222,7 @@ def open_loop(
     workers = [
         ctx.Process(
             target=_sender_process,
-            args=(port, split[p * threads : (p + 1) * threads], t0, hard_stop, queue),
+            args=(ports, p * threads, split[p * threads : (p + 1) * threads], t0, hard_stop, queue),
             daemon=True,
         )
         for p in range(procs)
@@ -190,12 +230,16 @@ def open_loop(
     for w in workers:
         w.start()
     results: list[Result] = []
-    stats: Counter = Counter()
+    stats: Counter[str] = Counter()
     try:
         for _ in workers:
             got, st = queue.get(timeout=max(5.0, hard_stop - time.monotonic() + 30))
             results.extend(got)
             stats.update(st)
+    except BaseException:  # Ctrl-C, SIGTERM, a timeout: stop the senders now
+        for w in workers:
+            w.kill()
+        raise
     finally:
         for w in workers:
             w.join(timeout=10)
@@ -260,17 +304,19 @@ class HookPayloads:
 
 
 class Service:
-    """`ado-webhook serve` as a subprocess on loopback, plus an admin HTTP session."""
+    """`ado-webhook` on loopback for one column (see bench.common.Cluster: one `serve` with its
+    worker, or several `serve --no-worker` web nodes plus one `worker`), plus an admin HTTP
+    session on the first web node, which is also the URL Azure DevOps delivers hooks to."""
 
-    def __init__(self, work: Path, sb: Sandbox, workers: int) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+    def __init__(
+        self, work: Path, sb: Sandbox, workers: int, db_env: dict[str, str], nodes: int
+    ) -> None:
+        ports = [free_port() for _ in range(nodes)]
+        self.base = f"http://127.0.0.1:{ports[0]}"
         self.admin_token = secrets.token_urlsafe(32)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
-        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.env.update(
-            PYTHONPATH=str(REPO),
-            WEBHOOK_DB=str(work / "var" / "webhook.db"),
+        self.database = db_env.get("WEBHOOK_DATABASE_URL", "").rsplit("/", 1)[-1]
+        self.env = service_env(
+            db_env,
             WEBHOOK_ADMIN_TOKEN=self.admin_token,
             WEBHOOK_SECRET_KEY=Fernet.generate_key().decode(),
             WEBHOOK_PUBLIC_URL=self.base,
@@ -278,38 +324,13 @@ class Service:
             WEBHOOK_ENTRA_AUTHORITY=sb.url,
             WEBHOOK_LOG_LEVEL="WARNING",
         )
-        self.log_path = work / "serve.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                python(),
-                "-m",
-                "webhook.cli",
-                "serve",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(workers),
-            ],
-            env=self.env,
-            cwd=work,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.cluster = Cluster(self.env, work, nodes, workers, ports=ports)
+        self.ports = self.cluster.ports
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {self.admin_token}"
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                return requests.get(self.base + "/healthz", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(up, timeout)
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        self.cluster.wait_ready(timeout)
 
     def admin(self, method: str, path: str, expect: int | tuple[int, ...], **kw: Any) -> Any:
         resp = self.http.request(method, self.base + path, timeout=30, **kw)
@@ -323,37 +344,36 @@ class Service:
             self.admin("GET", "/admin/jobs", 200, params={"state": state, "per_page": 1})["total"]
         )
 
-    def log_tail(self, lines: int = 30) -> str:
-        self._log.flush()
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def log_problems(self) -> Counter:
-        """Count WARNING/ERROR log lines by message (JSON-lines logs; anything else verbatim)."""
-        self._log.flush()
-        found: Counter = Counter()
-        for line in self.log_path.read_text(errors="replace").splitlines():
+    def log_problems(self) -> Counter[str]:
+        """Count WARNING/ERROR log lines by message (numbers as N) over every process's log
+        (JSON-lines logs; anything else verbatim)."""
+        found: Counter[str] = Counter()
+        for path in self.cluster.logs():
             try:
-                rec = json.loads(line)
-            except ValueError:
-                if "Traceback" in line or "ERROR" in line or "WARNING" in line:
-                    found[line[:120]] += 1
+                text = path.read_text(errors="replace")
+            except OSError:
                 continue
-            if isinstance(rec, dict) and str(rec.get("level", "")).upper() in (
-                "WARNING",
-                "ERROR",
-                "CRITICAL",
-            ):
-                msg = str(rec.get("msg", ""))[:100]
-                found[f"{rec.get('level')} {rec.get('logger')}: {msg}"] += 1
+            for line in text.splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    if "Traceback" in line or "ERROR" in line or "WARNING" in line:
+                        found[line[:120]] += 1
+                    continue
+                if isinstance(rec, dict) and str(rec.get("level", "")).upper() in (
+                    "WARNING",
+                    "ERROR",
+                    "CRITICAL",
+                ):
+                    msg = re.sub(r"\d+", "N", str(rec.get("msg", "")))[:100]
+                    found[f"{rec.get('level')} {rec.get('logger')}: {msg}"] += 1
         return found
 
     def stop(self) -> None:
         try:
-            kill(self.proc)
+            self.cluster.stop()
         finally:
             self.http.close()
-            self._log.close()
 
 
 def setup(svc: Service, sb: Sandbox, load_items: int) -> dict[str, Any]:
@@ -470,8 +490,8 @@ def _processes() -> dict[int, tuple[int, str, float]]:
     return out
 
 
-def _role(pid: int, cmd: str, master: int) -> str:
-    if pid == master:
+def _role(pid: int, cmd: str, leaders: set[int]) -> str:
+    if pid in leaders and " serve " in f"{cmd} ":
         return "gunicorn master"
     if "webhook.cli worker" in cmd:
         return "sync worker"
@@ -486,10 +506,13 @@ def _machine_busy() -> float:
 
 
 class CpuMeter:
-    """CPU used during a phase: the service by role, this process, the senders, the rest."""
+    """CPU used during a phase: the service by role (its processes are those in the sessions
+    led by `svc_pids`; PostgreSQL backends whose command line names `database`), this
+    process, the senders, the rest."""
 
-    def __init__(self, svc_pid: int) -> None:
-        self.pid = svc_pid
+    def __init__(self, svc_pids: list[int], database: str = "") -> None:
+        self.pids = set(svc_pids)
+        self.database = database
         self.report = ""
 
     def __enter__(self) -> CpuMeter:
@@ -509,8 +532,10 @@ class CpuMeter:
         others: defaultdict[str, float] = defaultdict(float)
         for pid, (session, cmd, cpu) in _processes().items():
             delta = cpu - self.procs.get(pid, (0, "", 0.0))[2]
-            if session == self.pid:
-                used[_role(pid, cmd, self.pid)] += delta
+            if session in self.pids:
+                used[_role(pid, cmd, self.pids)] += delta
+            elif self.database and cmd.startswith("postgres:") and self.database in cmd:
+                used["postgresql backends"] += delta
             elif pid != os.getpid() and delta > 0:
                 others[cmd[:60]] += delta
         used["bench+stand-in"] = me.ru_utime + me.ru_stime - self.me.ru_utime - self.me.ru_stime
@@ -531,7 +556,7 @@ class CpuMeter:
 
 
 def report_load(
-    name: str, results: list[Result], stats: Counter, expected: int
+    name: str, results: list[Result], stats: Counter[str], expected: int
 ) -> dict[str, float]:
     ok = [r for r in results if 200 <= r[3] < 300]
     non2xx = Counter(r[3] for r in results if r[3] and not 200 <= r[3] < 300)
@@ -627,30 +652,51 @@ def propagation(
     return visible, acked, timeouts
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+METRICS = [
+    Metric("healthz_p50_ms", "hooks GET /healthz p50 ms", 2),
+    Metric("healthz_p99_ms", "hooks GET /healthz p99 ms", 2),
+    Metric("hook_p50_ms", "hooks POST /hooks/ado p50 ms", 2),
+    Metric("hook_p99_ms", "hooks POST /hooks/ado p99 ms", 2),
+    Metric("hook_p99_ratio", "hooks receiver p99 / healthz p99", 2),
+    Metric("hook_errors", "hooks non-2xx or failed", 0),
+    Metric("backlog_drain_s", "hooks job backlog drained in s", 2),
+    Metric("propagation_p50_ms", "state change -> risk p50 ms", 1),
+    Metric("propagation_p99_ms", "state change -> risk p99 ms", 1),
+    Metric("propagation_timeouts", "state change -> risk timeouts", 0),
+    Metric("log_warnings", "hooks service log warnings/errors", 0),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.hooks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_engine_argument(parser)
+    parser.add_argument(
+        "--one-node",
+        action="store_true",
+        help="leave out the PostgreSQL column with two web nodes",
+    )
     parser.add_argument("--rate", type=float, default=200.0, help="offered requests/s")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--procs", type=int, default=4, help="sender processes")
     parser.add_argument("--threads", type=int, default=2, help="threads (connections) per sender")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per web node")
     parser.add_argument("--items", type=int, default=20, help="linked work items under load")
     parser.add_argument("--changes", type=int, default=50, help="propagation samples")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per route")
     parser.add_argument("--sample", type=Path, default=SAMPLE)
-    args = parser.parse_args()
-    if args.rate <= 0 or args.seconds <= 0 or args.procs < 1 or args.threads < 1:
-        parser.error("rate, seconds, procs and threads must be positive")
-    if not args.sample.is_file():
-        parser.error(
-            f"the sample delivery {args.sample} is missing: put the shared folder (with "
-            "azure-devops-samples/workitem.updated.json) beside the repository, or pass --sample"
-        )
-    sample = json.loads(args.sample.read_text())
+    return parser
 
-    with tempfile.TemporaryDirectory() as tmp, Sandbox(latency=0.0) as sb:
-        work = Path(tmp)
-        svc = Service(work, sb, args.workers)
+
+def measure(
+    variant: Variant, args: argparse.Namespace, sample: dict[str, Any], work: Path
+) -> Figures:
+    """Receiver latency against /healthz, then propagation, on one fresh database."""
+    with database(variant.engine, work) as db_env, Sandbox(latency=0.0) as sb:
+        svc = Service(work, sb, args.workers, db_env, variant.nodes)
         try:
             svc.wait_ready()
             ctx = setup(svc, sb, args.items)
@@ -673,25 +719,29 @@ def main() -> None:
             def health_requests(offsets: list[float]) -> list[Request]:
                 return [(off, "GET", "/healthz", b"", {}) for off in offsets]
 
+            ports = svc.ports
             # Warm-up both routes at the measured rate (gunicorn workers, imports, caches).
             warm = schedule(args.rate, args.warmup)
-            open_loop(svc.port, health_requests(warm), args.warmup, args.procs, args.threads)
-            open_loop(svc.port, hook_requests(warm), args.warmup, args.procs, args.threads)
+            open_loop(ports, health_requests(warm), args.warmup, args.procs, args.threads)
+            open_loop(ports, hook_requests(warm), args.warmup, args.procs, args.threads)
             settle(svc, sb)
 
             offsets = schedule(args.rate, args.seconds)
             n = len(offsets)
             print(
                 f"rate {args.rate:.0f}/s for {args.seconds:.0f} s ({n} requests), open loop,"
-                f" {args.procs} procs x {args.threads} keep-alive connections;"
-                f" gunicorn workers {args.workers}; {len(item_ids)} linked work items;"
-                f" {os.cpu_count()} CPUs"
+                f" {args.procs} procs x {args.threads} keep-alive connections over"
+                f" {len(ports)} web node(s) (ports {', '.join(map(str, ports))});"
+                f" gunicorn workers {args.workers} per node; {len(item_ids)} linked work items;"
+                f" {os.cpu_count()} CPUs",
+                flush=True,
             )
-            with CpuMeter(svc.proc.pid) as cpu:
+            with CpuMeter(svc.cluster.pids, svc.database) as cpu:
                 res, st = open_loop(
-                    svc.port, health_requests(offsets), args.seconds, args.procs, args.threads
+                    ports, health_requests(offsets), args.seconds, args.procs, args.threads
                 )
             base = report_load("GET /healthz (baseline)", res, st, n)
+            health_failed = n - sum(1 for r in res if 200 <= r[3] < 300)
             print(cpu.report)
             hook_reqs = hook_requests(offsets)
             backlog_samples: list[int] = []
@@ -701,17 +751,18 @@ def main() -> None:
             )
             sampler.start()
             try:
-                with CpuMeter(svc.proc.pid) as cpu:
-                    res, st = open_loop(svc.port, hook_reqs, args.seconds, args.procs, args.threads)
+                with CpuMeter(svc.cluster.pids, svc.database) as cpu:
+                    res, st = open_loop(ports, hook_reqs, args.seconds, args.procs, args.threads)
             finally:
                 stop_sampling.set()
                 sampler.join(10)
             end_of_load = time.monotonic()
             hook = report_load("POST /hooks/ado", res, st, n)
+            hook_failed = n - sum(1 for r in res if 200 <= r[3] < 300)
             print(cpu.report)
             print(f"  pending jobs, sampled each 2 s: {backlog_samples}")
             backlog = svc.jobs_total("pending")
-            with CpuMeter(svc.proc.pid) as drain_cpu:
+            with CpuMeter(svc.cluster.pids, svc.database) as drain_cpu:
                 settle(svc, sb, timeout=300.0)
             drain = time.monotonic() - end_of_load
             failed = svc.jobs_total("failed")
@@ -748,9 +799,65 @@ def main() -> None:
                 print("service log warnings/errors:")
                 for line, count in problems.most_common(8):
                     print(f"  {count:6d} x {line}")
+            svc.cluster.check()
         finally:
             svc.stop()
+    return {
+        "web_nodes": variant.nodes,
+        "healthz_p50_ms": base["p50"],
+        "healthz_p99_ms": base["p99"],
+        "healthz_errors": health_failed,
+        "hook_p50_ms": hook["p50"],
+        "hook_p99_ms": hook["p99"],
+        "hook_p99_ratio": hook["p99"] / base["p99"],
+        "hook_errors": hook_failed,
+        "backlog_pending": backlog,
+        "backlog_drain_s": drain,
+        "failed_jobs": failed,
+        "propagation_p50_ms": v["p50"],
+        "propagation_p99_ms": v["p99"],
+        "propagation_samples": len(visible),
+        "propagation_timeouts": timeouts,
+        "log_warnings": sum(problems.values()),
+    }
+
+
+def run(args: argparse.Namespace) -> Results:
+    """Measure every variant in turn; return its figures (or {"error": ...}) by column label.
+    Raises SystemExit (via argparse) for bad arguments or a missing sample delivery."""
+    results: Results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sample = json.loads(args.sample.read_text())
+        for n, variant in enumerate(variants(args.engines, not args.one_node)):
+            with column(results, variant.label) as store:
+                store(measure(variant, args, sample, Path(tmp) / f"v{n}"))
+    return results
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """parser.error (exit status 2, one line) on values the benchmark cannot use."""
+    if args.rate <= 0 or args.seconds <= 0 or args.procs < 1 or args.threads < 1:
+        parser.error("rate, seconds, procs and threads must be positive")
+    if not args.sample.is_file():
+        parser.error(
+            f"the sample delivery {args.sample} is missing: put the shared folder (with "
+            "azure-devops-samples/workitem.updated.json) beside the repository, or pass --sample"
+        )
+
+
+def settings(args: argparse.Namespace) -> dict[str, object]:
+    keys = ("rate", "seconds", "procs", "threads", "workers", "items", "changes", "warmup")
+    return {k: getattr(args, k) for k in keys}
+
+
+def main(argv: list[str] | None = None) -> int:
+    raise_on_sigterm()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
+    results = run(args)
+    return print_summary("hooks", METRICS, results, settings(args))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
