@@ -307,13 +307,15 @@ class _PoolConnection(psycopg.Connection[Any]):
 
 
 class _Transaction:
-    """This thread's open transaction: its connection and whether it is read-only."""
+    """This thread's open transaction: its connection, whether it is read-only, and whether
+    idle workers are to be woken when it commits."""
 
-    __slots__ = ("conn", "pid", "read_only")
+    __slots__ = ("conn", "notify", "pid", "read_only")
 
     def __init__(self, conn: PgConnection, read_only: bool) -> None:
         self.conn = conn
         self.read_only = read_only
+        self.notify = False
         self.pid = os.getpid()
 
 
@@ -506,7 +508,7 @@ class PgDatabase:
             with _translated():
                 raw.execute(begin)
             conn = PgConnection(raw)
-            self._local.tx = _Transaction(conn, read_only)
+            tx = self._local.tx = _Transaction(conn, read_only)
             try:
                 yield conn
             except BaseException as exc:
@@ -525,6 +527,10 @@ class PgDatabase:
                 )
             try:
                 with _translated():
+                    if tx.notify:
+                        # One NOTIFY per transaction however many jobs it recorded (delivered
+                        # at COMMIT); a part rolled back since costs only a spurious wake-up.
+                        notify(conn, JOBS_CHANNEL)
                     raw.execute("COMMIT")
             except BaseException:
                 self._rollback(raw)
@@ -727,8 +733,13 @@ class PgDatabase:
     # ---- notifications ----------------------------------------------------------------------
 
     def notify_jobs(self, conn: Connection) -> None:
-        """Wake idle workers when `conn`'s transaction commits (at once in autocommit)."""
-        notify(conn, JOBS_CHANNEL)
+        """Wake idle workers when `conn`'s transaction commits: noted on this thread's
+        transaction and sent once, just before its COMMIT (at once outside a transaction)."""
+        tx = self._current()
+        if tx is not None and tx.conn is conn:
+            tx.notify = True
+        else:
+            notify(conn, JOBS_CHANNEL)
 
     def wait_for_jobs(self, poll: float) -> bool:
         """Block an idle worker thread until a commit on any node called `notify_jobs` (True)

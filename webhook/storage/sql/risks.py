@@ -17,6 +17,7 @@ from webhook.domain.sync_plan import (
 from webhook.storage.constants import ASSETS_IN_LIST
 from webhook.storage.errors import Missing
 from webhook.storage.sql.common import (
+    Pending,
     SqlRepo,
     assets_of,
     page_rows,
@@ -63,11 +64,15 @@ class SqlRisks(SqlRepo):
         existing = self._existing_risks(conn, source.name, [r.key for r in risks])
         results: list[dict[str, Any]] = []
         actions: list[str] = []
+        pending = Pending()
         for risk in risks:
             prev_row = existing.get(risk.key)
-            risk_id, action = self._apply_risk(conn, risk, prev_row, templates, source, now, now_ts)
+            risk_id, action = self._apply_risk(
+                conn, risk, prev_row, templates, source, now, now_ts, pending
+            )
             results.append({"key": risk.key, "id": risk_id, "action": action})
             actions.append(action)
+        pending.write(conn, self.db)
         # Compact with sorted keys: the same text Flask's jsonify would send.
         response = json.dumps({"risks": results}, separators=(",", ":"), sort_keys=True)
         conn.execute(
@@ -105,7 +110,9 @@ class SqlRisks(SqlRepo):
         source: SourceAuth,
         now: str,
         now_ts: float,
+        pending: Pending,
     ) -> tuple[int, str]:
+        """Apply one reported risk: its row now, its history and jobs into `pending`."""
         digest = content_hash(risk)
         # An unchanged report (the common case) skips hashing the content a second time.
         item_hash = (
@@ -185,7 +192,7 @@ class SqlRisks(SqlRepo):
                 " resolution_reason=NULL WHERE id=?",
                 (risk_id,),
             )
-        self._add_history(conn, risk_id, change.history, now)
+        self._add_history(conn, risk_id, change.history, now, into=pending)
         if change.supersedes_content:
             # The update planned now carries the content: the waiting rewrite would repeat it.
             conn.execute(
@@ -193,7 +200,7 @@ class SqlRisks(SqlRepo):
                 " AND state='pending'",
                 (now_ts, risk_id, CONTENT_CHANGED),
             )
-        self._add_jobs(conn, risk_id, change.jobs, now_ts)
+        self._add_jobs(conn, risk_id, change.jobs, now_ts, into=pending)
         return risk_id, change.action
 
     @property
