@@ -732,6 +732,17 @@ class PgDatabase:
 
     # ---- notifications ----------------------------------------------------------------------
 
+    def reserve_ids(self, conn: Connection, table: str, n: int) -> list[int]:
+        """`n` values of the table's identity sequence, in one round trip (nextval never
+        hands the same value twice, whichever node asks)."""
+        if n <= 0:
+            return []
+        rows = conn.execute(
+            "SELECT nextval(pg_get_serial_sequence(?, 'id')) FROM generate_series(1, ?)",
+            (table, n),
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
     def notify_jobs(self, conn: Connection) -> None:
         """Wake idle workers when `conn`'s transaction commits: noted on this thread's
         transaction and sent once, just before its COMMIT (at once outside a transaction)."""

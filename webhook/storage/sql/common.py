@@ -88,6 +88,12 @@ def link_from_row(row: Row) -> WorkItemLink:
     return WorkItemLink(**{**dict(row), "deleted": bool(row["deleted"])})
 
 
+RISK_INSERT = (
+    "INSERT INTO risks(name, severity, status, scanner_status, url, definition, evidence, proof,"
+    " remediation, assets, project, tags, content_hash, item_hash, resolution_state,"
+    " resolution_by, resolution_at, id, source, key, created_at, updated_at)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 HISTORY_INSERT = "INSERT INTO risk_history(risk_id, at, event, detail) VALUES (?, ?, ?, ?)"
 JOBS_INSERT = (
     "INSERT INTO jobs(kind, risk_id, lane, payload, next_attempt_ts, created_ts, updated_ts)"
@@ -101,11 +107,15 @@ class Pending:
     end: on PostgreSQL every statement is a round trip, so a 1,000-risk delivery costs a few
     instead of thousands. Rows keep the order they were gathered in (lane order holds)."""
 
+    risks: list[tuple[Any, ...]] = field(default_factory=list)  # RISK_INSERT's values
     history: list[tuple[Any, ...]] = field(default_factory=list)
     jobs: list[tuple[Any, ...]] = field(default_factory=list)
 
     def write(self, conn: Connection, db: SqlDatabase) -> None:
-        """Insert the gathered rows through `conn` (inside the batch's transaction)."""
+        """Insert the gathered rows through `conn` (inside the batch's transaction): new
+        risks first, since their history and jobs refer to them."""
+        if self.risks:
+            conn.executemany(RISK_INSERT, self.risks)
         if self.history:
             conn.executemany(HISTORY_INSERT, self.history)
         if self.jobs:

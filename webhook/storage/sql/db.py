@@ -146,6 +146,12 @@ class SqlDatabase(Protocol):
         commits (PostgreSQL NOTIFY; nothing for SQLite, whose workers poll)."""
         ...
 
+    def reserve_ids(self, conn: Connection, table: str, n: int) -> list[int]:
+        """`n` fresh ids for `table`'s `id` column, inside `conn`'s write transaction, so rows
+        can be inserted together later with explicit ids (SQLite: past max(id), under the
+        writers' lock; PostgreSQL: from the identity sequence, in one round trip)."""
+        ...
+
     def check_room(self, conn: Connection, nbytes: int) -> None:
         """Raise StorageFull-like DatabaseUnavailable unless `nbytes` more can be written now
         (a probe inside `conn`'s open write transaction, rolled back)."""

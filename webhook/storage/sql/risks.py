@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from webhook import clock
@@ -65,10 +66,14 @@ class SqlRisks(SqlRepo):
         results: list[dict[str, Any]] = []
         actions: list[str] = []
         pending = Pending()
+        # New risks get their ids now and are inserted together at the end (Pending).
+        new_ids = iter(
+            self.db.reserve_ids(conn, "risks", sum(r.key not in existing for r in risks))
+        )
         for risk in risks:
             prev_row = existing.get(risk.key)
             risk_id, action = self._apply_risk(
-                conn, risk, prev_row, templates, source, now, now_ts, pending
+                conn, risk, prev_row, templates, source, now, now_ts, pending, new_ids
             )
             results.append({"key": risk.key, "id": risk_id, "action": action})
             actions.append(action)
@@ -111,8 +116,10 @@ class SqlRisks(SqlRepo):
         now: str,
         now_ts: float,
         pending: Pending,
+        new_ids: Iterator[int],
     ) -> tuple[int, str]:
-        """Apply one reported risk: its row now, its history and jobs into `pending`."""
+        """Apply one reported risk: a known one's row now; a new one's row (with the next of
+        `new_ids`), and the history and jobs of either, into `pending`."""
         digest = content_hash(risk)
         # An unchanged report (the common case) skips hashing the content a second time.
         item_hash = (
@@ -164,14 +171,10 @@ class SqlRisks(SqlRepo):
             item_hash,
         )
         if previous is None:
-            cur = conn.execute(
-                "INSERT INTO risks(name, severity, status, scanner_status, url, definition,"
-                " evidence, proof, remediation, assets, project, tags, content_hash, item_hash,"
-                " source, key, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
-                (*values, risk.source, risk.key, now, now),
-            )
-            risk_id = int(cur.fetchone()[0])
+            risk_id = next(new_ids)
+            by_scanner = change.resolution_by_scanner
+            resolution = ("resolved", f"scanner:{source.name}", now) if by_scanner else (None,) * 3
+            pending.risks.append((*values, *resolution, risk_id, risk.source, risk.key, now, now))
         else:
             risk_id = previous.id
             conn.execute(
@@ -180,7 +183,7 @@ class SqlRisks(SqlRepo):
                 " content_hash=?, item_hash=?, updated_at=? WHERE id=?",
                 (*values, now, risk_id),
             )
-        if change.resolution_by_scanner:
+        if change.resolution_by_scanner and previous is not None:
             conn.execute(
                 "UPDATE risks SET resolution_state='resolved', resolution_by=?, resolution_at=?,"
                 " resolution_reason=NULL WHERE id=?",
@@ -193,7 +196,7 @@ class SqlRisks(SqlRepo):
                 (risk_id,),
             )
         self._add_history(conn, risk_id, change.history, now, into=pending)
-        if change.supersedes_content:
+        if change.supersedes_content and previous is not None:
             # The update planned now carries the content: the waiting rewrite would repeat it.
             conn.execute(
                 "UPDATE jobs SET state='done', updated_ts=? WHERE risk_id=? AND kind=?"

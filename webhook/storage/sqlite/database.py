@@ -117,6 +117,14 @@ class Database(GroupCommit, Upkeep):
         time.sleep(poll)
         return False
 
+    def reserve_ids(self, conn: Connection, table: str, n: int) -> list[int]:
+        """`n` ids past the table's largest (what SQLite would give the next inserts; the
+        write transaction holds the writers' lock, so nobody else takes them)."""
+        if n <= 0:
+            return []
+        top = int(conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0])
+        return list(range(top + 1, top + 1 + n))
+
     def notify_jobs(self, conn: Connection) -> None:
         """Nothing: SQLite's workers poll."""
 
