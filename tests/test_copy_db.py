@@ -351,11 +351,13 @@ def test_a_source_column_the_target_lacks_is_refused_when_it_holds_data(source, 
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
-        ("mysql://u:hunter2secret@h/db", "is not a database URL"),
+        ("mysql://u:hunter2secret@h/db", "must start with sqlite:/// or postgresql://"),
         ("sqlite://relative.db", "write SQLite as sqlite:///"),
-        ("postgresql://u:hunter2secret@h:port/db", "port is not a number"),
+        ("postgresql://u:hunter2secret@h:port/db", "port must be a number"),
         ("postgresql://u:hunter2secret@h:5432", "names no database"),
-        ("var/webhook.db", "is not a database URL"),
+        ("postgresql://u:hunter2@secret@h:5432/db", "must be percent-encoded"),
+        ("postgresql://u@h:99999/db?password=hunter2secret&x=1", "port must be a number"),
+        ("var/webhook.db", "must start with sqlite:/// or postgresql://"),
     ],
 )
 def test_bad_urls_are_named_without_their_password(url, problem):
@@ -433,7 +435,7 @@ def test_cli_refuses_a_target_with_data_with_exit_2_and_changes_nothing(
 @pytest.mark.parametrize(
     ("to", "says"),
     [
-        ("mysql://admin:hunter2secret@db/x", "is not a database URL"),
+        ("mysql://admin:hunter2secret@db/x", "must start with sqlite:/// or postgresql://"),
         ("postgresql://admin:hunter2secret@127.0.0.1:1/x", "target postgresql://admin:***@"),
         ("SAME", "is the configured database itself"),
         ("sqlite:////proc/no-such-dir/x.db", "target /proc/no-such-dir/x.db"),

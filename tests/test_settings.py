@@ -51,3 +51,31 @@ def test_a_good_entra_authority_is_kept_normalized(
         tmp_path, WEBHOOK_ENTRA_AUTHORITY=authority, WEBHOOK_ALLOWED_ORG_HOSTS=hosts
     )
     assert settings.entra_authority == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://nobody:p@ssS3cretPW@127.0.0.1:5432/x",  # an @ not percent-encoded
+        "postgresql://u:S3cretPW@[::1:5432/x",  # does not even split
+        "postgresql://u:S3cretPW@h:99999/x",
+        "postgresql://u@h:99999/x?password=S3cretPW",
+        "mysql://u:S3cretPW@h/x",
+    ],
+)
+def test_a_bad_database_url_is_refused_without_showing_its_password(
+    tmp_path: Path, url: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        make_settings(tmp_path, WEBHOOK_DATABASE_URL=url)
+    assert str(caught.value).startswith("WEBHOOK_DATABASE_URL is invalid")
+    assert "S3cretPW" not in str(caught.value) and "ssS3cret" not in str(caught.value)
+
+
+def test_database_urls_choose_the_engine(tmp_path: Path) -> None:
+    relative = make_settings(tmp_path, WEBHOOK_DATABASE_URL="sqlite:///var/x.db")
+    assert (relative.db_path, relative.database_url) == (Path("var/x.db"), None)
+    pg = make_settings(tmp_path, WEBHOOK_DATABASE_URL="postgresql://u:S3cretPW@h:5432/db")
+    assert pg.database_url == "postgresql://u:S3cretPW@h:5432/db"
+    assert pg.storage_label == "postgresql://u:***@h:5432/db"
+    assert "S3cretPW" not in repr(pg)

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from cryptography.fernet import Fernet
 
 from webhook.ado import validate_authority
+from webhook.domain.database_url import DatabaseUrlError, parse_database_url, redact_url
 from webhook.logs import register_secret
 
 DEFAULT_DB = "var/webhook.db"
@@ -136,53 +137,21 @@ class Settings:
 
 def _database(env: Mapping[str, str]) -> tuple[Path, str | None]:
     """(SQLite path, PostgreSQL URL or None) from WEBHOOK_DATABASE_URL and WEBHOOK_DB (SPEC 2:
-    the URL wins). Raises SettingsError naming the variable; a password is never echoed, and
-    is registered with the log redaction."""
+    the URL wins; webhook.domain.database_url parses it). Raises SettingsError naming the
+    variable; a password is never echoed, and is registered with the log redaction."""
     db_path = Path(env.get("WEBHOOK_DB", "").strip() or DEFAULT_DB)
     raw = env.get("WEBHOOK_DATABASE_URL", "").strip()
     if not raw:
         return db_path, None
-    scheme, sep, rest = raw.partition("://")
-    scheme = scheme.lower()
-    if scheme == "sqlite" and sep:
-        # sqlite:///relative/path or sqlite:////absolute/path, as SQLAlchemy writes them.
-        path = rest[1:] if rest.startswith("/") else rest
-        if not path or rest[:1] != "/":
-            raise SettingsError(
-                "WEBHOOK_DATABASE_URL is invalid: write SQLite as sqlite:///path/to/file.db"
-            )
-        return Path(path), None
-    if scheme in ("postgresql", "postgres") and sep:
-        parts = urlsplit(raw)
-        try:
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        except ValueError:
-            raise SettingsError(
-                "WEBHOOK_DATABASE_URL is invalid: its port is not a number"
-            ) from None
-        if parts.password:
-            register_secret(parts.password)
-        if not parts.path.strip("/") and "dbname=" not in parts.query:
-            raise SettingsError(
-                "WEBHOOK_DATABASE_URL is invalid: name the database, "
-                "postgresql://user:password@host:port/dbname"
-            )
-        return db_path, raw
-    raise SettingsError(
-        "WEBHOOK_DATABASE_URL must start with sqlite:/// or postgresql:// "
-        f"(got {redact_url(raw)!r})"
-    )
-
-
-def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***` (for messages and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc
-    user_info, _, host = netloc.rpartition("@")
-    user = user_info.split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+    try:
+        parsed = parse_database_url(raw)
+    except DatabaseUrlError as exc:
+        raise SettingsError(f"WEBHOOK_DATABASE_URL is invalid: {exc}") from None
+    if parsed.path is not None:
+        return Path(parsed.path), None
+    if parsed.password:
+        register_secret(parsed.password)
+    return db_path, parsed.url
 
 
 def _entra_authority(raw: str, allowed_hosts: frozenset[str]) -> str | None:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
+from webhook.domain.database_url import DatabaseUrlError, parse_database_url, redact_url
 from webhook.storage.errors import StorageError, StorageUnusable, storage_operational
 from webhook.storage.sql.db import Connection
 
@@ -107,18 +108,7 @@ class EngineDatabase(Protocol):
 # ---- where a database is -------------------------------------------------------------------
 
 
-def redact(url: str) -> str:
-    """`url` with any password replaced by `***` (for messages)."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparseable URL>"
-    if password is None:
-        return url
-    user_info, _, host = parts.netloc.rpartition("@")
-    user = user_info.split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+redact = redact_url  # the one rule for hiding a URL's password (webhook.domain.database_url)
 
 
 @dataclass(frozen=True)
@@ -144,33 +134,13 @@ class DatabaseLocation:
         """`sqlite:///relative.db`, `sqlite:////absolute.db` or `postgresql://user:pw@host:port/db`
         (also `postgres://`). Raises BadDatabaseUrl naming what is wrong (never the password).
         """
-        raw = url.strip()
-        scheme, sep, rest = raw.partition("://")
-        scheme = scheme.lower()
-        if scheme == "sqlite" and sep:
-            if not rest.startswith("/") or not rest[1:]:
-                raise BadDatabaseUrl(
-                    f"{redact(raw)!r} is not a database URL: write SQLite as sqlite:///path/to/file.db"
-                )
-            return cls.sqlite(rest[1:])
-        if scheme in ("postgresql", "postgres") and sep:
-            try:
-                parts = urlsplit(raw)
-                parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-            except ValueError:
-                raise BadDatabaseUrl(
-                    f"{redact(raw)!r} is not a database URL: its port is not a number"
-                ) from None
-            if not parts.path.strip("/") and "dbname=" not in parts.query:
-                raise BadDatabaseUrl(
-                    f"{redact(raw)!r} names no database: "
-                    "write postgresql://user:password@host:port/dbname"
-                )
-            return cls("postgresql", url=raw)
-        raise BadDatabaseUrl(
-            f"{redact(raw)!r} is not a database URL: "
-            "write sqlite:///path/to/file.db or postgresql://user:password@host:port/dbname"
-        )
+        try:
+            parsed = parse_database_url(url)
+        except DatabaseUrlError as exc:
+            raise BadDatabaseUrl(f"{redact(url.strip())!r} is not usable: {exc}") from None
+        if parsed.path is not None:
+            return cls.sqlite(parsed.path)
+        return cls("postgresql", url=parsed.url)
 
     def same_as(self, other: DatabaseLocation) -> bool:
         """Whether both name the same database (same file; same server address, port and

@@ -17,11 +17,12 @@ import threading
 import weakref
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 import psycopg_pool
 
+from webhook.domain.database_url import DatabaseUrl
+from webhook.domain.database_url import redact_url as redact_url  # for this package
 from webhook.storage.errors import StorageBusy, StorageUnusable, register_engine
 
 # ---- faults -------------------------------------------------------------------------------
@@ -139,7 +140,7 @@ def connect_problem(exc: BaseException, url: str) -> str:
         reason = "no answer from the server (timeout expired)"
     elif "does not exist" in lowered and lowered.startswith("database"):
         reason = f"{reason} (create it first, e.g. with createdb)"
-    password = urlsplit(url).password
+    password = DatabaseUrl("postgresql", url=url).password
     if password:
         reason = reason.replace(password, "***")
     return reason
@@ -165,19 +166,6 @@ def conninfo_defaults(url: str, **defaults: Any) -> dict[str, Any]:
     """
     given = psycopg.conninfo.conninfo_to_dict(url)
     return {key: value for key, value in defaults.items() if key not in given}
-
-
-def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***` (for messages and logs).
-
-    The same rule as webhook.settings.redact_url, which storage may not import.
-    """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user_info, _, host = parts.netloc.rpartition("@")
-    user = user_info.split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 # ---- fork guard ---------------------------------------------------------------------------

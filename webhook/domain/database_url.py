@@ -1,0 +1,115 @@
+"""Database URLs (SPEC 2, `WEBHOOK_DATABASE_URL` and `copy-db --to`): parsing, and hiding
+their passwords in every message.
+
+`sqlite:///relative/path.db` (three slashes: relative to the working directory) or
+`sqlite:////absolute/path.db` names an SQLite file; `postgresql://user:password@host:port/db`
+(or `postgres://`) a PostgreSQL database, in libpq's URL form: characters such as `@`, `/` and
+`:` inside the user name or password must be percent-encoded (`%40`, `%2F`, `%3A`), or the
+URL means something else (libpq would take part of the password for the host, and print it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import SplitResult, urlsplit
+
+Engine = Literal["sqlite", "postgresql"]
+
+EXAMPLE_POSTGRES = "postgresql://user:password@host:port/dbname"
+# password=... in a libpq URL's query string (its value up to the next & or the end).
+_QUERY_PASSWORD = re.compile(r"(?i)(?<=[?&]password=)[^&#]*")
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL that cannot be used; the message says why and never holds a password."""
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    """A parsed database URL: an SQLite file (`path`) or a PostgreSQL URL (`url`, as given)."""
+
+    engine: Engine
+    path: str | None = None
+    url: str | None = field(default=None, repr=False)
+
+    @property
+    def password(self) -> str | None:
+        """The PostgreSQL password the URL carries (user info or `password=`), if any."""
+        if self.url is None:
+            return None
+        parts = urlsplit(self.url)
+        if parts.password:
+            return parts.password
+        found = _QUERY_PASSWORD.search(self.url)
+        return found.group(0) if found and found.group(0) else None
+
+    @property
+    def label(self) -> str:
+        """For messages and logs: the file, or the URL with its password as `***`."""
+        return self.path if self.path is not None else redact_url(self.url or "")
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password (user info or a `password=` query value) replaced by `***`.
+
+    Never raises: a URL that does not even split keeps only its scheme (`postgresql://***`).
+    """
+    text = _QUERY_PASSWORD.sub("***", url)
+    try:
+        parts = urlsplit(text)
+        password = parts.password
+    except ValueError:
+        scheme = url.partition("://")[0] if "://" in url else "url"
+        return f"{scheme}://***"
+    if password is None:
+        return text
+    user_info, _, host = parts.netloc.rpartition("@")
+    user = user_info.split(":", 1)[0]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+def parse_database_url(raw: str) -> DatabaseUrl:
+    """Parse `raw` (see the module docstring).
+
+    Raises DatabaseUrlError naming the problem: another scheme, an SQLite URL without a path,
+    a PostgreSQL URL that does not split, has an unencoded `@` or `/` in its user information,
+    a port that is not 1 to 65535, or no database name.
+    """
+    text = raw.strip()
+    scheme, sep, rest = text.partition("://")
+    scheme = scheme.lower()
+    if scheme == "sqlite" and sep:
+        if not rest.startswith("/") or not rest[1:]:
+            raise DatabaseUrlError(
+                "write SQLite as sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            )
+        return DatabaseUrl("sqlite", path=rest[1:])
+    if scheme in ("postgresql", "postgres") and sep:
+        return DatabaseUrl("postgresql", url=_checked_postgres(text, rest))
+    raise DatabaseUrlError(
+        f"it must start with sqlite:/// or postgresql:// (got {redact_url(text)!r})"
+    )
+
+
+def _checked_postgres(text: str, rest: str) -> str:
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    if authority.count("@") > 1 or ("@" not in authority and "@" in rest.split("?", 1)[0]):
+        raise DatabaseUrlError(
+            "its user name or password holds a character that must be percent-encoded "
+            "(@ as %40, / as %2F, : as %3A)"
+        )
+    try:
+        parts: SplitResult = urlsplit(text)
+    except ValueError:
+        raise DatabaseUrlError(f"it is not a valid URL; write {EXAMPLE_POSTGRES}") from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise DatabaseUrlError("its port must be a number from 1 to 65535") from None
+    if port == 0:
+        raise DatabaseUrlError("its port must be a number from 1 to 65535")
+    if not parts.path.strip("/") and "dbname=" not in parts.query:
+        raise DatabaseUrlError(f"it names no database; write {EXAMPLE_POSTGRES}")
+    return text
