@@ -490,9 +490,40 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _check_demo_database() -> str | None:
+    """With WEBHOOK_DATABASE_URL set, the demo runs on that database (SPEC 6): its label, or
+    DemoError when it holds data or cannot be read; None without the variable. The demo
+    writes a connection, a template, a source and risks encrypted with a throwaway key: mixed
+    into a real installation they would break it."""
+    raw = os.environ.get("WEBHOOK_DATABASE_URL", "").strip()
+    if not raw:
+        return None
+    from webhook.storage.copy import CopyError, DatabaseLocation, first_table_with_data
+
+    try:
+        location = DatabaseLocation.parse(raw)
+        table = first_table_with_data(location)
+    except CopyError as exc:
+        raise DemoError(f"WEBHOOK_DATABASE_URL: {exc}") from None
+    if table is not None:
+        raise DemoError(
+            f"the database {location.label} (WEBHOOK_DATABASE_URL) already holds data (table "
+            f"{table}): the demo fills a database of its own, with a throwaway key; give it an "
+            "empty one (e.g. createdb adowh_demo), or unset the variable to use SQLite"
+        )
+    return location.label
+
+
 def run_demo(keep_running: bool = False) -> int:
-    """Run the whole loop on loopback against the Azure DevOps stand-in; return an exit code."""
+    """Run the whole loop on loopback against the Azure DevOps stand-in; return an exit code
+    (2 when WEBHOOK_DATABASE_URL names a database that cannot be used for it)."""
     from webhook.sandbox import Sandbox
+
+    try:
+        database = _check_demo_database()
+    except DemoError as exc:
+        print(f"ado-webhook demo: {exc}", file=sys.stderr, flush=True)
+        return 2
 
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -503,6 +534,10 @@ def run_demo(keep_running: bool = False) -> int:
     try:
         with ExitStack() as stack:
             _say("ado-webhook demo: the whole loop on loopback, against the Azure DevOps stand-in.")
+            if database is not None:
+                _say(
+                    f"   On the database {database} (WEBHOOK_DATABASE_URL), empty before the demo."
+                )
             sandbox = stack.enter_context(Sandbox())
             _say(f"0. Started the Azure DevOps stand-in at {sandbox.url} (organization contoso).")
             port = _free_port()

@@ -185,6 +185,31 @@ def open_database(location: DatabaseLocation) -> EngineDatabase:
     return PgDatabase(location.url)
 
 
+def first_table_with_data(location: DatabaseLocation) -> str | None:
+    """The first table of ours at `location` that holds installation data (the engine's own
+    bookkeeping rows do not count, as for copy-db's target), or None: empty, or no schema yet.
+
+    Raises TargetUnreachable (one line, password hidden) when the database cannot be read.
+    """
+    db = open_database(location)
+    try:
+        with db.read() as conn:
+            for name in _catalogue(location.engine, conn):
+                if _count(conn, name):
+                    return name
+        return None
+    except Exception as exc:
+        if isinstance(exc, CopyError):
+            raise
+        raise TargetUnreachable(
+            _scrub(f"cannot read {location.label}: {_one_line(exc)}", location)
+        ) from None
+    finally:
+        close = getattr(db, "close", None)
+        if close is not None:
+            close()
+
+
 def engine_of(db: object) -> Engine:
     """The engine of a database object: "sqlite" or "postgresql"."""
     from webhook.storage.sqlite.database import Database
