@@ -334,3 +334,50 @@ def test_a_locked_database_is_503_with_retry_after_and_healthz_still_answers(tmp
             assert resp.status_code == 503 and int(resp.headers["Retry-After"]) > 0
         again = deliver("R-0")
         assert again.status_code == 202 and again.json()["risks"][0]["action"] == "created"
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_secret_key_that_does_not_decrypt_the_database_is_refused_at_start(
+    tmp_path, command
+) -> None:
+    """After copy-db with the wrong WEBHOOK_SECRET_KEY, the service used to start, report
+    ready, and answer 500 on the first use of a stored secret; now it names the problem."""
+    from cryptography.fernet import Fernet
+
+    env = service_env(tmp_path)
+    made = run_cli(["init-db"], env, tmp_path)
+    assert made.returncode == 0, made.stderr
+    # The installation's tracking key is made (encrypted with the first key) on first use.
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from webhook.settings import Settings; from webhook.services import Services;"
+            " Services.from_settings(Settings.from_env()).store.operations.tracking_key()",
+        ],
+        env=env,
+        cwd=tmp_path,
+        check=True,
+        timeout=60,
+    )
+    other = {**env, "WEBHOOK_SECRET_KEY": Fernet.generate_key().decode()}
+    result = run_cli([command], other, tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "WEBHOOK_SECRET_KEY does not decrypt" in lines[0], lines
+    # With the old key second (a rotation), the check passes.
+    rotated = dict(
+        other, WEBHOOK_SECRET_KEY=f"{other['WEBHOOK_SECRET_KEY']},{env['WEBHOOK_SECRET_KEY']}"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from webhook.cli import _check_secret_key; from webhook.settings import Settings;"
+            " _check_secret_key(Settings.from_env())",
+        ],
+        env=rotated,
+        cwd=tmp_path,
+        check=True,
+        timeout=60,
+    )

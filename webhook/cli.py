@@ -89,6 +89,29 @@ def _prepare_metrics_dir(settings: Settings) -> None:
     prepare_multiproc_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
+def _check_secret_key(settings: Settings) -> None:
+    """Refuse to start when WEBHOOK_SECRET_KEY cannot decrypt what the database holds (the
+    installation's tracking key, made with the first key; e.g. a database moved with copy-db
+    and started with another key): otherwise the first use of any stored secret would fail.
+    Raises SettingsError naming the variable and the database."""
+    from webhook.crypto import SecretBox
+    from webhook.storage import open_storage
+
+    store = open_storage(settings.storage_location, SecretBox(settings.secret_keys))
+    try:
+        store.operations.tracking_key()
+    except ValueError:
+        raise SettingsError(
+            f"WEBHOOK_SECRET_KEY does not decrypt the secrets stored in {settings.storage_label}:"
+            " start with the key(s) that database was written with (a new key goes first,"
+            " the old ones after it, comma-separated)"
+        ) from None
+    finally:
+        close = getattr(getattr(store, "db", None), "close", None)
+        if close is not None:
+            close()
+
+
 def cmd_init_db(_: argparse.Namespace) -> int:
     """Create or migrate the database."""
     settings = _load_settings()
@@ -106,6 +129,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         folder = Path(settings.db_path).resolve().parent / "prometheus"
         folder.mkdir(parents=True, exist_ok=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    migrate_storage(settings.storage_location)
+    _check_secret_key(settings)
     from webhook.composition import run_worker  # after the variable: see module doc
 
     configure_logging(settings.log_level)
@@ -177,6 +202,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _load_settings()
     _prepare_metrics_dir(settings)
     migrate_storage(settings.storage_location)
+    _check_secret_key(settings)
     from webhook.gunicorn_app import GunicornApp  # after the variable: see module doc
 
     supervisor = None if args.no_worker else _WorkerSupervisor(args.worker_threads)
