@@ -430,6 +430,7 @@ def test_gunicorn_runs_with_config(tmp_path):
 WEB_NODES = ("web-1", "web-2")
 WORKERS = ("worker-1", "worker-2")
 APP_SERVICES = ("init-db", *WEB_NODES, *WORKERS)
+POOL_MAX = 10  # PgDatabase's max_size: connections per process
 
 
 def compose() -> dict:
@@ -448,6 +449,12 @@ def caddy_upstreams() -> list[str]:
     raise AssertionError("no reverse_proxy in deploy/Caddyfile")
 
 
+def option(command: list[str], name: str) -> str:
+    """The value after `name` in an argv list (fails when absent)."""
+    assert name in command, f"{name} missing from {command}"
+    return command[command.index(name) + 1]
+
+
 def test_compose_services_and_commands():
     services = compose()["services"]
     assert set(services) == {"postgres", "proxy", *APP_SERVICES}
@@ -455,13 +462,10 @@ def test_compose_services_and_commands():
     assert services["init-db"]["command"] == ["ado-webhook", "init-db"]
     assert services["init-db"]["restart"] == "no"
     for name in WEB_NODES:
-        assert services[name]["command"] == [
-            "ado-webhook",
-            "serve",
-            "--no-worker",
-            "--bind",
-            "0.0.0.0:8080",
-        ]
+        command = services[name]["command"]
+        assert command[:3] == ["ado-webhook", "serve", "--no-worker"]
+        assert option(command, "--bind") == "0.0.0.0:8080"
+        assert int(option(command, "--workers")) >= 1  # never 2*CPU+1 of whatever host
         assert "ports" not in services[name]  # reached through the proxy only
     for name in WORKERS:
         assert services[name]["command"] == ["ado-webhook", "worker"]
@@ -522,7 +526,9 @@ def test_compose_start_order_and_health_checks():
     for name in (*WORKERS, "init-db"):  # no HTTP there: the image's /healthz check is off
         assert services[name]["healthcheck"] == {"disable": True}
     proxy = services["proxy"]
-    assert proxy["depends_on"] == {name: {"condition": "service_healthy"} for name in WEB_NODES}
+    # Started, not healthy: one broken node must not keep the proxy (the service) down; Caddy's
+    # own probes take it out of rotation.
+    assert proxy["depends_on"] == {name: {"condition": "service_started"} for name in WEB_NODES}
     assert "http://127.0.0.1:8080/readyz" in proxy["healthcheck"]["test"]
     # PostgreSQL is published on the host's loopback only
     assert all(p.startswith("127.0.0.1:") for p in services["postgres"]["ports"])
@@ -540,29 +546,106 @@ def test_proxy_balances_both_web_nodes():
     assert instruction_args("EXPOSE") == ["8080"]  # the nodes' port is the image's
 
 
-@pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy missing (apt-get install caddy)")
-def test_caddyfile_is_valid(tmp_path):
-    result = subprocess.run(
-        [
-            "caddy",
-            "validate",
-            "--config",
-            str(DEPLOY / "Caddyfile"),
-            "--adapter",
-            "caddyfile",
-        ],
+def test_postgres_max_connections_fits_every_pool():
+    """(web processes + worker processes) x 10 pooled connections, plus headroom (README)."""
+    services = compose()["services"]
+    command = services["postgres"]["command"]
+    assert command[0] == "postgres"
+    settings = dict(command[i + 1].split("=", 1) for i, word in enumerate(command) if word == "-c")
+    max_connections = int(settings["max_connections"])
+    web_processes = sum(int(option(services[n]["command"], "--workers")) for n in WEB_NODES)
+    pooled = (web_processes + len(WORKERS)) * POOL_MAX
+    # headroom: each worker's LISTEN connection, migrations, copy-db, pg_dump, reserved slots
+    assert max_connections >= pooled + len(WORKERS) + 10, (max_connections, pooled)
+    readme = (ROOT / "README.md").read_text()
+    assert f"max_connections={max_connections}" in readme
+    assert f"{pooled} connections" in readme
+    from webhook.storage.postgres.database import PgDatabase
+
+    assert PgDatabase("postgresql://u@h/d").max_size == POOL_MAX  # the README's "up to 10"
+
+
+def caddy_validate(config: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return subprocess.run(
+        ["caddy", "validate", "--config", str(config), "--adapter", "caddyfile"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=tmp_path,
-        env={**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path)},
+        env={**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home)},
     )
+
+
+def caddy_adapt(config: Path) -> dict:
+    result = subprocess.run(
+        ["caddy", "adapt", "--config", str(config), "--adapter", "caddyfile"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def host_name_variant(tmp_path: Path) -> Path:
+    """deploy/Caddyfile with its commented host-name site enabled, as the README says."""
+    text = (DEPLOY / "Caddyfile").read_text()
+    block = re.search(r"^# (ado-webhook\.example\.com) \{\n((?:# .*\n)+)# \}$", text, re.M)
+    assert block, "no commented host-name site in deploy/Caddyfile"
+    enabled = re.sub(r"^# ?", "", block.group(0), flags=re.M)
+    path = tmp_path / "Caddyfile.host"
+    path.write_text(text.replace(block.group(0), enabled))
+    return path
+
+
+def listeners(config: dict) -> dict[str, list[str]]:
+    servers = config["apps"]["http"]["servers"].values()
+    out: dict[str, list[str]] = {}
+    for server in servers:
+        hosts = [
+            host
+            for route in server.get("routes", [])
+            for match in route.get("match", [])
+            for host in match.get("host", [])
+        ]
+        for address in server["listen"]:
+            out[address] = hosts
+    return out
+
+
+def test_caddyfile_https_is_automatic_for_a_host_name():
+    """The README's promise: a host-name site gets a certificate (automatic HTTPS not off)."""
+    text = (DEPLOY / "Caddyfile").read_text()
+    assert not re.search(r"^\s*auto_https\s+off", text, re.M)
+    readme = (ROOT / "README.md").read_text()
+    assert "host-name site" in readme and "Automatic HTTPS is on" in readme
+
+
+@pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy missing (apt-get install caddy)")
+def test_caddyfile_is_valid(tmp_path):
+    result = caddy_validate(DEPLOY / "Caddyfile", tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Valid configuration" in result.stdout + result.stderr
     formatted = subprocess.run(
         ["caddy", "fmt", str(DEPLOY / "Caddyfile")], capture_output=True, text=True, timeout=60
     )
     assert formatted.stdout == (DEPLOY / "Caddyfile").read_text()
+    # As shipped: plain HTTP on :8080 only, no host name, nothing on 80 or 443.
+    assert listeners(caddy_adapt(DEPLOY / "Caddyfile")) == {":8080": []}
+
+
+@pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy missing (apt-get install caddy)")
+def test_caddyfile_host_name_variant_is_valid_and_served_over_https(tmp_path):
+    variant = host_name_variant(tmp_path)
+    result = caddy_validate(variant, tmp_path)
+    assert result.returncode == 0, result.stderr
+    config = caddy_adapt(variant)
+    # the host name on :443 (Caddy adds the :80 redirect itself), :8080 still plain HTTP
+    assert listeners(config) == {":443": ["ado-webhook.example.com"], ":8080": []}
+    for server in config["apps"]["http"]["servers"].values():
+        assert not server.get("automatic_https", {}).get("disable"), server
 
 
 def test_env_example_names_the_database_url():
@@ -571,3 +654,17 @@ def test_env_example_names_the_database_url():
     lines = (DEPLOY / "env.example").read_text().splitlines()
     index = next(i for i, line in enumerate(lines) if line.startswith("# WEBHOOK_DATABASE_URL="))
     assert lines[index - 1].startswith("#")
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git missing")
+def test_secret_files_the_readme_creates_are_ignored_by_git():
+    inside = subprocess.run(
+        ["git", "rev-parse", "--is-inside-work-tree"], cwd=ROOT, capture_output=True, text=True
+    )
+    if inside.stdout.strip() != "true":
+        pytest.skip("not a git checkout")
+    for path in ("deploy/ado-webhook.env", "deploy/.env"):
+        result = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
+        assert result.returncode == 0, f"{path} is not ignored"
+    kept = subprocess.run(["git", "check-ignore", "-q", "deploy/env.example"], cwd=ROOT)
+    assert kept.returncode == 1  # the template stays tracked
