@@ -291,3 +291,30 @@ def test_hook_list_during_a_pause_shows_stored_status_without_calling(
 def test_retry_after_is_whole_seconds_rounded_up(left: float, header: int) -> None:
     now = 1_750_000_000.0
     assert OrganizationPaused(now + left, "https://dev.azure.com/x").seconds_left(now) == header
+
+
+def test_hook_list_after_the_organization_host_was_disallowed_still_answers(
+    web: FlaskClient, services: Services, sb: Sandbox, connection: int, tmp_path: Path
+) -> None:
+    """WEBHOOK_ALLOWED_ORG_HOSTS no longer lists a stored connection's host (the operator
+    narrowed it): the hook list answers 200 with the stored status and says why, not 500."""
+    created = web.post(
+        "/admin/hooks", json={"connection_id": connection, "project": "AppSec"}, headers=ADMIN
+    )
+    assert created.status_code == 201
+    narrowed = create_app(
+        make_settings(
+            tmp_path,
+            WEBHOOK_PUBLIC_URL="http://127.0.0.1:9",
+            WEBHOOK_DB=str(services.settings.db_path),
+            WEBHOOK_SECRET_KEY=",".join(services.settings.secret_keys),
+        )
+    )
+    sb.clear_requests_log()
+    listed = narrowed.test_client().get("/admin/hooks", headers=ADMIN)
+    assert listed.status_code == 200, listed.get_data(as_text=True)
+    items = listed.get_json()["items"]
+    assert len(items) == 3
+    assert all("status not checked" in h["last_error"] for h in items)
+    assert rest_calls(sb) == []
+    narrowed.extensions["adowh"].store.db.close()
