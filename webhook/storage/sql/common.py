@@ -1,4 +1,4 @@
-"""What the SQLite repositories share: the base class (database, secret box, the helpers
+"""What the SQL repositories share: the base class (database, secret box, the helpers
 that record history and jobs inside a transaction) and row → value conversions."""
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class Pending:
 
 
 class SqlRepo:
-    """Base of the SQLite repositories: one database, one secret box, shared helpers."""
+    """Base of the SQL repositories: one database, one secret box, shared helpers."""
 
     def __init__(
         self, db: SqlDatabase, box: SecretBox, *, content_sync_seconds: float = 60.0

@@ -1,4 +1,4 @@
-"""Azure DevOps connections and their encrypted credentials (SQLite)."""
+"""Azure DevOps connections and their encrypted credentials (both engines)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Service-hook subscriptions and the events they deliver (SQLite)."""
+"""Service-hook subscriptions and the events they deliver (both engines)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Recorded jobs: claims with leases and fencing tokens, lanes, outcomes (SQLite)."""
+"""Recorded jobs: claims with leases and fencing tokens, lanes, outcomes (both engines)."""
 
 from __future__ import annotations
 

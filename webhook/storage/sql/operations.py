@@ -1,5 +1,5 @@
 """Heartbeats, periodic leases, organization pauses, the type cache, the metrics
-snapshot, pruning, clock repair and installation facts (SQLite)."""
+snapshot, pruning, clock repair and installation facts (both engines)."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ class SqlOperations(SqlRepo):
 
         Upserts a probe row (a WAL append and an fsync) and checks there is room for
         READY_PROBE_BYTES more (Database.check_room). Raises DatabaseUnavailable (busy, disk
-        full, file removed or replaced, I/O error) or another sqlite3 error.
+        full, file removed or replaced, I/O error) or another error of the engine.
         """
         with self.db.write() as conn:
             conn.execute(

@@ -1,4 +1,4 @@
-"""Risks: ingestion of scanner deliveries (group commit) and reading risks back (SQLite)."""
+"""Risks: ingestion of scanner deliveries (group commit) and reading risks back (both engines)."""
 
 from __future__ import annotations
 

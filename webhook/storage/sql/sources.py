@@ -1,4 +1,4 @@
-"""Scanner sources and their signing secrets (SQLite)."""
+"""Scanner sources and their signing secrets (both engines)."""
 
 from __future__ import annotations
 

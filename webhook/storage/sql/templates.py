@@ -1,4 +1,4 @@
-"""Work item templates and their backfill (SQLite)."""
+"""Work item templates and their backfill (both engines)."""
 
 from __future__ import annotations
 

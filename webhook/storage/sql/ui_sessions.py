@@ -1,4 +1,4 @@
-"""Storage verbs of the admin web UI over SQLite: its own tables (sessions, failed sign-ins)
+"""Storage verbs of the admin web UI over either engine: its own tables (sessions, failed sign-ins)
 and the read-only figures the Overview page shows. Views never speak SQL; the session and
 throttling policy is `webhook.domain.ui_sessions`.
 """

@@ -1,4 +1,4 @@
-"""Links between risks and Azure DevOps work items, and changes seen there (SQLite)."""
+"""Links between risks and Azure DevOps work items, and changes seen there (both engines)."""
 
 from __future__ import annotations
 
