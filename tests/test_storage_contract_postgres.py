@@ -55,3 +55,34 @@ def test_a_hosts_wall_clock_step_moves_no_stored_time(storage: Storage) -> None:
     assert storage.operations.note_clock_offset("boot-1", 400.0) == 0.0  # went back 600 s
     assert storage.jobs.list_jobs("pending", 1, 10)[0][0].next_attempt_at == before
     assert storage.jobs.claim_jobs("w1", limit=10) == []  # still due in 30 s, not now
+
+
+def test_an_idle_worker_wakes_when_another_node_records_jobs(
+    storage: Storage, peer: Storage
+) -> None:
+    """LISTEN/NOTIFY (SPEC 6): a worker waiting for jobs on one node wakes when a commit on
+    another node records jobs (True), not after its one-second recheck (False), and a commit
+    that records no job wakes nobody."""
+    import threading
+    import time
+
+    from webhook.domain.sync_plan import JobSpec
+
+    assert storage.jobs.wait_for_jobs(0.05) is True  # the first wait opens the listener
+    woke: list[tuple[bool, float]] = []
+
+    def wait() -> None:
+        start = time.monotonic()
+        woke.append((storage.jobs.wait_for_jobs(0.05), time.monotonic() - start))
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.2)
+    peer.sources.create_source("sast", None)  # no job: no wake-up
+    time.sleep(0.2)
+    with peer.unit_of_work() as uow:
+        uow.jobs.enqueue([JobSpec("callback", "out")], lane="source:sast")
+        uow.jobs.enqueue([JobSpec("callback", "out")], lane="source:sast")
+    waiter.join(timeout=5)
+    assert woke and woke[0][0] is True  # a notification, not the recheck's timeout (False)
+    assert woke[0][1] > 0.35  # not woken by the commit without jobs at 0.2 s

@@ -527,11 +527,10 @@ class PgDatabase:
                 )
             try:
                 with _translated():
-                    if tx.notify:
-                        # One NOTIFY per transaction however many jobs it recorded (delivered
-                        # at COMMIT); a part rolled back since costs only a spurious wake-up.
-                        notify(conn, JOBS_CHANNEL)
-                    raw.execute("COMMIT")
+                    # One NOTIFY per transaction however many jobs it recorded, sent with the
+                    # COMMIT in one round trip (delivered when it commits); a part rolled back
+                    # since costs only a spurious wake-up.
+                    raw.execute(f"NOTIFY {JOBS_CHANNEL}; COMMIT" if tx.notify else "COMMIT")
             except BaseException:
                 self._rollback(raw)
                 raise
