@@ -19,7 +19,7 @@ import sys
 import time
 
 from bench import drain, hooks, ingest
-from bench.engines import add_engine_argument, cpu_note, raise_on_sigterm
+from bench.engines import bench_parser, cpu_note, raise_on_sigterm
 from bench.report import Results, Row, errors, table, to_json
 
 QUICK = {
@@ -31,17 +31,7 @@ QUICK = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.all",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_engine_argument(parser)
-    parser.add_argument(
-        "--one-node",
-        action="store_true",
-        help="leave out the PostgreSQL column with two web nodes",
-    )
+    parser = bench_parser("python -m bench.all", __doc__, two_nodes=True)
     for name, quick in QUICK.items():
         parser.add_argument(
             f"--{name}-args",

@@ -25,7 +25,7 @@ from cryptography.fernet import Fernet
 from bench.common import REPO, Cluster, kill, python
 from bench.engines import (
     Variant,
-    add_engine_argument,
+    bench_parser,
     database,
     raise_on_sigterm,
     service_env,
@@ -45,12 +45,7 @@ METRICS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.drain",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_engine_argument(parser)
+    parser = bench_parser("python -m bench.drain", __doc__, two_nodes=False)
     parser.add_argument("--risks", type=int, default=2000)
     parser.add_argument("--latency", type=float, default=0.05, help="stand-in latency, s/call")
     parser.add_argument("--threads", type=int, default=8, help="worker threads")

@@ -60,6 +60,22 @@ def add_engine_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def bench_parser(prog: str, doc: str | None, *, two_nodes: bool) -> argparse.ArgumentParser:
+    """A benchmark's parser with `--engines` and, where it measures two web nodes on
+    PostgreSQL, `--one-node` to leave that column out."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_engine_argument(parser)
+    if two_nodes:
+        parser.add_argument(
+            "--one-node",
+            action="store_true",
+            help="leave out the PostgreSQL column with two web nodes",
+        )
+    return parser
+
+
 def parse_engines(text: str) -> list[str]:
     """ "sqlite,postgresql" -> ["sqlite", "postgresql"]; raises argparse.ArgumentTypeError
     naming the unknown engine."""

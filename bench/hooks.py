@@ -49,7 +49,7 @@ from cryptography.fernet import Fernet
 from bench.common import REPO, Cluster, free_port
 from bench.engines import (
     Variant,
-    add_engine_argument,
+    bench_parser,
     database,
     raise_on_sigterm,
     service_env,
@@ -668,17 +668,7 @@ METRICS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.hooks",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_engine_argument(parser)
-    parser.add_argument(
-        "--one-node",
-        action="store_true",
-        help="leave out the PostgreSQL column with two web nodes",
-    )
+    parser = bench_parser("python -m bench.hooks", __doc__, two_nodes=True)
     parser.add_argument("--rate", type=float, default=200.0, help="offered requests/s")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--procs", type=int, default=4, help="sender processes")

@@ -41,7 +41,7 @@ from bench.common import (
 )
 from bench.engines import (
     Variant,
-    add_engine_argument,
+    bench_parser,
     database,
     raise_on_sigterm,
     service_env,
@@ -94,17 +94,7 @@ METRICS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.ingest",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_engine_argument(parser)
-    parser.add_argument(
-        "--one-node",
-        action="store_true",
-        help="leave out the PostgreSQL column with two web nodes",
-    )
+    parser = bench_parser("python -m bench.ingest", __doc__, two_nodes=True)
     parser.add_argument(
         "--seconds", type=float, default=10.0, help="single-risk load time per app, per engine"
     )
