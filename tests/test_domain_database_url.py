@@ -34,6 +34,7 @@ def test_good_urls(raw: str, engine: str, path: str | None) -> None:
         ("postgresql://u:S3cretPW@h:99999/x", "from 1 to 65535"),
         ("postgresql://u:S3cretPW@h:port/x", "from 1 to 65535"),
         ("sqlite://relative.db", "sqlite:///"),
+        ("postgresql://u:S3cretPW%zz@127.0.0.1:5432/x", "write % as %25"),
     ],
 )
 def test_bad_urls_say_why_without_the_password(raw: str, says: str) -> None:
@@ -52,7 +53,14 @@ def test_bad_urls_say_why_without_the_password(raw: str, says: str) -> None:
             "postgresql://u@h/db?password=***&sslmode=require",
         ),
         ("postgresql://nobody:p@S3cretPW@h/x", "postgresql://nobody:***@h/x"),
-        ("postgresql://u:S3cretPW@[::1:5432/x", "postgresql://***"),
+        ("postgresql://u:S3cretPW@[::1:5432/x", "postgresql://u:***@[::1:5432/x"),
+        ("postgresql://u:pa/ssS3cretPW@127.0.0.1:5432/x", "postgresql://u:***@127.0.0.1:5432/x"),
+        ("postgresql://u:pa#ssS3cretPW@h/x", "postgresql://u:***@h/x"),
+        ("postgresql://u:pa?ssS3cretPW@h/x", "postgresql://u:***@h/x"),
+        (
+            "postgresql://u@h/db?sslpassword=S3cretPW&password=S3cretPW",
+            "postgresql://u@h/db?sslpassword=***&password=***",
+        ),
         ("postgresql://h/db", "postgresql://h/db"),
     ],
 )

@@ -15,7 +15,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import ADMIN_TOKEN, Scanner, make_settings, pat_connection, risk
+from tests.conftest import (
+    ADMIN_TOKEN,
+    Scanner,
+    make_settings,
+    pat_connection,
+    risk,
+    template_record,
+)
 from tests.servers import free_port
 from webhook import clock, create_app, gateway
 from webhook.composition import build_batch_handlers, build_handlers
@@ -293,15 +300,20 @@ def test_retry_after_is_whole_seconds_rounded_up(left: float, header: int) -> No
     assert OrganizationPaused(now + left, "https://dev.azure.com/x").seconds_left(now) == header
 
 
-def test_hook_list_after_the_organization_host_was_disallowed_still_answers(
+def test_a_connection_whose_host_was_disallowed_gets_clear_answers_not_500s(
     web: FlaskClient, services: Services, sb: Sandbox, connection: int, tmp_path: Path
 ) -> None:
     """WEBHOOK_ALLOWED_ORG_HOSTS no longer lists a stored connection's host (the operator
-    narrowed it): the hook list answers 200 with the stored status and says why, not 500."""
+    narrowed it): every route that would call its organization answers clearly, nothing is
+    sent there, and the hook list still shows the stored status."""
     created = web.post(
         "/admin/hooks", json={"connection_id": connection, "project": "AppSec"}, headers=ADMIN
     )
     assert created.status_code == 201
+    template = web.post(
+        "/admin/templates", json=template_record(connection, project="AppSec"), headers=ADMIN
+    )
+    assert template.status_code == 201, template.get_data(as_text=True)
     narrowed = create_app(
         make_settings(
             tmp_path,
@@ -310,11 +322,24 @@ def test_hook_list_after_the_organization_host_was_disallowed_still_answers(
             WEBHOOK_SECRET_KEY=",".join(services.settings.secret_keys),
         )
     )
+    client = narrowed.test_client()
     sb.clear_requests_log()
-    listed = narrowed.test_client().get("/admin/hooks", headers=ADMIN)
+    listed = client.get("/admin/hooks", headers=ADMIN)
     assert listed.status_code == 200, listed.get_data(as_text=True)
     items = listed.get_json()["items"]
     assert len(items) == 3
     assert all("status not checked" in h["last_error"] for h in items)
+    tested = client.post(f"/admin/connections/{connection}/test", headers=ADMIN)
+    assert tested.status_code == 200 and tested.get_json()["ok"] is False
+    assert "no longer allowed" in tested.get_json()["message"]
+    for method, path, body in [
+        ("GET", f"/admin/connections/{connection}/projects", None),
+        ("GET", f"/admin/connections/{connection}/projects/AppSec/work-item-types", None),
+        ("POST", "/admin/hooks", {"connection_id": connection, "project": "AppSec"}),
+        ("PATCH", f"/admin/templates/{template.get_json()['id']}", {"severity_threshold": "high"}),
+    ]:
+        resp = client.open(path, method=method, json=body, headers=ADMIN)
+        assert resp.status_code == 409, (path, resp.status_code, resp.get_data(as_text=True))
+        assert resp.get_json()["error"]["code"] == "organization_not_allowed"
     assert rest_calls(sb) == []
     narrowed.extensions["adowh"].store.db.close()

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from flask import Flask, g, request
+from flask.typing import ResponseReturnValue
 from werkzeug.routing import IntegerConverter, Map
 from werkzeug.wrappers import Response
 
@@ -30,7 +31,8 @@ from webhook.api import (
     scanner,
 )
 from webhook.api.requests import request_id
-from webhook.errors import register_error_handlers
+from webhook.errors import ApiError, api_error_json, register_error_handlers
+from webhook.gateway import OrganizationNotAllowed
 from webhook.gunicorn_app import tune_thread_switching
 from webhook.jobs import BatchHandler, Handler, PeriodicTask
 from webhook.logs import bind, configure_logging, unbind
@@ -57,6 +59,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["adowh"] = services
     register_error_handlers(app)
+
+    @app.errorhandler(OrganizationNotAllowed)
+    def _organization_not_allowed(exc: OrganizationNotAllowed) -> ResponseReturnValue:
+        # A stored connection whose host WEBHOOK_ALLOWED_ORG_HOSTS no longer lists: 409 on
+        # any route that would call it (nothing was sent), never a 500.
+        error = ApiError(exc.message, code="organization_not_allowed", status=409)
+        return Response(api_error_json(error), error.status, mimetype="application/json")
+
     ui.init_app(app, settings)
     app.url_map.converters["int"] = _BoundedId
     for module in (

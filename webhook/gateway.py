@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from webhook import clock, logs, metrics, outbound
-from webhook.ado import AdoClient, PatAuth, ServicePrincipalAuth
+from webhook.ado import AdoClient, AdoError, PatAuth, ServicePrincipalAuth
 from webhook.domain.models import WorkItemState, WorkItemTypeInfo
-from webhook.domain.orgurl import OrgUrl, parse_organization_url
+from webhook.domain.orgurl import OrgUrl, OrgUrlError, parse_organization_url
 from webhook.jobs import RetryLater
 from webhook.settings import Settings
 from webhook.storage.interfaces import Storage
@@ -52,6 +52,13 @@ class OrganizationPaused(Exception):
     def seconds_left(self, now: float | None = None) -> int:
         """Return the whole seconds until the pause ends (rounded up, at least 1)."""
         return whole_seconds(self.until_ts - (clock.now() if now is None else now))
+
+
+class OrganizationNotAllowed(AdoError):
+    """A stored connection's organization URL is no longer allowed (WEBHOOK_ALLOWED_ORG_HOSTS
+    was narrowed since it was saved): nothing is sent to it. An AdoError, so every caller that
+    copes with Azure DevOps refusing (a job's retry, a hook's status, a connection test) copes
+    with this too; the admin API answers 409 `organization_not_allowed`."""
 
 
 def whole_seconds(seconds: float) -> int:
@@ -171,6 +178,17 @@ class AdoGateway:
         """Strictly parse an organization URL against the allow-list (OrgUrlError otherwise)."""
         return parse_organization_url(url, extra_hosts=self.settings.allowed_org_hosts)
 
+    def stored_org(self, url: str) -> OrgUrl:
+        """parse_org for a URL saved with a connection: OrganizationNotAllowed when the
+        allow-list no longer admits it."""
+        try:
+            return self.parse_org(url)
+        except OrgUrlError as exc:
+            raise OrganizationNotAllowed(
+                f"the connection's organization is no longer allowed ({exc}); list its host"
+                " in WEBHOOK_ALLOWED_ORG_HOSTS again, or edit the connection"
+            ) from None
+
     # ---- pauses -------------------------------------------------------------------------
 
     def _pause_key(self, organization: str) -> tuple[str, str]:
@@ -188,7 +206,7 @@ class AdoGateway:
     def paused_until(self, connection_id: int) -> float | None:
         """When the pause of the connection's organization ends, or None (no call is made)."""
         org_url = self.store.connections.get_connection(connection_id).organization_url
-        return self.organization_paused_until(self.parse_org(org_url).canonical)
+        return self.organization_paused_until(self.stored_org(org_url).canonical)
 
     def pause(self, organization: str, seconds: float) -> None:
         """Pause every call to the organization for ``seconds`` (never shortens a pause)."""
@@ -242,7 +260,7 @@ class AdoGateway:
         """The client for a stored connection (its requests raise OrganizationPaused during a
         pause of the organization, without calling)."""
         org_url, auth = self.store.connections.connection_credentials(connection_id)
-        org = self.parse_org(org_url)
+        org = self.stored_org(org_url)
         cache: dict[int, tuple[str, AdoClient]] = getattr(self._local, "clients", None) or {}
         self._local.clients = cache
         fingerprint = f"{org_url}|{sorted(auth.items())}"

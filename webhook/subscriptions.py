@@ -10,8 +10,7 @@ from typing import Any
 from webhook import clock, metrics
 from webhook.ado import AdoClient, AdoError, AdoNotFound
 from webhook.crypto import hash_password, new_hook_password
-from webhook.domain.orgurl import OrgUrlError
-from webhook.gateway import AdoGateway, OrganizationPaused
+from webhook.gateway import AdoGateway, OrganizationNotAllowed, OrganizationPaused
 from webhook.storage.interfaces import Storage
 from webhook.storage.types import HookRecord
 
@@ -213,13 +212,12 @@ class Subscriptions:
             return replace(hook, status=status)
         except OrganizationPaused as exc:
             return replace(hook, last_error=f"status not checked: {exc}")
+        except OrganizationNotAllowed as exc:
+            # WEBHOOK_ALLOWED_ORG_HOSTS no longer admits the organization: nothing is asked.
+            return replace(hook, last_error=f"status not checked: {exc.message}")
         except AdoError as exc:
             self.store.hooks.note_hook_status(hook.id, hook.status, f"status unknown: {exc}")
             return replace(hook, last_error=f"status unknown: {exc.message}")
-        except OrgUrlError as exc:
-            # The connection's organization is no longer allowed (WEBHOOK_ALLOWED_ORG_HOSTS
-            # changed since): nothing is asked of it; the list still answers.
-            return replace(hook, last_error=f"status not checked: {exc}")
 
     def remove(self, hook: HookRecord) -> None:
         """Delete the subscription in Azure DevOps, then forget it."""

@@ -602,10 +602,12 @@ class SyncHandlers:
         run = _ReconcilePass()
         paused: set[int] = set()  # organization paused: no call now, the next pass covers it
         for connection_id, project in self.store.work_items.linked_projects(include_deleted=True):
-            if connection_id in paused or self.gateway.paused_until(connection_id) is not None:
-                paused.add(connection_id)
+            if connection_id in paused:
                 continue
             try:
+                if self.gateway.paused_until(connection_id) is not None:
+                    paused.add(connection_id)
+                    continue
                 self._reconcile_project(
                     run,
                     connection_id,

@@ -16,6 +16,7 @@ from webhook.domain.orgurl import OrgUrlError
 from webhook.errors import Conflict, NotFound, ValidationFailed
 from webhook.gateway import (
     AdoGateway,
+    OrganizationNotAllowed,
     OrganizationPaused,
     required_field_details,
     type_info_from_ado,
@@ -188,13 +189,14 @@ def connection_test_result(connection_id: int) -> dict[str, Any]:
     """`{"ok", "message"}` after listing projects with the stored credentials (NotFound if
     the connection does not exist). Shared with the UI's Test button."""
     _connection(connection_id)
-    client = _gateway().client(connection_id)
     try:
-        count = len(client.list_projects())
+        count = len(_gateway().client(connection_id).list_projects())
     except (OrganizationPaused, AdoRateLimited) as exc:
         raise paused_error(exc) from None  # 503 ado_paused with Retry-After, like every call
     except AdoAuthError as exc:
         return {"ok": False, "message": f"credentials rejected: {exc.message}"}
+    except OrganizationNotAllowed as exc:
+        return {"ok": False, "message": exc.message}
     except AdoError as exc:
         return {"ok": False, "message": f"Azure DevOps unreachable: {exc.message}"}
     return {"ok": True, "message": f"connected; {count} project(s) visible"}

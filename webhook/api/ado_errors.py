@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from webhook.ado import AdoAuthError, AdoError, AdoNotFound, AdoRateLimited, AdoRuleError
 from webhook.errors import ApiError, BadGateway, NotFound, Unavailable, ValidationFailed
-from webhook.gateway import OrganizationPaused, whole_seconds
+from webhook.gateway import OrganizationNotAllowed, OrganizationPaused, whole_seconds
 
 # Retry-After for a 429 that did not say how long to wait (the worker waits as long).
 DEFAULT_RATE_LIMIT_SECONDS = 30
@@ -57,5 +57,7 @@ def ado_errors(not_found: str | None = None) -> Iterator[None]:
         ) from None
     except (OrganizationPaused, AdoRateLimited) as exc:
         raise paused_error(exc) from None
+    except OrganizationNotAllowed as exc:
+        raise ApiError(exc.message, code="organization_not_allowed", status=409) from None
     except AdoError as exc:
         raise BadGateway(f"Azure DevOps is unreachable or failing: {exc.message}") from None

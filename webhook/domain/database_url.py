@@ -18,8 +18,11 @@ from urllib.parse import SplitResult, urlsplit
 Engine = Literal["sqlite", "postgresql"]
 
 EXAMPLE_POSTGRES = "postgresql://user:password@host:port/dbname"
-# password=... in a libpq URL's query string (its value up to the next & or the end).
-_QUERY_PASSWORD = re.compile(r"(?i)(?<=[?&]password=)[^&#]*")
+# password=... and sslpassword=... in a libpq URL's query string (up to the next & or the end).
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:ssl)?password=)[^&#]*")
+_QUERY_PASSWORD = re.compile(r"(?i)[?&]password=([^&#]*)")
+# A % not followed by two hex digits: libpq refuses it, quoting the text around it.
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 class DatabaseUrlError(ValueError):
@@ -43,7 +46,7 @@ class DatabaseUrl:
         if parts.password:
             return parts.password
         found = _QUERY_PASSWORD.search(self.url)
-        return found.group(0) if found and found.group(0) else None
+        return found.group(1) if found and found.group(1) else None
 
     @property
     def label(self) -> str:
@@ -52,22 +55,21 @@ class DatabaseUrl:
 
 
 def redact_url(url: str) -> str:
-    """`url` with any password (user info or a `password=` query value) replaced by `***`.
+    """`url` with any password (user info, `password=` or `sslpassword=`) replaced by `***`.
 
-    Never raises: a URL that does not even split keeps only its scheme (`postgresql://***`).
+    Never raises, and hides a password however malformed the URL: the user information is
+    taken to end at the LAST `@` (a password may hold an unencoded `/`, `?`, `#` or `@`), so
+    `postgresql://u:pa/ss@h/db` shows as `postgresql://u:***@h/db`.
     """
-    text = _QUERY_PASSWORD.sub("***", url)
-    try:
-        parts = urlsplit(text)
-        password = parts.password
-    except ValueError:
-        scheme = url.partition("://")[0] if "://" in url else "url"
-        return f"{scheme}://***"
-    if password is None:
+    text = _QUERY_SECRET.sub(r"\1***", url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
         return text
-    user_info, _, host = parts.netloc.rpartition("@")
+    user_info, at, host = rest.rpartition("@")
+    if not at or ":" not in user_info:
+        return text
     user = user_info.split(":", 1)[0]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+    return f"{scheme}://{user}:***@{host}"
 
 
 def parse_database_url(raw: str) -> DatabaseUrl:
@@ -99,6 +101,11 @@ def _checked_postgres(text: str, rest: str) -> str:
         raise DatabaseUrlError(
             "its user name or password holds a character that must be percent-encoded "
             "(@ as %40, / as %2F, : as %3A)"
+        )
+    if _BAD_PERCENT.search(authority):
+        raise DatabaseUrlError(
+            "its user name or password holds a % that does not start a percent-encoding: "
+            "write % as %25"
         )
     try:
         parts: SplitResult = urlsplit(text)

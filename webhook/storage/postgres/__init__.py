@@ -117,6 +117,14 @@ def _operational(exc: BaseException) -> bool:
 register_engine(unavailable=unavailable, operational=_operational)
 
 
+# libpq's own complaint about a URL quotes the text around the fault, which may be the
+# password: it is never shown.
+INVALID_URL = (
+    "is not a valid PostgreSQL URL (check its form, postgresql://user:password@host:port/dbname,"
+    " and that @ / : % in the user name or password are percent-encoded)"
+)
+
+
 def one_line(text: str) -> str:
     """`text` on one line (PostgreSQL messages carry DETAIL and HINT lines)."""
     return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())

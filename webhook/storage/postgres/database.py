@@ -33,6 +33,7 @@ from psycopg.pq import TransactionStatus
 from webhook import clock
 from webhook.storage.postgres import (
     APPLICATION_NAME,
+    INVALID_URL,
     KEEPALIVES,
     PgBusy,
     PgFull,
@@ -409,10 +410,8 @@ class PgDatabase:
                     application_name=APPLICATION_NAME,
                     **KEEPALIVES,
                 )
-            except psycopg.Error as exc:
-                raise PgUnusable(
-                    self.label, f"is not a valid PostgreSQL URL ({one_line(str(exc))})"
-                ) from None
+            except psycopg.Error:
+                raise PgUnusable(self.label, INVALID_URL) from None
             pool = psycopg_pool.ConnectionPool(
                 self._url,
                 connection_class=_PoolConnection,

@@ -20,6 +20,7 @@ import psycopg
 from webhook.migrations import MIGRATIONS, SCHEMA_VERSION
 from webhook.storage.postgres import (
     APPLICATION_NAME,
+    INVALID_URL,
     KEEPALIVES,
     PgUnusable,
     connect_problem,
@@ -63,10 +64,8 @@ def migrate(url: str, *, connect_timeout: float = 5.0) -> int:
             application_name=APPLICATION_NAME,
             **KEEPALIVES,
         )
-    except psycopg.Error as exc:
-        raise PgUnusable(
-            location, f"is not a valid PostgreSQL URL ({one_line(str(exc))})"
-        ) from None
+    except psycopg.Error:
+        raise PgUnusable(location, INVALID_URL) from None
     try:
         conn = psycopg.connect(url, autocommit=True, **params)
     except psycopg.Error as exc:
