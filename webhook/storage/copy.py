@@ -191,6 +191,11 @@ def first_table_with_data(location: DatabaseLocation) -> str | None:
 
     Raises TargetUnreachable (one line, password hidden) when the database cannot be read.
     """
+    if location.url is not None:
+        try:  # one direct attempt: a pool would retry in the background, logging each failure
+            _reach_postgres(location.url, location.label)
+        except SourceMissing as exc:
+            raise TargetUnreachable(str(exc)) from None
     db = open_database(location)
     try:
         with db.read() as conn:
