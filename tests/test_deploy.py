@@ -646,6 +646,12 @@ def test_caddyfile_host_name_variant_is_valid_and_served_over_https(tmp_path):
     assert listeners(config) == {":443": ["ado-webhook.example.com"], ":8080": []}
     for server in config["apps"]["http"]["servers"].values():
         assert not server.get("automatic_https", {}).get("disable"), server
+    # The public site passes on only the scanner and hook routes; the rest answers 404 there.
+    public = json.dumps(
+        [s for s in config["apps"]["http"]["servers"].values() if ":443" in s["listen"]]
+    )
+    assert '"/webhooks/risks/*"' in public and '"/hooks/ado"' in public
+    assert '"status_code": 404' in public or '"status_code": "404"' in public
 
 
 def test_env_example_names_the_database_url():
