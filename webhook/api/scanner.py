@@ -147,6 +147,7 @@ MIRRORED_FLASK_HOOKS: dict[str, str] = {
     "errorhandler:ApiError": "api_error_json(), the same bytes",
     "errorhandler:HTTPException": "none arise: the door answers only a routed POST",
     "errorhandler:Exception": "database_unavailable() → 503 with Retry-After, else a logged 500",
+    "errorhandler:OrganizationNotAllowed": "none arise: the door never calls Azure DevOps",
 }
 
 
