@@ -505,3 +505,31 @@ def test_listener_reconnects_after_its_connection_is_dropped(migrated: str) -> N
         assert listener.wait(2.0) is True
     finally:
         listener.close()
+
+
+def test_each_notification_wakes_one_waiting_thread(db: PgDatabase, migrated: str) -> None:
+    """A worker's idle threads must not all query the database for every commit that
+    recorded a job: one notification wakes one of them, two wake two; the rest sleep on."""
+    listener = Listener(migrated, "webhook_test_herd")
+    try:
+        assert listener.wait(0.1) is True  # just connected
+        results: list[bool] = []
+        mutex = threading.Lock()
+
+        def wait() -> None:
+            woke = listener.wait(1.5)
+            with mutex:
+                results.append(woke)
+
+        threads = [threading.Thread(target=wait) for _ in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)  # all six waiting
+        for _ in range(2):  # two commits, two notifications
+            with db.write() as conn:
+                conn.execute("SELECT pg_notify('webhook_test_herd', '')")
+        for t in threads:
+            t.join(timeout=5)
+        assert sorted(results) == [False] * 4 + [True] * 2
+    finally:
+        listener.close()

@@ -39,13 +39,23 @@ def notify(conn: Connection, channel: str) -> None:
     conn.execute("SELECT pg_notify(?, '')", (channel,))
 
 
+# Wake-ups owed to waiting threads at most; EVERYONE: _read's answer after a (re)connection,
+# which wakes every thread waiting then (what was missed while not listening is unknown).
+MAX_PERMITS = 64
+EVERYONE = -1
+
+
 class Listener:
     """One dedicated autocommit connection per process that LISTENs on `channel`.
 
     `wait(timeout)` blocks until a notification arrives (True) or `timeout` seconds pass
     (False). It also returns True right after it (re)connected, since notifications sent while
     it was not listening are lost: the caller rechecks the database whenever it gets True.
-    Several threads may wait at once; one notification wakes all of them. After a fork the child
+    Several threads may wait at once; each notification wakes ONE of them (a worker's idle
+    threads would otherwise all query the database for every commit that recorded a job: at
+    200 hook deliveries a second, eight threads made 1,600 claims a second). A reconnection
+    wakes them all, since what they missed is unknown. The others find jobs that are already
+    queued by their own one-second recheck, or the next notification. After a fork the child
     opens its own connection (the parent's is left alone). `url` is a libpq URL; it never
     appears in messages except redacted.
     """
@@ -58,7 +68,8 @@ class Listener:
         self._pid = 0
         self._cond = threading.Condition()
         self._reading = False
-        self._generation = 0  # +1 each time the reading thread saw a reason to wake everyone
+        self._permits = 0  # wake-ups owed to waiting threads (one per notification)
+        self._generation = 0  # +1 on a reconnection: every thread waiting then rechecks
 
     @property
     def label(self) -> str:
@@ -74,7 +85,10 @@ class Listener:
         with self._cond:
             seen = self._generation
             while True:
-                if self._generation != seen:  # the reading thread was woken meanwhile
+                if self._generation != seen:  # reconnected meanwhile: something may be missed
+                    return True
+                if self._permits > 0:  # a notification the reading thread passed on
+                    self._permits -= 1
                     return True
                 if not self._reading:
                     break
@@ -83,19 +97,24 @@ class Listener:
                     return False
                 self._cond.wait(left)
             self._reading = True
-        woke = False
+        got = 0
         try:
-            woke = self._read(deadline)
+            got = self._read(deadline)
         finally:
             with self._cond:
                 self._reading = False
-                if woke:
+                if got == EVERYONE:
                     self._generation += 1
-                self._cond.notify_all()
-        return woke
+                else:
+                    # This thread takes one wake-up, the rest go to other waiters (bounded:
+                    # notifications that came while every thread was busy cost a few rechecks).
+                    self._permits = min(self._permits + max(0, got - 1), MAX_PERMITS)
+                self._cond.notify_all()  # a permit to take, or the reading to take over
+        return got != 0
 
-    def _read(self, deadline: float) -> bool:
-        """As the one reading thread: wait on the connection until `deadline`."""
+    def _read(self, deadline: float) -> int:
+        """As the one reading thread: wait on the connection until `deadline`; the number of
+        notifications read (0: none came; EVERYONE after a reconnection)."""
         conn = self._conn if self._pid == os.getpid() else None
         if conn is None or conn.closed:
             try:
@@ -103,14 +122,13 @@ class Listener:
             except psycopg.Error as exc:
                 log.warning("cannot listen for job notifications on %s: %s", self.label, exc)
                 time.sleep(max(0.0, deadline - time.monotonic()))
-            return True
+            return EVERYONE
         try:
-            got = False
+            got = 0
             for _ in conn.notifies(timeout=max(0.0, deadline - time.monotonic()), stop_after=1):
-                got = True
-            if got:  # take whatever else already arrived: one wake-up covers it
-                for _ in conn.notifies(timeout=0.0):
-                    pass
+                got += 1
+            if got:  # and whatever else already arrived
+                got += sum(1 for _ in conn.notifies(timeout=0.0))
             return got
         except psycopg.OperationalError as exc:
             log.warning(
@@ -123,7 +141,7 @@ class Listener:
                 self._connect()
             except psycopg.Error:
                 time.sleep(max(0.0, deadline - time.monotonic()))
-            return True
+            return EVERYONE
 
     def _connect(self) -> None:
         params = conninfo_defaults(
