@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -119,6 +120,16 @@ class Rig:
                 start_new_session=True,
             )
         )
+
+
+def tracking_tags(items: list[dict[str, Any]]) -> Counter[str]:
+    """How many of `items` (stand-in work items) carry each `adowh-` tracking tag."""
+    return Counter(
+        t.strip()
+        for w in items
+        for t in w["fields"].get("System.Tags", "").split(";")
+        if t.strip().startswith("adowh-")
+    )
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:

@@ -18,22 +18,27 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("engine")]
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_demo_runs_the_whole_loop_without_leaking_secrets(tmp_path: Path) -> None:
-    """The demo exits 0, narrates the resolution and the callback, and prints no secret."""
+def run_demo(cwd: Path, database_url: str | None) -> subprocess.CompletedProcess[str]:
+    """`ado-webhook demo` in `cwd` with no WEBHOOK_* variable but the database URL, if any."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env["PYTHONPATH"] = str(REPO)
-    if servers.DATABASE_URL:
-        env["WEBHOOK_DATABASE_URL"] = servers.DATABASE_URL
-    done = subprocess.run(
+    if database_url:
+        env["WEBHOOK_DATABASE_URL"] = database_url
+    return subprocess.run(
         [sys.executable, "-m", "webhook.cli", "demo"],
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_demo_runs_the_whole_loop_without_leaking_secrets(tmp_path: Path) -> None:
+    """The demo exits 0, narrates the resolution and the callback, and prints no secret."""
+    done = run_demo(tmp_path, servers.DATABASE_URL)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert re.search(r"DEMO-1 resolved: state Closed, by Dana Developer", output), output

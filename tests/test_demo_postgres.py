@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.pg import fresh_database, require_postgres
+from tests.test_demo import run_demo
 from webhook.storage import migrate_storage
 
 pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def test_demo_refuses_a_database_that_holds_data(tmp_path: Path) -> None:
@@ -32,17 +28,7 @@ def _refused(url: str, tmp_path: Path) -> None:
             "INSERT INTO sources(name, secret_enc, created_at, updated_at) VALUES"
             " ('prod-scanner', 'x', '2026-01-01', '2026-01-01')"
         )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
-    env.update(PYTHONPATH=str(REPO), WEBHOOK_DATABASE_URL=url)
-    done = subprocess.run(
-        [sys.executable, "-m", "webhook.cli", "demo"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_demo(tmp_path, url)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "already holds data (table sources)" in done.stderr
     with psycopg.connect(url) as conn:

@@ -8,14 +8,13 @@ import os
 import signal
 import threading
 import time
-from collections import Counter
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from tests.conftest import pat_connection, risk, signed_headers
-from tests.e2e import wait_for
+from tests.e2e import tracking_tags, wait_for
 from tests.servers import ADMIN_TOKEN, free_port, query_database, running_service, service_env
 from webhook.sandbox import Sandbox
 
@@ -139,12 +138,7 @@ def test_sigkill_web_and_worker_during_burst_with_slow_azure_devops(tmp_path) ->
                 ).json()["items"][:3]
                 raise AssertionError(f"not drained: {open_jobs()}, e.g. {failed}") from None
             items = [w for w in sb.work_items() if not w["deleted"]]
-    tags = Counter(
-        t.strip()
-        for w in items
-        for t in w["fields"].get("System.Tags", "").split(";")
-        if t.strip().startswith("adowh-")
-    )
+    tags = tracking_tags(items)
     stored = {k for (k,) in query_database(tmp_path, "SELECT key FROM risks")}
     linked = query_database(tmp_path, "SELECT count(*) FROM work_items")[0][0]
     figures = {

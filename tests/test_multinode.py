@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -21,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e import Rig, wait_for
+from tests.e2e import Rig, tracking_tags, wait_for
 from tests.servers import free_port, query_database, running_service, service_env, stop
 from tests.test_faults import burst
 from webhook.sandbox import Sandbox
@@ -131,12 +130,7 @@ def test_two_web_nodes_and_two_workers_survive_sigkill_mid_burst(
         missing = set(acked) - stored
         assert not missing, f"{len(missing)} acknowledged risks lost"
         items = [w for w in sb.work_items() if not w["deleted"]]
-        tags = Counter(
-            t.strip()
-            for w in items
-            for t in w["fields"].get("System.Tags", "").split(";")
-            if t.strip().startswith("adowh-")
-        )
+        tags = tracking_tags(items)
         assert len(items) == len(stored) == len(tags), (len(items), len(stored), len(tags))
         assert all(n == 1 for n in tags.values()), "a risk has two work items"
 
