@@ -22,6 +22,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from webhook.domain.database_url import redact_url
+
 SERVER_VARIABLE = "WEBHOOK_TEST_POSTGRES_URL"
 REQUIRE_VARIABLE = "WEBHOOK_REQUIRE_POSTGRES"
 EXAMPLE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -38,7 +40,7 @@ def _probe() -> tuple[str | None, str]:
             pass
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, f"PostgreSQL not reachable at {redacted(url)} ({SERVER_VARIABLE}): {first}"
+        return None, f"PostgreSQL not reachable at {redact_url(url)} ({SERVER_VARIABLE}): {first}"
     return url, ""
 
 
@@ -57,15 +59,6 @@ def require_postgres() -> str:
             pytest.fail(f"{why} ({REQUIRE_VARIABLE}=1)", pytrace=False)
         pytest.skip(why)
     return url
-
-
-def redacted(url: str) -> str:
-    """`url` with its password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user_info, _, host = parts.netloc.rpartition("@")
-    return parts._replace(netloc=f"{user_info.split(':', 1)[0]}:***@{host}").geturl()
 
 
 def database_url(server_url: str, name: str) -> str:

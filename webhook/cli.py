@@ -90,22 +90,15 @@ def _prepare_metrics_dir(settings: Settings) -> None:
 
 
 def _check_secret_key(settings: Settings) -> None:
-    """Refuse to start when WEBHOOK_SECRET_KEY cannot decrypt what the database holds (the
-    installation's tracking key, made with the first key; e.g. a database moved with copy-db
-    and started with another key): otherwise the first use of any stored secret would fail.
-    Raises SettingsError naming the variable and the database."""
+    """composition.check_secret_key on a storage opened for it alone (serve's master process
+    builds no Services of its own)."""
+    from webhook.composition import check_secret_key  # after the metrics variable is set
     from webhook.crypto import SecretBox
     from webhook.storage import open_storage
 
     store = open_storage(settings.storage_location, SecretBox(settings.secret_keys))
     try:
-        store.operations.tracking_key()
-    except ValueError:
-        raise SettingsError(
-            f"WEBHOOK_SECRET_KEY does not decrypt the secrets stored in {settings.storage_label}:"
-            " start with the key(s) that database was written with (a new key goes first,"
-            " the old ones after it, comma-separated)"
-        ) from None
+        check_secret_key(store, settings.storage_label)
     finally:
         close = getattr(getattr(store, "db", None), "close", None)
         if close is not None:
@@ -129,8 +122,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
         folder = Path(settings.db_path).resolve().parent / "prometheus"
         folder.mkdir(parents=True, exist_ok=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
-    migrate_storage(settings.storage_location)
-    _check_secret_key(settings)
     from webhook.composition import run_worker  # after the variable: see module doc
 
     configure_logging(settings.log_level)

@@ -37,7 +37,8 @@ from webhook.gunicorn_app import tune_thread_switching
 from webhook.jobs import BatchHandler, Handler, PeriodicTask
 from webhook.logs import bind, configure_logging, unbind
 from webhook.services import Services
-from webhook.settings import Settings
+from webhook.settings import Settings, SettingsError
+from webhook.storage.interfaces import Storage
 from webhook.sync import periodic_tasks
 from webhook.worker import RetryPolicy, Worker
 
@@ -149,9 +150,26 @@ def build_worker(services: Services) -> Worker:
     )
 
 
+def check_secret_key(store: Storage, label: str) -> None:
+    """Refuse to start when WEBHOOK_SECRET_KEY cannot decrypt what the (migrated) database at
+    `label` holds: the installation's tracking key, made with the first key (e.g. a database
+    moved with copy-db and started with another key); otherwise the first use of any stored
+    secret would fail. Raises SettingsError naming the variable and the database."""
+    try:
+        store.operations.tracking_key()
+    except ValueError:
+        raise SettingsError(
+            f"WEBHOOK_SECRET_KEY does not decrypt the secrets stored in {label}:"
+            " start with the key(s) that database was written with (a new key goes first,"
+            " the old ones after it, comma-separated)"
+        ) from None
+
+
 def run_worker(settings: Settings, stop: threading.Event, *, threads: int = 8) -> None:
-    """Build the Services and the worker once, migrate the database, run until `stop`."""
+    """Build the Services and the worker once, migrate the database, check the secret key
+    (check_secret_key), run until `stop`."""
     tune_thread_switching()
     services = Services.from_settings(settings)
     services.store.migrate()
+    check_secret_key(services.store, settings.storage_label)
     build_worker(services).run(stop, threads=threads)

@@ -72,6 +72,15 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
+def hide_password(text: str, url: str) -> str:
+    """`text` (a driver's message about `url`, say) with `url`'s password replaced by `***`."""
+    try:
+        password = DatabaseUrl("postgresql", url=url).password
+    except ValueError:  # a URL that does not split names no password urlsplit can find
+        password = None
+    return text.replace(password, "***") if password else text
+
+
 def parse_database_url(raw: str) -> DatabaseUrl:
     """Parse `raw` (see the module docstring).
 

@@ -35,9 +35,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit
 
-from webhook.domain.database_url import DatabaseUrlError, parse_database_url, redact_url
+from webhook.domain.database_url import (
+    DatabaseUrlError,
+    hide_password,
+    parse_database_url,
+    redact_url,
+)
 from webhook.storage.errors import StorageError, StorageUnusable, storage_operational
 from webhook.storage.sql.db import Connection
 
@@ -728,10 +732,5 @@ def _scrub(message: str, *locations: DatabaseLocation) -> str:
     """`message` with the passwords of `locations` replaced by `***`."""
     for location in locations:
         if location.url:
-            try:
-                password = urlsplit(location.url).password
-            except ValueError:
-                password = None
-            if password:
-                message = message.replace(password, "***")
+            message = hide_password(message, location.url)
     return message

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import psycopg_pool
 
-from webhook.domain.database_url import DatabaseUrl
+from webhook.domain.database_url import hide_password
 from webhook.domain.database_url import redact_url as redact_url  # for this package
 from webhook.storage.errors import StorageBusy, StorageUnusable, register_engine
 
@@ -148,10 +148,7 @@ def connect_problem(exc: BaseException, url: str) -> str:
         reason = "no answer from the server (timeout expired)"
     elif "does not exist" in lowered and lowered.startswith("database"):
         reason = f"{reason} (create it first, e.g. with createdb)"
-    password = DatabaseUrl("postgresql", url=url).password
-    if password:
-        reason = reason.replace(password, "***")
-    return reason
+    return hide_password(reason, url)
 
 
 # ---- URLs and connection parameters -------------------------------------------------------
